@@ -1,0 +1,63 @@
+"""Samplers: grid, random, quasi-random and the model-based ones, all behind one contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optml.errors import SpecError
+from optml.samplers._base import Metric, Sampler, SearchContext, fill_unique
+from optml.samplers._simple import GridSampler, LatinHypercubeSampler, RandomSampler, SobolSampler
+
+# name -> "module:Class", imported on demand so that `import optml` stays light.
+_REGISTRY: dict[str, str] = {
+    "grid": "optml.samplers._simple:GridSampler",
+    "random": "optml.samplers._simple:RandomSampler",
+    "sobol": "optml.samplers._simple:SobolSampler",
+    "lhs": "optml.samplers._simple:LatinHypercubeSampler",
+}
+
+
+def register_sampler(name: str, target: str) -> None:
+    """Make ``make_sampler(name)`` build the class at ``"module:Class"``."""
+    _REGISTRY[name] = target
+
+
+def available_samplers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_sampler(spec: str | dict[str, Any] | Sampler, **context: Any) -> Sampler:
+    """Build a sampler from its name or ``{"name": ..., **options}`` (as :meth:`Sampler.to_spec`)."""
+    if isinstance(spec, Sampler):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    options = dict(spec)
+    name = str(options.pop("name", ""))
+    if name not in _REGISTRY:
+        raise SpecError(f"algorithm: unknown {name!r}; choose one of {available_samplers()}")
+    module_name, _, class_name = _REGISTRY[name].partition(":")
+    import importlib
+
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if hasattr(cls, "from_spec"):
+        return cls.from_spec(options, **context)  # type: ignore[no-any-return]
+    try:
+        return cls(**options)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise SpecError(f"algorithm {name!r}: bad options {options}: {exc}") from None
+
+
+__all__ = [
+    "GridSampler",
+    "LatinHypercubeSampler",
+    "Metric",
+    "RandomSampler",
+    "Sampler",
+    "SearchContext",
+    "SobolSampler",
+    "available_samplers",
+    "fill_unique",
+    "make_sampler",
+    "register_sampler",
+]

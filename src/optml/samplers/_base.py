@@ -1,0 +1,159 @@
+"""The sampler contract: a pure function from a study's history to new configurations."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from optml.space import Space
+from optml.trial import Trial, TrialState
+
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the study optimises: its name as the objective reports it, and its direction."""
+
+    name: str
+    direction: Direction = "minimize"
+
+    def loss(self, value: float) -> float:
+        """The value turned into something to minimise."""
+        return float(value) if self.direction == "minimize" else -float(value)
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """Everything a sampler may look at. Immutable; built afresh by the study for every request.
+
+    ``trials`` holds every trial of the study in any state; the unfinished ones are ``pending``
+    (their points are being evaluated, or queued to be). ``seed`` is the study's seed, for
+    samplers that walk a fixed sequence (Sobol); per-call randomness comes from the ``rng``
+    handed to :meth:`Sampler.propose`. ``budget`` is the study's trial budget when known.
+    """
+
+    space: Space
+    trials: Sequence[Trial]
+    metrics: Sequence[Metric] = (Metric("value"),)
+    seed: int = 0
+    budget: int | None = None
+    constraints: Sequence[Any] = field(default_factory=tuple)
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        return [t.params for t in self.trials if not t.state.is_finished]
+
+    @property
+    def completed(self) -> list[Trial]:
+        """Trials that finished with a usable value of every metric, in trial-number order."""
+        out = []
+        for t in self.trials:
+            if t.state is not TrialState.COMPLETE or t.value is None:
+                continue
+            if all(_finite(t.metrics.get(m.name, t.value if i == 0 else None)) for i, m in
+                   enumerate(self.metrics)):
+                out.append(t)
+        return out
+
+    def losses(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
+        """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise."""
+        trials = self.completed if trials is None else trials
+        metric = self.metrics[0]
+        return np.array([metric.loss(t.value) for t in trials], dtype=float)  # type: ignore[arg-type]
+
+    def loss_matrix(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
+        """Every metric of ``trials`` as an (n, k) array of values to minimise."""
+        trials = self.completed if trials is None else trials
+        rows = [
+            [m.loss(t.metrics.get(m.name, t.value if i == 0 else np.nan))  # type: ignore[arg-type]
+             for i, m in enumerate(self.metrics)]
+            for t in trials
+        ]
+        return np.array(rows, dtype=float).reshape(len(trials), len(self.metrics))
+
+    def seen_keys(self) -> set[tuple[Any, ...]]:
+        """Keys (see :meth:`Space.key`) of every configuration already tried or pending."""
+        return {self.space.key(t.params) for t in self.trials}
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and np.isfinite(value)
+
+
+class Sampler(abc.ABC):
+    """Proposes configurations to evaluate.
+
+    Contract:
+
+    - ``propose`` is a pure function of the context, ``n`` and ``rng``: a sampler keeps no state
+      between calls that could not be rebuilt from storage, so a study reloaded after a crash
+      proposes what the original would have.
+    - It returns at most ``n`` configurations, each valid in ``ctx.space``, none equal to
+      another in the batch or (for finite spaces where it can be avoided) to a pending one.
+    - Returning fewer than ``n`` (or none) means the sampler has nothing more to offer, and the
+      study stops asking once nothing is running (a finished grid).
+    - The pending trials are points being evaluated right now: model-based samplers must take
+      them into account (constant liar or similar) so that asynchronous workers do not all
+      explore the same place.
+    - The constructor takes only plain options, and :meth:`to_spec` returns them so that the
+      study can be rebuilt from storage.
+    """
+
+    name: str = "sampler"
+
+    @abc.abstractmethod
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Return up to ``n`` new configurations."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The sampler's name and options, enough to build it again with :func:`make_sampler`."""
+        return {"name": self.name}
+
+    def describe(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        options = {k: v for k, v in self.to_spec().items() if k != "name"}
+        inner = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def fill_unique(
+    ctx: SearchContext,
+    proposals: list[dict[str, Any]],
+    n: int,
+    rng: np.random.Generator,
+    tries: int = 50,
+) -> list[dict[str, Any]]:
+    """Drop duplicates (within the batch and against every known trial) and top up at random.
+
+    Shared by every sampler so that none proposes the same point twice. In a finite space that
+    is exhausted, fewer than ``n`` points come back.
+    """
+    seen = ctx.seen_keys()
+    out: list[dict[str, Any]] = []
+    for config in proposals:
+        key = ctx.space.key(config)
+        if key not in seen:
+            seen.add(key)
+            out.append(config)
+        if len(out) == n:
+            return out
+    for _ in range(tries):
+        if len(out) == n:
+            break
+        for config in ctx.space.sample(rng, n - len(out)):
+            key = ctx.space.key(config)
+            if key not in seen:
+                seen.add(key)
+                out.append(config)
+    if len(out) < n and ctx.space.is_finite and ctx.space.grid_size <= 100_000:
+        rest = [c for c in ctx.space.grid() if ctx.space.key(c) not in seen]
+        for i in rng.permutation(len(rest))[: n - len(out)]:
+            out.append(rest[i])
+    return out

@@ -1,0 +1,102 @@
+"""Samplers that need no model: grid, random, and quasi-random (Sobol, Latin hypercube)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from optml.errors import SpaceError
+from optml.samplers._base import Sampler, SearchContext, fill_unique
+
+
+class GridSampler(Sampler):
+    """Every point of a finite space (or of an explicit list of ``points``), each once, in order.
+
+    When all points have been proposed it returns nothing and the study ends.
+    """
+
+    name = "grid"
+
+    def __init__(self, points: Sequence[Mapping[str, Any]] | None = None) -> None:
+        self.points = [dict(p) for p in points] if points is not None else None
+
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        seen = ctx.seen_keys()
+        out: list[dict[str, Any]] = []
+        for i, point in enumerate(self.points if self.points is not None else ctx.space.grid()):
+            if self.points is not None:
+                point = ctx.space.validate(point, where=f"grid point {i + 1}")
+            key = ctx.space.key(point)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(point)
+            if len(out) == n:
+                break
+        return out
+
+    def size(self, ctx: SearchContext) -> int:
+        return len(self.points) if self.points is not None else ctx.space.grid_size
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"name": self.name}
+        if self.points is not None:
+            spec["points"] = self.points
+        return spec
+
+
+class RandomSampler(Sampler):
+    """Independent uniform (log-uniform on log scales) draws; never repeats a point."""
+
+    name = "random"
+
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        return fill_unique(ctx, ctx.space.sample(rng, n), n, rng)
+
+
+class SobolSampler(Sampler):
+    """A scrambled Sobol sequence, continued across calls from the number of trials so far."""
+
+    name = "sobol"
+
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        from scipy.stats import qmc
+
+        engine = qmc.Sobol(len(ctx.space), scramble=True, rng=np.random.default_rng(ctx.seed))
+        if ctx.trials:
+            engine.fast_forward(len(ctx.trials))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # balance warnings: we continue one sequence on purpose
+            points = [ctx.space.decode(u) for u in engine.random(n)]
+        return fill_unique(ctx, points, n, rng)
+
+
+class LatinHypercubeSampler(Sampler):
+    """Latin hypercube designs of ``block`` points (default: the study's budget, else 64)."""
+
+    name = "lhs"
+
+    def __init__(self, block: int | None = None) -> None:
+        if block is not None and block < 1:
+            raise SpaceError(f"lhs: block must be >= 1, got {block}")
+        self.block = block
+
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        from scipy.stats import qmc
+
+        block = self.block or ctx.budget or 64
+        start = len(ctx.trials)
+        points: list[dict[str, Any]] = []
+        designs: dict[int, np.ndarray] = {}
+        for index in range(start, start + n):
+            b = index // block
+            if b not in designs:
+                designs[b] = qmc.LatinHypercube(len(ctx.space), rng=np.random.default_rng([ctx.seed, b])).random(block)
+            points.append(ctx.space.decode(designs[b][index % block]))
+        return fill_unique(ctx, points, n, rng)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"name": self.name, "block": self.block}

@@ -1,0 +1,156 @@
+"""The search space: an ordered set of parameters, unit-cube encoding, sampling and grids."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from optml.errors import SpaceError
+from optml.space._params import Categorical, Float, Int, Param, _choice_key, param_from_dict
+
+
+class Space:
+    """An ordered set of named parameters.
+
+    Every point of the space maps to a point of the unit cube ``[0, 1]^d`` (one dimension per
+    parameter) and back, which is what samplers work in.
+
+    >>> space = Space([Float("x", 0, 1), Categorical("act", ("relu", "tanh"))])
+    >>> space.decode(space.encode({"x": 0.25, "act": "tanh"}))
+    {'x': 0.25, 'act': 'tanh'}
+    """
+
+    def __init__(self, params: Sequence[Param]) -> None:
+        names = [p.name for p in params]
+        if not names:
+            raise SpaceError("the search space is empty: give at least one parameter")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SpaceError(f"the search space names parameter(s) {dupes} more than once")
+        self._params: dict[str, Param] = {p.name: p for p in params}
+
+    @property
+    def params(self) -> list[Param]:
+        return list(self._params.values())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self._params.values())
+
+    def __getitem__(self, name: str) -> Param:
+        return self._params[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{p.name}={p.describe()}" for p in self)
+        return f"Space({inner})"
+
+    # -- checking -------------------------------------------------------------------------
+    def validate(self, config: Mapping[str, Any], where: str = "configuration") -> dict[str, Any]:
+        """Return ``config`` with values cast to their parameter's type; raise if it does not fit."""
+        missing = [n for n in self.names if n not in config]
+        extra = [n for n in config if n not in self._params]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {missing}")
+            if extra:
+                parts.append(f"unknown {extra}")
+            raise SpaceError(f"{where}: {', '.join(parts)}; the space has {self.names}")
+        out: dict[str, Any] = {}
+        for p in self:
+            value = config[p.name]
+            if not p.contains(value):
+                raise SpaceError(
+                    f"{where}: {p.name}={value!r} is outside the space ({p.describe()})"
+                )
+            if isinstance(p, Int):
+                value = int(value)
+            elif isinstance(p, Float):
+                value = float(value)
+            else:
+                value = p.choices[p.index(value)]
+            out[p.name] = value
+        return out
+
+    def key(self, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A hashable key of a configuration: equal for configurations that are the same point."""
+        return tuple(_choice_key(config.get(n)) for n in self.names)
+
+    # -- unit cube ------------------------------------------------------------------------
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """Map a configuration to a point of the unit cube."""
+        return np.array([p.to_unit(config[p.name]) for p in self], dtype=float)
+
+    def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        if not configs:
+            return np.empty((0, len(self)))
+        return np.array([[p.to_unit(c[p.name]) for p in self] for c in configs], dtype=float)
+
+    def decode(self, point: Sequence[float] | np.ndarray) -> dict[str, Any]:
+        """Map a point of the unit cube to a configuration (integers rounded, choices picked)."""
+        if len(point) != len(self):
+            raise ValueError(f"point has {len(point)} dimensions, the space {len(self)}")
+        return {p.name: p.from_unit(u) for p, u in zip(self, point, strict=True)}
+
+    def sample(self, rng: np.random.Generator, n: int = 1) -> list[dict[str, Any]]:
+        """Draw ``n`` configurations uniformly (log-uniformly on log scales)."""
+        return [self.decode(u) for u in rng.random((n, len(self)))]
+
+    # -- grids ----------------------------------------------------------------------------
+    @property
+    def is_finite(self) -> bool:
+        return all(not isinstance(p, Float) for p in self)
+
+    @property
+    def grid_size(self) -> int:
+        if not self.is_finite:
+            raise SpaceError(self._not_finite_message())
+        size = 1
+        for p in self:
+            size *= p.size  # type: ignore[union-attr]
+        return size
+
+    def grid(self) -> Iterator[dict[str, Any]]:
+        """Every point of a finite space, in row-major order (the last parameter varies fastest)."""
+        if not self.is_finite:
+            raise SpaceError(self._not_finite_message())
+        names = self.names
+        for combo in itertools.product(*(p.values() for p in self)):  # type: ignore[union-attr]
+            yield dict(zip(names, combo, strict=True))
+
+    def _not_finite_message(self) -> str:
+        floats = [p.name for p in self if isinstance(p, Float)]
+        return (
+            f"grid search needs a finite space, but {floats} are continuous ranges; "
+            "give them as lists of values or choose another algorithm (random, sobol, tpe, ...)"
+        )
+
+    # -- storage --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {p.name: p.to_dict() for p in self}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Space:
+        return cls([param_from_dict(name, d) for name, d in data.items()])
+
+
+__all__ = ["Space", "Float", "Int", "Categorical"]

@@ -1,0 +1,188 @@
+"""The storage contract: where studies and their trials live."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from optml.samplers._base import Metric
+from optml.trial import Trial, TrialState
+
+# Study states: RUNNING while a controller drives it, INTERRUPTED when stopped early (resume
+# finishes it), COMPLETE when its budget is spent or its sampler has nothing more to offer.
+STUDY_STATES = ("CREATED", "RUNNING", "INTERRUPTED", "COMPLETE")
+
+# Fields of a trial that update_trial may change.
+TRIAL_FIELDS = frozenset(
+    {
+        "state",
+        "value",
+        "metrics",
+        "intermediate",
+        "error",
+        "logs",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "worker",
+        "user_attrs",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What storage keeps about a study besides its trials."""
+
+    id: int
+    name: str
+    metrics: tuple[Metric, ...]
+    space: dict[str, Any]
+    sampler: dict[str, Any]
+    seed: int
+    state: str = "CREATED"
+    spec: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One line of a study listing."""
+
+    name: str
+    state: str
+    metric: Metric
+    counts: dict[str, int]
+    best_value: float | None
+    created_at: datetime | None
+
+    @property
+    def n_trials(self) -> int:
+        return sum(self.counts.values())
+
+
+class Storage(abc.ABC):
+    """Keeps studies and trials.
+
+    Contract:
+
+    - Every method is atomic and its effect is durable when it returns (committed), so the
+      controller can write a state change first and act on it second.
+    - Safe to call from several threads, and for SQL storage from several processes at once:
+      ``create_trial`` numbers trials 0, 1, 2, ... within a study without gaps or repeats, and
+      ``claim_trial`` hands a WAITING trial to exactly one caller.
+    - A finished trial (COMPLETE, FAILED, PRUNED, TIMEOUT) is immutable: updating it raises
+      :class:`~optml.errors.StorageError`, except ``user_attrs``.
+    - Returned objects are snapshots; changing them changes nothing stored.
+    """
+
+    url: str = ""
+
+    # -- studies --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_study(
+        self,
+        name: str,
+        *,
+        metrics: Sequence[Metric],
+        space: Mapping[str, Any],
+        sampler: Mapping[str, Any],
+        seed: int,
+        spec: Mapping[str, Any] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> StudyRecord:
+        """Create a study; raise DuplicateStudyError if the name is taken."""
+
+    @abc.abstractmethod
+    def load_study(self, name: str) -> StudyRecord:
+        """Return the study of that name; raise StudyNotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[StudySummary]:
+        """Every study, oldest first, with trial counts per state and the best value."""
+
+    @abc.abstractmethod
+    def delete_study(self, name: str) -> None:
+        """Delete a study and its trials; raise StudyNotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def set_study_state(self, study_id: int, state: str) -> None:
+        """Record the study's state (one of STUDY_STATES)."""
+
+    @abc.abstractmethod
+    def set_study_attrs(self, study_id: int, attrs: Mapping[str, Any]) -> None:
+        """Merge ``attrs`` into the study's user attributes."""
+
+    # -- trials ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_trial(
+        self,
+        study_id: int,
+        params: Mapping[str, Any],
+        *,
+        state: TrialState = TrialState.WAITING,
+        **fields: Any,
+    ) -> Trial:
+        """Add a trial with the next number; ``fields`` are any of TRIAL_FIELDS."""
+
+    @abc.abstractmethod
+    def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        """Move the lowest-numbered WAITING trial to RUNNING and return it (None if none)."""
+
+    @abc.abstractmethod
+    def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
+        """Change fields of a trial (see TRIAL_FIELDS) and return the new record."""
+
+    @abc.abstractmethod
+    def get_trial(self, study_id: int, number: int) -> Trial:
+        """One trial; raise StorageError if it does not exist."""
+
+    @abc.abstractmethod
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[Trial]:
+        """Trials of a study in number order, optionally only those in ``states``."""
+
+    @abc.abstractmethod
+    def get_best_trial(self, study_id: int) -> Trial | None:
+        """The COMPLETE trial with the best value of the primary metric (lowest number on ties)."""
+
+    @abc.abstractmethod
+    def count_trials(self, study_id: int) -> dict[str, int]:
+        """Number of trials per state (states with none are left out)."""
+
+    def close(self) -> None:
+        """Release connections. The storage must not be used afterwards."""
+
+
+def check_update(trial: Trial, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an update of ``trial``; shared by every storage so all refuse the same things."""
+    from optml.errors import StorageError
+
+    unknown = set(fields) - TRIAL_FIELDS
+    if unknown:
+        raise StorageError(f"trial {trial.number}: cannot update unknown field(s) {sorted(unknown)}")
+    if trial.state.is_finished and set(fields) - {"user_attrs"}:
+        raise StorageError(
+            f"trial {trial.number} is already {trial.state.value}; a finished trial is immutable"
+        )
+    out = dict(fields)
+    if "state" in out:
+        out["state"] = TrialState(out["state"])
+    return out
+
+
+def best_of(trials: Iterable[Trial], metric: Metric) -> Trial | None:
+    """The COMPLETE trial with the best primary value, lowest number on ties."""
+    best: Trial | None = None
+    for t in trials:
+        if t.state is not TrialState.COMPLETE or t.value is None or t.value != t.value:
+            continue
+        if best is None or metric.loss(t.value) < metric.loss(best.value):  # type: ignore[arg-type]
+            best = t
+    return best

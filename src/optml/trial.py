@@ -1,0 +1,79 @@
+"""The trial record and its states."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+
+class TrialState(str, enum.Enum):
+    """Where a trial is in its life: WAITING → RUNNING → one of the finished states."""
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    PRUNED = "PRUNED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def is_finished(self) -> bool:
+        return self not in (TrialState.WAITING, TrialState.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED, TrialState.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration of a study and what became of it. Immutable: storage hands out copies.
+
+    ``value`` is the study's primary metric (as reported, not negated); ``metrics`` holds every
+    metric the objective returned. ``intermediate`` maps a step to a reported value (for pruning).
+    """
+
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    value: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    intermediate: dict[int, float] = field(default_factory=dict)
+    error: str | None = None
+    logs: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    worker: str | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def with_changes(self, **changes: Any) -> Trial:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The export form: plain JSON types."""
+        return {
+            "number": self.number,
+            "state": self.state.value,
+            "params": dict(self.params),
+            "value": _json_float(self.value),
+            "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
+            "duration_s": self.duration_s,
+            "error": self.error,
+            "attempts": self.attempts,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "user_attrs": dict(self.user_attrs),
+        }
+
+
+def _json_float(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
