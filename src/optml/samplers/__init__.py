@@ -14,6 +14,12 @@ _REGISTRY: dict[str, str] = {
     "random": "optml.samplers._simple:RandomSampler",
     "sobol": "optml.samplers._simple:SobolSampler",
     "lhs": "optml.samplers._simple:LatinHypercubeSampler",
+    "tpe": "optml.samplers._tpe:TPESampler",
+    "gp": "optml.samplers._gp:GPSampler",
+    "forest": "optml.samplers._forest:ForestSampler",
+    "cmaes": "optml.samplers._cmaes:CMAESSampler",
+    "meta": "optml.samplers._meta:MetaSampler",
+    "nsga2": "optml.samplers._nsga2:NSGA2Sampler",
 }
 
 

@@ -1,0 +1,113 @@
+"""The sampler contract, checked on every registered sampler."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from optml.samplers import SearchContext, available_samplers, make_sampler
+from optml.samplers._base import Metric
+from optml.samplers import _REGISTRY
+from optml.space import Categorical, Float, Int, Space
+from optml.trial import Trial, TrialState
+
+
+def _implemented(name: str) -> bool:
+    module = _REGISTRY[name].partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        return exc.name != module
+    return True
+
+
+MODEL_FREE = ["grid", "random", "sobol", "lhs"]
+SAMPLERS = [n for n in available_samplers() if _implemented(n) and n not in ("grid", "meta")]
+
+MIXED = Space(
+    [
+        Float("x", -5.0, 5.0),
+        Float("lr", 1e-5, 1e-1, log=True),
+        Int("units", 1, 64, log=True),
+        Int("layers", 1, 4),
+        Categorical("act", ("relu", "tanh", "sigmoid")),
+    ]
+)
+
+
+def _history(space: Space, n: int, seed: int = 0, running: int = 0) -> list[Trial]:
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i, config in enumerate(space.sample(rng, n + running)):
+        u = space.encode(config)
+        value = float(np.sum((u - 0.3) ** 2))
+        if i < n:
+            trials.append(Trial(i, TrialState.COMPLETE, config, value=value, metrics={"value": value}))
+        else:
+            trials.append(Trial(i, TrialState.RUNNING, config))
+    return trials
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("n_done", [0, 3, 25])
+def test_proposals_are_valid_unique_and_away_from_pending(name: str, n_done: int) -> None:
+    sampler = make_sampler(name)
+    trials = _history(MIXED, n_done, running=2)
+    ctx = SearchContext(space=MIXED, trials=trials, metrics=(Metric("value"),), seed=3, budget=50)
+    batch = sampler.propose(ctx, 4, np.random.default_rng(1))
+    assert len(batch) == 4
+    keys = [MIXED.key(c) for c in batch]
+    assert len(set(keys)) == 4, "a batch repeats a point"
+    assert not set(keys) & ctx.seen_keys(), "a proposal repeats a known or pending point"
+    for config in batch:
+        checked = MIXED.validate(config)
+        for p in MIXED:
+            assert type(config[p.name]) is type(checked[p.name]), (p.name, config[p.name])
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_same_seed_same_proposals(name: str) -> None:
+    trials = _history(MIXED, 12)
+    ctx = SearchContext(space=MIXED, trials=trials, seed=7, budget=50)
+    first = make_sampler(name).propose(ctx, 3, np.random.default_rng(5))
+    again = make_sampler(make_sampler(name).to_spec()).propose(ctx, 3, np.random.default_rng(5))
+    assert first == again
+
+
+def test_grid_walks_every_point_once_then_stops() -> None:
+    space = Space([Categorical("lr", (0.1, 0.5)), Int("n", 1, 3)])
+    sampler = make_sampler("grid")
+    trials: list[Trial] = []
+    rng = np.random.default_rng(0)
+    while True:
+        batch = sampler.propose(SearchContext(space=space, trials=trials), 4, rng)
+        if not batch:
+            break
+        trials += [Trial(len(trials) + i, TrialState.COMPLETE, c, value=0.0) for i, c in enumerate(batch)]
+    assert [(t.params["lr"], t.params["n"]) for t in trials] == [
+        (0.1, 1), (0.1, 2), (0.1, 3), (0.5, 1), (0.5, 2), (0.5, 3)
+    ]
+
+
+def test_grid_with_explicit_points_skips_pending() -> None:
+    space = Space([Categorical("lr", (0.1, 0.5))])
+    sampler = make_sampler({"name": "grid", "points": [{"lr": 0.5}, {"lr": 0.1}]})
+    pending = [Trial(0, TrialState.RUNNING, {"lr": 0.5})]
+    assert sampler.propose(SearchContext(space=space, trials=pending), 5, np.random.default_rng()) == [
+        {"lr": 0.1}
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in MODEL_FREE if n != "grid"])
+def test_finite_space_is_exhausted_without_repeats(name: str) -> None:
+    space = Space([Categorical("a", (1, 2, 3)), Int("b", 0, 1)])
+    trials: list[Trial] = []
+    rng = np.random.default_rng(0)
+    sampler = make_sampler(name)
+    for _ in range(4):
+        batch = sampler.propose(SearchContext(space=space, trials=trials), 4, rng)
+        trials += [Trial(len(trials) + i, TrialState.COMPLETE, c, value=1.0) for i, c in enumerate(batch)]
+    assert len(trials) == 6
+    assert len({space.key(t.params) for t in trials}) == 6
