@@ -44,6 +44,35 @@ class SearchContext:
     budget: int | None = None
     constraints: Sequence[Any] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        # Accept the spec forms (strings, callables, dicts) as well as built constraints.
+        if self.constraints:
+            from optml.constraints import parse_constraints
+
+            object.__setattr__(self, "constraints", tuple(parse_constraints(list(self.constraints))))
+
+    @property
+    def param_constraints(self) -> list[Any]:
+        """The constraints on the parameters (checked before a configuration runs)."""
+        return [c for c in self.constraints if getattr(c, "kind", None) == "params"]
+
+    def allows(self, config: dict[str, Any]) -> bool:
+        """Whether ``config`` meets every parameter constraint (always true without any)."""
+        return all(c.allows(config) for c in self.constraints)
+
+    def violations(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
+        """Total constraint violation of ``trials`` (default: :attr:`completed`); 0 = feasible."""
+        trials = self.completed if trials is None else trials
+        if not self.constraints:
+            return np.zeros(len(trials))
+        return np.array(
+            [sum(c.violation(t) for c in self.constraints) for t in trials], dtype=float
+        ).reshape(len(trials))
+
+    def feasible(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
+        """Boolean mask of ``trials`` (default: :attr:`completed`) that meet every constraint."""
+        return self.violations(trials) == 0.0
+
     @property
     def pending(self) -> list[dict[str, Any]]:
         return [t.params for t in self.trials if not t.state.is_finished]
@@ -61,10 +90,18 @@ class SearchContext:
         return out
 
     def losses(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
-        """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise."""
+        """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise.
+
+        With constraints, an infeasible trial's loss is replaced by one worse than every
+        feasible trial's (the worst feasible loss plus a margin that grows with its violation),
+        so that every sampler that models these losses steers away from infeasible regions.
+        """
         trials = self.completed if trials is None else trials
         metric = self.metrics[0]
-        return np.array([metric.loss(t.value) for t in trials], dtype=float)  # type: ignore[arg-type]
+        raw = np.array([metric.loss(t.value) for t in trials], dtype=float)  # type: ignore[arg-type]
+        if not self.constraints or not len(raw):
+            return raw
+        return penalise(raw, self.violations(trials))
 
     def loss_matrix(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Every metric of ``trials`` as an (n, k) array of values to minimise."""
@@ -79,6 +116,35 @@ class SearchContext:
     def seen_keys(self) -> set[tuple[Any, ...]]:
         """Keys (see :meth:`Space.key`) of every configuration already tried or pending."""
         return {self.space.key(t.params) for t in self.trials}
+
+
+def penalise(losses: np.ndarray, violations: np.ndarray) -> np.ndarray:
+    """Losses with every infeasible entry (violation > 0) moved behind all feasible ones.
+
+    An infeasible loss becomes ``worst + spread * (0.1 + v)``, where ``worst`` and ``spread`` are
+    the largest loss and the range of the feasible losses (of all losses when none is
+    feasible) and ``v`` in (0, 1] is its violation relative to the largest: infeasible trials
+    rank among themselves by how far they miss, and always below every feasible one.
+    """
+    losses = np.asarray(losses, dtype=float)
+    violations = np.asarray(violations, dtype=float)
+    bad = violations > 0
+    if not bad.any():
+        return losses
+    good = ~bad
+    reference = losses[good] if good.any() else losses
+    reference = reference[np.isfinite(reference)]
+    worst = float(reference.max()) if reference.size else 0.0
+    spread = float(np.ptp(reference)) if reference.size else 0.0
+    if spread <= 0:
+        spread = max(abs(worst), 1.0)
+    v = violations[bad].copy()
+    finite = np.isfinite(v)
+    top = float(v[finite].max()) if finite.any() else 1.0
+    v[~finite] = 2.0 * top  # an unreported metric: farther than any measured miss
+    out = losses.copy()
+    out[bad] = worst + spread * (0.1 + v / (2.0 * top if (~finite).any() else top))
+    return out
 
 
 def _finite(value: Any) -> bool:
@@ -133,27 +199,39 @@ def fill_unique(
     """Drop duplicates (within the batch and against every known trial) and top up at random.
 
     Shared by every sampler so that none proposes the same point twice. In a finite space that
-    is exhausted, fewer than ``n`` points come back.
+    is exhausted, fewer than ``n`` points come back. With parameter constraints
+    (``ctx.constraints``), proposals that break one are dropped too and replaced by random
+    draws that meet them (rejection sampling); if the constraints leave (almost) nothing, fewer
+    than ``n`` points come back.
     """
     seen = ctx.seen_keys()
+    constrained = bool(ctx.param_constraints)
+    allows = ctx.allows if constrained else None
     out: list[dict[str, Any]] = []
     for config in proposals:
-        key = ctx.space.key(config)
-        if key not in seen:
-            seen.add(key)
-            out.append(config)
         if len(out) == n:
             return out
+        key = ctx.space.key(config)
+        if key not in seen and (allows is None or allows(config)):
+            seen.add(key)
+            out.append(config)
     for _ in range(tries):
         if len(out) == n:
             break
-        for config in ctx.space.sample(rng, n - len(out)):
+        # Under constraints draw more per round: most draws may be refused.
+        draws = n - len(out) if not constrained else max(4 * (n - len(out)), 32)
+        for config in ctx.space.sample(rng, draws):
             key = ctx.space.key(config)
-            if key not in seen:
+            if key not in seen and (allows is None or allows(config)):
                 seen.add(key)
                 out.append(config)
+                if len(out) == n:
+                    break
     if len(out) < n and ctx.space.is_finite and ctx.space.grid_size <= 100_000:
-        rest = [c for c in ctx.space.grid() if ctx.space.key(c) not in seen]
+        rest = [
+            c for c in ctx.space.grid()
+            if ctx.space.key(c) not in seen and (allows is None or allows(c))
+        ]
         for i in rng.permutation(len(rest))[: n - len(out)]:
             out.append(rest[i])
     return out

@@ -1,0 +1,198 @@
+"""Standard test functions with known optima, as OptML search spaces, for the sampler benchmarks.
+
+Every function is minimised. ``fstar`` is its global minimum and ``xstar`` a point reaching it
+(checked by ``tests/benchmarks/test_functions.py``). Regret of a run = best value found - fstar.
+
+The continuous ones follow the usual definitions (Surjanovic & Bingham's Virtual Library of
+Simulation Experiments); two mixed ones exercise integer and categorical dimensions:
+
+- ``rosenbrock_int4``: Rosenbrock in 4-D whose last two coordinates are integers in [-5, 10].
+- ``mixed_cat5``: a quadratic in 3 reals and 1 integer whose centre and floor are set by a
+  categorical choice among four; only one choice reaches 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optml.space import Categorical, Float, Int, Space
+
+
+@dataclass(frozen=True)
+class TestFunction:
+    """A named function over an OptML space with its known global minimum."""
+
+    __test__ = False  # not a pytest class despite the name
+
+    name: str
+    space: Space
+    fn: Callable[[Mapping[str, Any]], float]
+    fstar: float
+    xstar: dict[str, Any]
+
+    def __call__(self, params: Mapping[str, Any]) -> float:
+        return float(self.fn(params))
+
+    @property
+    def dim(self) -> int:
+        return len(self.space)
+
+    def regret(self, value: float) -> float:
+        # Clip at 0: a local search may land a hair under a published optimum's rounding.
+        return max(0.0, float(value) - self.fstar)
+
+
+def _vec(params: Mapping[str, Any], d: int) -> np.ndarray:
+    return np.array([float(params[f"x{i}"]) for i in range(d)])
+
+
+def _box(d: int, low: float, high: float) -> Space:
+    return Space([Float(f"x{i}", low, high) for i in range(d)])
+
+
+def _point(values: Any) -> dict[str, Any]:
+    return {f"x{i}": float(v) for i, v in enumerate(values)}
+
+
+# -- continuous functions -------------------------------------------------------------------
+
+
+def _branin(p: Mapping[str, Any]) -> float:
+    x1, x2 = _vec(p, 2)
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+def _camel(p: Mapping[str, Any]) -> float:
+    x1, x2 = _vec(p, 2)
+    return (4 - 2.1 * x1**2 + x1**4 / 3) * x1**2 + x1 * x2 + (-4 + 4 * x2**2) * x2**2
+
+
+_H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
+_H3_P = 1e-4 * np.array([[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547],
+                         [381, 5743, 8828]])
+_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def _hartmann(a: np.ndarray, pp: np.ndarray) -> Callable[[Mapping[str, Any]], float]:
+    d = a.shape[1]
+
+    def f(p: Mapping[str, Any]) -> float:
+        x = _vec(p, d)
+        return float(-np.sum(_H_ALPHA * np.exp(-np.sum(a * (x - pp) ** 2, axis=1))))
+
+    return f
+
+
+def _rosenbrock_x(x: np.ndarray) -> float:
+    return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
+
+
+def _ackley(d: int) -> Callable[[Mapping[str, Any]], float]:
+    def f(p: Mapping[str, Any]) -> float:
+        x = _vec(p, d)
+        return float(-20 * np.exp(-0.2 * np.sqrt(np.mean(x**2))) - np.exp(np.mean(np.cos(2 * np.pi * x)))
+                     + 20 + math.e)
+
+    return f
+
+
+def _levy(d: int) -> Callable[[Mapping[str, Any]], float]:
+    def f(p: Mapping[str, Any]) -> float:
+        w = 1 + (_vec(p, d) - 1) / 4
+        head = math.sin(math.pi * w[0]) ** 2
+        mid = np.sum((w[:-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * w[:-1] + 1) ** 2))
+        tail = (w[-1] - 1) ** 2 * (1 + math.sin(2 * math.pi * w[-1]) ** 2)
+        return float(head + mid + tail)
+
+    return f
+
+
+def _rastrigin(d: int) -> Callable[[Mapping[str, Any]], float]:
+    def f(p: Mapping[str, Any]) -> float:
+        x = _vec(p, d)
+        return float(10 * d + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
+
+    return f
+
+
+_ST_XSTAR = -2.903534027771178
+_ST_FSTAR_1D = -39.16616570377142
+
+
+def _styblinski_tang(d: int) -> Callable[[Mapping[str, Any]], float]:
+    def f(p: Mapping[str, Any]) -> float:
+        x = _vec(p, d)
+        return float(0.5 * np.sum(x**4 - 16 * x**2 + 5 * x))
+
+    return f
+
+
+# -- mixed functions ------------------------------------------------------------------------
+
+
+def _rosenbrock_int(p: Mapping[str, Any]) -> float:
+    x = np.array([float(p["x0"]), float(p["x1"]), float(p["k2"]), float(p["k3"])])
+    return _rosenbrock_x(x)
+
+
+_CAT_SHIFT = {"a": 0.0, "b": 2.0, "c": -1.5, "d": 3.0}
+_CAT_FLOOR = {"a": 0.8, "b": 0.4, "c": 0.0, "d": 1.5}
+_CAT_K = {"a": 4, "b": 10, "c": 13, "d": 17}
+
+
+def _mixed_cat(p: Mapping[str, Any]) -> float:
+    c = str(p["c"])
+    x = _vec(p, 3)
+    centre = _CAT_SHIFT[c] + 0.5 * np.arange(3)
+    return float(_CAT_FLOOR[c] + np.sum((x - centre) ** 2) / 4 + ((int(p["k"]) - _CAT_K[c]) / 4) ** 2)
+
+
+def _build() -> dict[str, TestFunction]:
+    fns = [
+        TestFunction("branin", Space([Float("x0", -5, 10), Float("x1", 0, 15)]), _branin,
+                     0.39788735772973816, _point([math.pi, 2.275])),
+        TestFunction("camel6", Space([Float("x0", -3, 3), Float("x1", -2, 2)]), _camel,
+                     -1.0316284534898774, _point([0.08984201368301331, -0.7126564032704135])),
+        TestFunction("hartmann3", _box(3, 0, 1), _hartmann(_H3_A, _H3_P),
+                     -3.862779787332663, _point([0.11458888932421674, 0.5556488889726049, 0.8525469795448206])),
+        TestFunction("hartmann6", _box(6, 0, 1), _hartmann(_H6_A, _H6_P),
+                     -3.3223680114155147,
+                     _point([0.20168952, 0.15001069, 0.47687398, 0.27533243, 0.31165162,
+                             0.65730054])),
+        TestFunction("rosenbrock4", _box(4, -5, 10), lambda p: _rosenbrock_x(_vec(p, 4)), 0.0,
+                     _point([1, 1, 1, 1])),
+        TestFunction("ackley5", _box(5, -32.768, 32.768), _ackley(5), 0.0, _point([0] * 5)),
+        TestFunction("levy4", _box(4, -10, 10), _levy(4), 0.0, _point([1] * 4)),
+        TestFunction("rastrigin3", _box(3, -5.12, 5.12), _rastrigin(3), 0.0, _point([0] * 3)),
+        TestFunction("styblinski8", _box(8, -5, 5), _styblinski_tang(8), 8 * _ST_FSTAR_1D,
+                     _point([_ST_XSTAR] * 8)),
+        TestFunction("rosenbrock_int4",
+                     Space([Float("x0", -5, 10), Float("x1", -5, 10), Int("k2", -5, 10),
+                            Int("k3", -5, 10)]),
+                     _rosenbrock_int, 0.0, {"x0": 1.0, "x1": 1.0, "k2": 1, "k3": 1}),
+        TestFunction("mixed_cat5",
+                     Space([Float("x0", -5, 5), Float("x1", -5, 5), Float("x2", -5, 5),
+                            Int("k", 0, 20), Categorical("c", ("a", "b", "c", "d"))]),
+                     _mixed_cat, 0.0, {"x0": -1.5, "x1": -1.0, "x2": -0.5, "k": 13, "c": "c"}),
+    ]
+    return {f.name: f for f in fns}
+
+
+FUNCTIONS: dict[str, TestFunction] = _build()
+
+
+def get_function(name: str) -> TestFunction:
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown test function {name!r}; choose from {sorted(FUNCTIONS)}") from None

@@ -1,0 +1,273 @@
+"""The controller loop behind Study.optimize: keep the workers busy, record every change first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optml.errors import OptMLError
+from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
+from optml.objectives import FunctionObjective, Objective, primary_value
+from optml.samplers import GridSampler
+from optml.trial import Trial, TrialState
+
+if TYPE_CHECKING:
+    from optml.study import Study
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one call of ``optimize`` did: wall time, time spent in trials, and workers."""
+
+    trials: int
+    wall_s: float
+    busy_s: float
+    workers: int
+    stop_reason: str
+
+    @property
+    def speedup(self) -> float:
+        """Sum of trial durations over wall time: how much faster than one after another."""
+        return self.busy_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def efficiency(self) -> float:
+        """Speedup per worker (1.0 = every worker busy all the time)."""
+        return self.speedup / self.workers if self.workers else 0.0
+
+
+def as_objective(objective: Callable[..., Any] | Objective, data: str | None = None) -> Objective:
+    if isinstance(objective, Objective):
+        return objective
+    if callable(objective) or isinstance(objective, str):
+        return FunctionObjective(objective, data=data)
+    raise OptMLError(f"objective must be a callable or an Objective, got {type(objective).__name__}")
+
+
+class Controller:
+    """Runs one ``optimize`` call. See :meth:`optml.study.Study.optimize` for the options."""
+
+    def __init__(
+        self,
+        study: Study,
+        objective: Callable[..., Any] | Objective,
+        *,
+        n_trials: int | None,
+        timeout: float | None,
+        workers: int | None,
+        executor: str | Executor,
+        trial_timeout: float | None,
+        retries: int,
+        target: float | None,
+        callbacks: Sequence[Callable[[Study, Trial], None]],
+        data: str | None,
+        show_progress: bool,
+    ) -> None:
+        if n_trials is not None and n_trials < 0:
+            raise OptMLError(f"n_trials must be >= 0, got {n_trials}")
+        if retries < 0:
+            raise OptMLError(f"retries must be >= 0, got {retries}")
+        if n_trials is None and timeout is None and not isinstance(study.sampler, GridSampler):
+            raise OptMLError(
+                f"{study.sampler.name} search never runs out of configurations: "
+                "give n_trials or timeout"
+            )
+        self.study = study
+        self.objective = as_objective(objective, data)
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.executor = make_executor(executor, workers)
+        self.trial_timeout = trial_timeout
+        self.retries = retries
+        self.target = target
+        self.callbacks = list(callbacks)
+        self.data = data
+        self.show_progress = show_progress
+        self.inflight: dict[int, TrialTask] = {}
+        self.launched = 0
+        self.finished = 0
+        self.busy_s = 0.0
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> RunStats:
+        study = self.study
+        study._refresh()
+        study.requeue_orphans()
+        start = time.monotonic()
+        deadline = start + self.timeout if self.timeout is not None else None
+        budget = None if self.n_trials is None else len(study._trial_cache()) + self.n_trials
+        study.storage.set_study_state(study.id, "RUNNING")
+        study._stop_requested = False
+        progress = _Progress(self) if self.show_progress else None
+        stop_reason = ""
+        self.executor.start(self.objective)
+        try:
+            while True:
+                if not stop_reason:
+                    stop_reason = self._stop_reason(deadline)
+                if not stop_reason:
+                    free = self.executor.free_slots()
+                    if self.n_trials is not None:
+                        free = min(free, self.n_trials - self.launched)
+                    if free > 0:
+                        new = study._start_trials(free, budget=budget)
+                        for trial in new:
+                            self._submit(trial.number, trial.params, attempt=0)
+                        if not new and self.executor.running() == 0:
+                            stop_reason = "exhausted"
+                if self.executor.running() == 0 and (stop_reason or not self.inflight):
+                    if not stop_reason:
+                        stop_reason = "exhausted"
+                    break
+                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                for outcome in self.executor.wait(timeout=wait):
+                    self._handle(outcome)
+                if progress:
+                    progress.update()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self.executor.shutdown(kill=True)
+            if progress:
+                progress.close()
+        study.storage.set_study_state(
+            study.id, "INTERRUPTED" if stop_reason == "stopped" else "COMPLETE"
+        )
+        stats = RunStats(self.finished, time.monotonic() - start, self.busy_s,
+                         self.executor.workers, stop_reason)
+        study.last_run = stats
+        return stats
+
+    def _stop_reason(self, deadline: float | None) -> str:
+        if getattr(self.study, "_stop_requested", False):
+            return "stopped"
+        if deadline is not None and time.monotonic() >= deadline:
+            return "timeout"
+        if self.n_trials is not None and self.launched >= self.n_trials:
+            return "budget"
+        if self.target is not None and self._target_reached():
+            return "target"
+        return ""
+
+    def _target_reached(self) -> bool:
+        metric = self.study.metric
+        best = [t.value for t in self.study._trial_cache().values()
+                if t.state is TrialState.COMPLETE and t.value is not None]
+        if not best:
+            return False
+        assert self.target is not None
+        return min(metric.loss(v) for v in best) <= metric.loss(self.target)
+
+    def _submit(self, number: int, params: dict[str, Any], attempt: int) -> None:
+        task = TrialTask(
+            number=number, params=params, metric=self.study.metric.name, attempt=attempt,
+            timeout=self.trial_timeout, data=self.data,
+        )
+        self.inflight[number] = task
+        self.executor.submit(task)
+        if attempt == 0:
+            self.launched += 1
+
+    def _handle(self, outcome: TrialOutcome) -> None:
+        task = self.inflight.pop(outcome.number)
+        study = self.study
+        if outcome.state == "FAILED" and task.attempt < self.retries:
+            study._write(outcome.number, attempts=task.attempt + 1,
+                         error=f"attempt {task.attempt + 1} failed: {outcome.error}")
+            self._submit(outcome.number, task.params, attempt=task.attempt + 1)
+            return
+        fields: dict[str, Any] = {
+            "state": TrialState(outcome.state),
+            "metrics": outcome.metrics,
+            "error": outcome.error,
+            "logs": outcome.logs,
+            "attempts": task.attempt + 1,
+            "started_at": outcome.started_at,
+            "finished_at": outcome.finished_at,
+            "duration_s": outcome.duration_s,
+            "intermediate": outcome.intermediate,
+        }
+        if outcome.state == "COMPLETE":
+            try:
+                fields["value"] = primary_value(outcome.metrics, study.metric.name)
+                for m in study.metrics[1:]:
+                    primary_value(outcome.metrics, m.name)
+            except OptMLError as exc:
+                fields.update(state=TrialState.FAILED, error=str(exc))
+        trial = study._write(outcome.number, **fields)
+        self.finished += 1
+        self.busy_s += outcome.duration_s
+        for callback in self.callbacks:
+            callback(study, trial)
+
+    def _abandon(self) -> None:
+        """On Ctrl-C or an error: stop the workers, put running trials back in the queue."""
+        self.executor.shutdown(kill=True)
+        study = self.study
+        for number in list(self.inflight):
+            try:
+                trial = study._write(number, state=TrialState.WAITING, worker=None)
+                study._write(number, user_attrs={**trial.user_attrs, "interrupted": True})
+            except OptMLError:
+                pass
+        self.inflight.clear()
+        try:
+            study.storage.set_study_state(study.id, "INTERRUPTED")
+        except OptMLError:
+            pass
+
+
+class _Progress:
+    """A progress bar refreshed from the controller loop (no thread: workers are forked)."""
+
+    def __init__(self, controller: Controller) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.controller = controller
+        study = controller.study
+        total = controller.n_trials
+        if total is None and isinstance(study.sampler, GridSampler):
+            done = sum(1 for t in study._trial_cache().values() if t.state.is_finished)
+            total = max(0, study.sampler.size(study.context()) - done)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+            auto_refresh=False,
+            transient=False,
+        )
+        self.task = self.progress.add_task(study.name, total=total, best="")
+        self.progress.start()
+        self.last = 0.0
+
+    def update(self) -> None:
+        c = self.controller
+        best = ""
+        metric = c.study.metric
+        values = [t.value for t in c.study._trial_cache().values()
+                  if t.state is TrialState.COMPLETE and t.value is not None]
+        if values:
+            best = f"best {metric.name} {min(values, key=metric.loss):.6g}"
+        self.progress.update(self.task, completed=c.finished, best=best)
+        now = time.monotonic()
+        if now - self.last > 0.1:
+            self.progress.refresh()
+            self.last = now
+
+    def close(self) -> None:
+        self.update()
+        self.progress.refresh()
+        self.progress.stop()

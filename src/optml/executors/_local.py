@@ -1,0 +1,204 @@
+"""The local executor: a pool of worker processes on this machine, one trial per worker at a time."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_any
+from typing import Any
+
+from optml._process import kill_tree, limit_threads
+from optml.executors._base import Executor, TrialOutcome, TrialTask, read_log_tail, run_trial
+from optml.objectives._base import Objective
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    task: TrialTask | None = None
+    started: float = 0.0
+    started_at: datetime | None = None
+    deadline: float | None = None
+
+
+class LocalExecutor(Executor):
+    """Runs trials in ``workers`` long-lived processes (default: one per CPU).
+
+    Each worker is the leader of its own session, so that a trial past its time limit is
+    stopped by killing the worker's whole process tree (the objective's own subprocesses
+    included); a fresh worker takes its place. A worker whose controller dies kills itself
+    within a second. Workers are forked where the platform allows it (no pickling of the
+    objective, closures work); the controller must then have no other threads running, which
+    is why the progress display is refreshed from the controller loop, not a thread.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads_per_worker: int | None = 1) -> None:
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+        self.threads_per_worker = threads_per_worker
+        self._workers: list[_Worker] = []
+        self._objective: Objective | None = None
+        self._log_dir: str | None = None
+        methods = multiprocessing.get_all_start_methods()
+        self._mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self, objective: Objective) -> None:
+        self._objective = objective
+        self._log_dir = tempfile.mkdtemp(prefix="optml-logs-")
+        self._workers = [self._spawn() for _ in range(self.workers)]
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._mp.Pipe()
+        proc = self._mp.Process(
+            target=_worker_main,
+            args=(child, self._objective, self._log_dir, self.threads_per_worker, os.getpid()),
+            name="optml-worker",
+        )
+        proc.start()
+        child.close()
+        return _Worker(proc=proc, conn=parent)
+
+    def shutdown(self, kill: bool = False) -> None:
+        for w in self._workers:
+            if kill or w.task is not None:
+                kill_tree(w.proc.pid)
+            else:
+                try:
+                    w.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+        for w in self._workers:
+            w.proc.join(timeout=2)
+            if w.proc.is_alive():
+                kill_tree(w.proc.pid)
+                w.proc.join(timeout=2)
+            w.conn.close()
+        self._workers = []
+        if self._log_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = None
+
+    # -- work -----------------------------------------------------------------------------
+    def free_slots(self) -> int:
+        return sum(1 for w in self._workers if w.task is None)
+
+    def running(self) -> int:
+        return sum(1 for w in self._workers if w.task is not None)
+
+    def submit(self, task: TrialTask) -> None:
+        for w in self._workers:
+            if w.task is None:
+                w.conn.send(task)
+                w.task = task
+                w.started = time.monotonic()
+                w.started_at = datetime.now(UTC)
+                w.deadline = w.started + task.timeout if task.timeout else None
+                return
+        raise RuntimeError("no free worker: check free_slots() before submit()")
+
+    def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
+            return []
+        now = time.monotonic()
+        limit = timeout
+        deadlines = [w.deadline - now for w in busy if w.deadline is not None]
+        if deadlines:
+            nearest = max(0.0, min(deadlines))
+            limit = nearest if limit is None else min(limit, nearest)
+        objects: list[Any] = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
+        ready = set(wait_any(objects, timeout=limit))
+        outcomes: list[TrialOutcome] = []
+        now = time.monotonic()
+        for i, w in enumerate(self._workers):
+            task = w.task
+            if task is None:
+                continue
+            outcome: TrialOutcome | None = None
+            if w.conn in ready:
+                try:
+                    outcome = w.conn.recv()
+                except (EOFError, OSError):
+                    outcome = None
+            if outcome is not None:
+                w.task = None
+                outcomes.append(outcome)
+            elif w.proc.sentinel in ready or w.conn in ready or not w.proc.is_alive():
+                w.proc.join(timeout=1)
+                outcomes.append(self._lost(w, task, "FAILED", _death_message(w.proc.exitcode)))
+                self._workers[i] = self._spawn()
+            elif w.deadline is not None and now >= w.deadline:
+                kill_tree(w.proc.pid)
+                w.proc.join(timeout=2)
+                message = f"the trial ran past its time limit of {task.timeout:g} s and was killed"
+                outcomes.append(self._lost(w, task, "TIMEOUT", message))
+                self._workers[i] = self._spawn()
+        return outcomes
+
+    def _lost(self, w: _Worker, task: TrialTask, state: str, error: str) -> TrialOutcome:
+        w.conn.close()
+        logs = read_log_tail(_log_path(self._log_dir or "", w.proc.pid, task.number))
+        return TrialOutcome(
+            number=task.number, state=state, error=error, logs=logs,
+            duration_s=time.monotonic() - w.started, started_at=w.started_at,
+            finished_at=datetime.now(UTC), attempt=task.attempt,
+        )
+
+
+def _death_message(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"the worker process running the trial was killed by signal {name}"
+    return f"the worker process running the trial exited unexpectedly with status {code}"
+
+
+def _log_path(log_dir: str, pid: int, number: int) -> str:
+    return os.path.join(log_dir, f"trial-{number}-{pid}.log")
+
+
+def _worker_main(
+    conn: Connection, objective: Objective, log_dir: str, threads: int | None, controller: int
+) -> None:
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
+    if threads:
+        limit_threads(threads)
+    threading.Thread(target=_watch_controller, args=(controller,), daemon=True).start()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            break
+        if task is None:
+            break
+        outcome = run_trial(objective, task, log_path=_log_path(log_dir, os.getpid(), task.number))
+        try:
+            conn.send(outcome)
+        except (OSError, BrokenPipeError):
+            break
+    conn.close()
+
+
+def _watch_controller(controller: int) -> None:
+    """Take this worker's whole process group down if the controller goes away."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != controller:
+            try:
+                os.killpg(0, signal.SIGKILL)
+            finally:
+                os._exit(1)

@@ -1,0 +1,180 @@
+"""Objectives that run Python code in the worker: a callable, or a model module in the seed protocol."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from optml.errors import ObjectiveError
+from optml.objectives._base import Objective, TrialContext
+
+
+class FunctionObjective(Objective):
+    """A Python callable.
+
+    The callable gets the trial's parameters as keyword arguments
+    (``def objective(learning_rate, units): ...``), or, if it takes a single argument that is
+    not a parameter name, the whole dict (Hyperopt/Mango style). It may also declare ``trial``
+    (a :class:`TrialContext`, e.g. to ``report`` intermediate values) and ``data`` (the study's
+    data path). It returns a number or a dict of metrics.
+    """
+
+    def __init__(self, function: Callable[..., Any] | str, data: str | None = None) -> None:
+        self.function = function
+        self.data = data
+        self._fn: Callable[..., Any] | None = None if isinstance(function, str) else function
+
+    def setup(self) -> None:
+        if self._fn is None:
+            self._fn = load_callable(str(self.function))
+
+    def run(self, params: dict[str, Any], context: TrialContext) -> Any:
+        if self._fn is None:
+            self.setup()
+        fn = self._fn
+        assert fn is not None
+        return _call(fn, params, context)
+
+    def describe(self) -> str:
+        name = self.function if isinstance(self.function, str) else getattr(
+            self.function, "__qualname__", repr(self.function)
+        )
+        return f"function {name}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if isinstance(self.function, str):
+            state["_fn"] = None  # re-import by name on the other side
+        return state
+
+
+def _call(fn: Callable[..., Any], params: dict[str, Any], context: TrialContext) -> Any:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn(**params)
+    names = sig.parameters
+    accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in names.values())
+    extras: dict[str, Any] = {}
+    if "trial" in names and "trial" not in params:
+        extras["trial"] = context
+    if "data" in names and "data" not in params:
+        extras["data"] = context.data
+    positional = [
+        p for p in names.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in extras
+    ]
+    if accepts_kwargs or all(n in names for n in params):
+        return fn(**params, **extras)
+    if len(positional) >= 1 and positional[0].name not in params:
+        return fn(params, **extras)
+    missing = [n for n in params if n not in names]
+    raise ObjectiveError(
+        f"the objective {getattr(fn, '__qualname__', fn)!r} takes {list(names)} but the space "
+        f"has parameters {missing} it does not accept; add them (or **params)"
+    )
+
+
+def load_callable(target: str) -> Callable[..., Any]:
+    """Load ``"package.module:function"`` or ``"path/to/file.py:function"``."""
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ObjectiveError(
+            f"objective.function {target!r}: expected 'module:function' or 'file.py:function'"
+        )
+    module = load_module(module_name, where="objective.function")
+    try:
+        fn = getattr(module, attr)
+    except AttributeError:
+        raise ObjectiveError(f"objective.function {target!r}: {module_name} has no {attr!r}") from None
+    if not callable(fn):
+        raise ObjectiveError(f"objective.function {target!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def load_module(name: str, where: str = "objective.module") -> ModuleType:
+    """Import a dotted module name or a ``.py`` file path."""
+    if name.endswith(".py") or "/" in name or "\\" in name:
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ObjectiveError(f"{where}: no such file {str(path)!r}")
+        module_name = f"optml_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ObjectiveError(f"{where}: cannot import {str(path)!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ObjectiveError(f"{where}: importing {str(path)!r} failed: {exc!r}") from exc
+        return module
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ObjectiveError(f"{where}: cannot import {name!r}: {exc}") from None
+
+
+_PROTOCOL = ("generate_data", "initialization", "train", "test_error")
+
+
+class ModuleObjective(Objective):
+    """A model module in the seed's protocol.
+
+    The module defines ``generate_data(path=None)`` (called once per worker and cached),
+    ``initialization(**hyperparameters)``, ``train(model, data)`` and ``test_error(model, data)``,
+    and optionally ``metrics(model, data)`` for extra metrics. The trial's metrics are
+    ``{"test_error": ..., **metrics(...)}``.
+    """
+
+    def __init__(self, module: str, data: str | None = None) -> None:
+        self.module = module
+        self.data = data
+        self._module: ModuleType | None = None
+        self._data: Any = None
+
+    def setup(self) -> None:
+        if self._module is not None:
+            return
+        module = load_module(self.module)
+        missing = [f for f in _PROTOCOL if not callable(getattr(module, f, None))]
+        if missing:
+            raise ObjectiveError(
+                f"objective.module {self.module!r} lacks {missing}; a model module defines "
+                "generate_data(path=None), initialization(**hyperparameters), train(model, data) "
+                "and test_error(model, data)"
+            )
+        gen = module.generate_data
+        takes_path = bool(inspect.signature(gen).parameters)
+        self._data = gen(self.data) if takes_path else gen()
+        self._module = module
+
+    def run(self, params: dict[str, Any], context: TrialContext) -> Any:
+        self.setup()
+        module = self._module
+        assert module is not None
+        model = module.initialization(**params)
+        trained = module.train(model, self._data)
+        if trained is not None:
+            model = trained
+        result: dict[str, Any] = {"test_error": module.test_error(model, self._data)}
+        extra = getattr(module, "metrics", None)
+        if callable(extra):
+            result.update(extra(model, self._data))
+        return result
+
+    def describe(self) -> str:
+        return f"module {self.module}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_module": None, "_data": None}

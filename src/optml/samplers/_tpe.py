@@ -1,0 +1,343 @@
+"""Tree-structured Parzen estimator (TPE): model-based search from densities of good and bad trials.
+
+How a proposal is made (all in the unit cube of :class:`~optml.space.Space`, where log-scale
+parameters are already on a log axis):
+
+1. The completed trials are ranked by loss. The best ``min(ceil(gamma * n), max_good)`` of them
+   (at least one) are the *good* ones; the rest, plus every pending trial (the constant liar: a
+   point being evaluated right now counts as a bad result, so workers spread out), are *bad*.
+2. A Parzen estimator (a weighted mixture of kernels, one per point, plus one wide *prior*
+   component) is built for each group: ``l(x)`` from the good points, ``g(x)`` from the bad.
+   Floats get Gaussians truncated to [0, 1]; integers the same Gaussian integrated over each
+   integer's cell of the unit interval (a discretised kernel); categoricals a distribution that
+   puts most of its mass on the point's choice and the rest evenly on all choices. The prior
+   component is N(0.5, 1) truncated to [0, 1] for numbers and uniform for choices.
+3. ``n_candidates`` points are drawn from ``l`` and the one with the largest ``log l - log g``
+   that is not a known point is proposed. In a batch it becomes a pending liar for the next.
+
+Bandwidths: in the default (independent) mode every kernel of every dimension gets the distance
+to its farther neighbour among the sorted points (the bounds 0 and 1 count as neighbours), so
+kernels are narrow where points crowd and wide where they are sparse. With ``multivariate=True``
+one kernel spans all dimensions (the density keeps correlations between parameters) and its
+per-dimension width follows Scott's rule, ``std * m ** (-1 / (d + 4))``. Both are clipped below
+by ``1 / min(100, m + 1)`` for ``m`` points, so a few points never make a needle and many points
+never resolve finer than a hundredth of a range; integer kernels are never narrower than half a
+cell.
+
+Cost with long histories: the good group is capped at ``max_good`` (25) and only the
+``max_bad`` (256) most recent bad trials are modelled. The bandwidth floor above means ``g``
+cannot resolve more than about a hundred positions per dimension anyway, so a few hundred points
+describe it as well as thousands do; the recent ones are those near where the search now works,
+which is where candidates from ``l`` are drawn and where ``g`` must be accurate, and the regions
+of older points stay covered by the prior component. The per-proposal work is then bounded by
+``n_candidates * (max_good + max_bad + 1) * d`` vectorised kernel evaluations, whatever the
+length of the history; only ranking the losses grows with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import log_ndtr, ndtr, ndtri
+
+from optml.errors import SpecError
+from optml.samplers._base import Sampler, SearchContext, fill_unique
+from optml.space import Categorical, Float, Int, Space
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class TPESampler(Sampler):
+    """Tree-structured Parzen estimator search (Bergstra et al. 2011), batch- and async-aware.
+
+    Options:
+
+    - ``n_startup``: completed trials needed before the model is used; until then points come
+      from a scrambled Sobol sequence (as the ``sobol`` sampler).
+    - ``n_candidates``: points drawn from the good density per proposal.
+    - ``gamma``, ``max_good``: the good group is the best ``min(ceil(gamma * n), max_good)`` of
+      ``n`` completed trials (at least one).
+    - ``max_bad``: only this many of the most recent bad trials are modelled (bounded cost).
+    - ``prior_weight``: weight of the prior component, in units of one observed point.
+    - ``multivariate``: joint kernels across parameters instead of one density per parameter.
+
+    >>> TPESampler(multivariate=True).to_spec()["multivariate"]
+    True
+    """
+
+    name = "tpe"
+
+    def __init__(
+        self,
+        n_startup: int = 10,
+        n_candidates: int = 24,
+        gamma: float = 0.1,
+        max_good: int = 25,
+        max_bad: int = 256,
+        prior_weight: float = 1.0,
+        multivariate: bool = False,
+    ) -> None:
+        _check_int("n_startup", n_startup, 1)
+        _check_int("n_candidates", n_candidates, 1)
+        _check_int("max_good", max_good, 1)
+        _check_int("max_bad", max_bad, 1)
+        if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 < gamma <= 1:
+            raise SpecError(f"algorithm 'tpe': gamma must be a number in (0, 1], got {gamma!r}")
+        if (
+            isinstance(prior_weight, bool)
+            or not isinstance(prior_weight, int | float)
+            or not 0 < prior_weight < math.inf
+        ):
+            raise SpecError(
+                f"algorithm 'tpe': prior_weight must be a positive number, got {prior_weight!r}"
+            )
+        if not isinstance(multivariate, bool):
+            raise SpecError(
+                f"algorithm 'tpe': multivariate must be true or false, got {multivariate!r}"
+            )
+        self.n_startup = int(n_startup)
+        self.n_candidates = int(n_candidates)
+        self.gamma = float(gamma)
+        self.max_good = int(max_good)
+        self.max_bad = int(max_bad)
+        self.prior_weight = float(prior_weight)
+        self.multivariate = multivariate
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_startup": self.n_startup,
+            "n_candidates": self.n_candidates,
+            "gamma": self.gamma,
+            "max_good": self.max_good,
+            "max_bad": self.max_bad,
+            "prior_weight": self.prior_weight,
+            "multivariate": self.multivariate,
+        }
+
+    def n_good(self, n_completed: int) -> int:
+        """How many of ``n_completed`` trials form the good group."""
+        return max(1, min(math.ceil(self.gamma * n_completed), self.max_good))
+
+    def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        if n <= 0:
+            return []
+        space = ctx.space
+        completed = ctx.completed
+        if len(completed) < self.n_startup:
+            from optml.samplers._simple import SobolSampler
+
+            return SobolSampler().propose(ctx, n, rng)
+
+        losses = ctx.losses(completed)
+        order = np.argsort(losses, kind="stable")
+        n_good = self.n_good(len(completed))
+        good = order[:n_good]
+        # Trials are in number order, so the largest indices are the most recent.
+        bad = np.sort(order[n_good:])[-self.max_bad :]
+        x_good = space.encode_many([completed[i].params for i in good])
+        liars = [completed[i].params for i in bad] + ctx.pending
+        x_bad = space.encode_many(liars)
+
+        dims = _Dims(space)
+        good_density = _Parzen.fit(x_good, dims, self.prior_weight, self.multivariate)
+        seen = ctx.seen_keys()
+        proposals: list[dict[str, Any]] = []
+        for _ in range(n):
+            bad_density = _Parzen.fit(x_bad, dims, self.prior_weight, self.multivariate)
+            candidates = good_density.sample(rng, self.n_candidates)
+            score = good_density.log_pdf(candidates) - bad_density.log_pdf(candidates)
+            for j in np.argsort(-score, kind="stable"):
+                config = space.decode(candidates[j])
+                key = space.key(config)
+                if key not in seen:
+                    seen.add(key)
+                    proposals.append(config)
+                    x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
+                    break
+            # When every candidate is a known point (a small finite space), fill_unique tops
+            # the batch up at random below.
+        return fill_unique(ctx, proposals, n, rng)
+
+
+def _check_int(what: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"algorithm 'tpe': {what} must be an integer >= {minimum}, got {value!r}")
+
+
+class _Dims:
+    """What the estimator needs to know about each parameter, as arrays over the columns."""
+
+    def __init__(self, space: Space) -> None:
+        params = space.params
+        self.num = np.array([i for i, p in enumerate(params) if not isinstance(p, Categorical)],
+                            dtype=int)
+        self.cat = np.array([i for i, p in enumerate(params) if isinstance(p, Categorical)],
+                            dtype=int)
+        numeric = [params[i] for i in self.num]
+        self.n_choices = np.array([params[i].size for i in self.cat], dtype=int)  # type: ignore[union-attr]
+        self.is_int = np.array([isinstance(p, Int) for p in numeric], dtype=bool)
+        # Int columns: number of cells, and for log scales the log bounds of the unit interval
+        # (the same mapping as Int.to_unit/from_unit).
+        self.ints: list[tuple[int, Int]] = [
+            (k, p) for k, p in enumerate(numeric) if isinstance(p, Int)
+        ]
+        cells = np.array([p.size if isinstance(p, Int) else 0 for p in numeric], dtype=float)
+        self.min_sigma = np.where(self.is_int, 0.5 / np.maximum(cells, 1.0), 0.0)
+        assert all(isinstance(p, Float | Int) for p in numeric)
+
+    def int_cells(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper unit-interval bounds of the integer cell each value of ``u`` falls in.
+
+        ``u`` holds the numeric columns, shape (N, n_numeric); only the int columns are filled.
+        """
+        lower = np.zeros_like(u)
+        upper = np.ones_like(u)
+        for k, p in self.ints:
+            col = u[:, k]
+            if p.log:
+                lo, hi = math.log(p.low - 0.5), math.log(p.high + 0.5)
+                v = np.clip(np.round(np.exp(lo + np.clip(col, 0, 1) * (hi - lo))), p.low, p.high)
+                lower[:, k] = np.maximum((np.log(v - 0.5) - lo) / (hi - lo), 0.0)
+                upper[:, k] = np.minimum((np.log(v + 0.5) - lo) / (hi - lo), 1.0)
+            else:
+                index = np.minimum(np.floor(np.clip(col, 0, 1) * p.size), p.size - 1)
+                lower[:, k] = index / p.size
+                upper[:, k] = (index + 1) / p.size
+        return lower, upper
+
+
+@dataclass
+class _Parzen:
+    """A weighted mixture of kernels in the unit cube; the last component is the prior.
+
+    ``mu``/``sigma``: (m, n_numeric) centres and widths; ``log_mass``: log of each numeric
+    kernel's mass inside [0, 1] (the truncation); ``choice``: (m, n_categorical) choice index of
+    each component, -1 for the uniform prior; ``smooth``: share of a categorical kernel's mass
+    spread evenly over the choices.
+    """
+
+    dims: _Dims
+    log_weights: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    log_mass: np.ndarray
+    choice: np.ndarray
+    smooth: float
+    multivariate: bool
+
+    @classmethod
+    def fit(cls, points: np.ndarray, dims: _Dims, prior_weight: float, multivariate: bool) -> _Parzen:
+        m = len(points)
+        floor = 1.0 / min(100.0, m + 1.0)
+        x = points[:, dims.num]
+        if m == 0:
+            sigma = np.empty((0, len(dims.num)))
+        elif multivariate:
+            scott = x.std(axis=0) * m ** (-1.0 / (points.shape[1] + 4))
+            sigma = np.broadcast_to(scott, x.shape)
+        else:
+            sigma = _neighbour_widths(x)
+        sigma = np.clip(sigma, np.maximum(floor, dims.min_sigma), 1.0)
+        mu = np.vstack([x, np.full((1, len(dims.num)), 0.5)])
+        sigma = np.vstack([sigma, np.ones((1, len(dims.num)))])
+        log_mass = _log_ndtr_diff(-mu / sigma, (1.0 - mu) / sigma)
+        choice = np.minimum(
+            np.floor(points[:, dims.cat] * dims.n_choices), dims.n_choices - 1
+        ).astype(int)
+        choice = np.vstack([choice, np.full((1, len(dims.cat)), -1)])
+        weights = np.append(np.ones(m), prior_weight)
+        return cls(dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, floor,
+                   multivariate)
+
+    def _components(self, rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+        cumulative = np.cumsum(np.exp(self.log_weights))
+        draws = rng.random((n, 1 if self.multivariate else width)) * cumulative[-1]
+        chosen = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(cumulative) - 1)
+        return np.broadcast_to(chosen, (n, width))
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` points of the unit cube drawn from the mixture."""
+        dims = self.dims
+        out = np.empty((n, len(dims.num) + len(dims.cat)))
+        width = len(dims.num) + len(dims.cat)
+        chosen = self._components(rng, n, width)
+        if len(dims.num):
+            comp = chosen[:, : len(dims.num)]
+            cols = np.arange(len(dims.num))
+            mu, sigma = self.mu[comp, cols], self.sigma[comp, cols]
+            # Inverse-CDF draws of the truncated normal; well conditioned since every centre
+            # lies inside [0, 1].
+            low, high = ndtr(-mu / sigma), ndtr((1.0 - mu) / sigma)
+            p = low + rng.random(mu.shape) * (high - low)
+            out[:, dims.num] = np.clip(mu + sigma * ndtri(np.clip(p, 1e-300, 1.0 - 1e-16)), 0, 1)
+        if len(dims.cat):
+            comp = chosen[:, len(dims.num) :]
+            choice = self.choice[comp, np.arange(len(dims.cat))]
+            uniform = np.floor(rng.random(choice.shape) * dims.n_choices).astype(int)
+            spread = (choice < 0) | (rng.random(choice.shape) < self.smooth)
+            index = np.where(spread, uniform, choice)
+            out[:, dims.cat] = (index + 0.5) / dims.n_choices
+        return out
+
+    def log_pdf(self, u: np.ndarray) -> np.ndarray:
+        """Log density (mass for integers and choices) of each row of ``u``, shape (N,)."""
+        dims = self.dims
+        parts = []
+        if len(dims.num):
+            x = u[:, dims.num][:, None, :]
+            mu, sigma = self.mu[None], self.sigma[None]
+            z = (x - mu) / sigma
+            log_p = -0.5 * z * z - np.log(sigma) - _LOG_SQRT_2PI
+            if dims.ints:
+                lower, upper = dims.int_cells(u[:, dims.num])
+                k = [i for i, _ in dims.ints]
+                log_p[:, :, k] = _log_ndtr_diff(
+                    (lower[:, None, k] - mu[:, :, k]) / sigma[:, :, k],
+                    (upper[:, None, k] - mu[:, :, k]) / sigma[:, :, k],
+                )
+            parts.append(log_p - self.log_mass[None])
+        if len(dims.cat):
+            index = np.minimum(np.floor(u[:, dims.cat] * dims.n_choices), dims.n_choices - 1)
+            hit = index[:, None, :] == self.choice[None]
+            even = 1.0 / dims.n_choices
+            prob = np.where(hit, 1.0 - self.smooth, 0.0) + self.smooth * even
+            prob = np.where(self.choice[None] < 0, even, prob)
+            parts.append(np.log(prob))
+        log_p = np.concatenate(parts, axis=2)  # (N, m, d)
+        if self.multivariate:
+            return _logsumexp(self.log_weights[None] + log_p.sum(axis=2), axis=1)
+        return _logsumexp(self.log_weights[None, :, None] + log_p, axis=1).sum(axis=1)
+
+
+def _neighbour_widths(x: np.ndarray) -> np.ndarray:
+    """Per point and column: the distance to the farther of its two sorted neighbours."""
+    widths = np.empty_like(x)
+    for k in range(x.shape[1]):
+        order = np.argsort(x[:, k], kind="stable")
+        padded = np.concatenate([[0.0], x[order, k], [1.0]])
+        widths[order, k] = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
+    return widths
+
+
+def _log_ndtr_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(Phi(b) - Phi(a)) for a < b, accurate far into either tail."""
+    a, b = np.broadcast_arrays(a, b)
+    right = a > 0  # both in the right tail: use the survival function, Phi(-a) - Phi(-b)
+    hi = np.where(right, log_ndtr(-a), log_ndtr(b))
+    lo = np.where(right, log_ndtr(-b), log_ndtr(a))
+    with np.errstate(divide="ignore"):
+        return hi + np.log(-np.expm1(np.minimum(lo - hi, 0.0)))
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
+__all__ = ["TPESampler"]

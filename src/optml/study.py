@@ -1,0 +1,383 @@
+"""Study: ask/tell and the optimisation loop (the controller)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from optml._process import controller_alive, controller_id
+from optml.errors import OptMLError, SpecError, StorageError
+from optml.objectives._base import Objective, normalize_result, primary_value
+from optml.samplers import Metric, Sampler, SearchContext, make_sampler
+from optml.space import Space, parse_space
+from optml.storage import Storage, StudyRecord, open_storage
+from optml.trial import FINISHED_STATES, Trial, TrialState
+
+Callback = Callable[["Study", Trial], None]
+
+
+def _metrics_from(
+    metric: str | Metric | Sequence[str | Metric | Mapping[str, str]] | None, direction: str | None
+) -> tuple[Metric, ...]:
+    if metric is None:
+        metric = "value"
+    if isinstance(metric, str | Metric):
+        metric = [metric]
+    out = []
+    for m in metric:
+        if isinstance(m, Metric):
+            out.append(m)
+        elif isinstance(m, Mapping):
+            out.append(Metric(str(m["name"]), m.get("direction", "minimize")))  # type: ignore[arg-type]
+        else:
+            out.append(Metric(str(m), (direction or "minimize")))  # type: ignore[arg-type]
+    for m in out:
+        if m.direction not in ("minimize", "maximize"):
+            raise SpecError(f"metric {m.name!r}: direction must be minimize or maximize, not {m.direction!r}")
+    return tuple(out)
+
+
+class Study:
+    """A named search: a space, the metric(s) to optimise, a sampler and every trial so far.
+
+    Create one with :func:`create_study`, load one with :func:`load_study`. Drive it with
+    :meth:`optimize`, or by hand with :meth:`ask` and :meth:`tell`.
+
+    >>> study = create_study(space={"x": {"uniform": [-2, 2]}}, storage="memory://", seed=0)
+    >>> study.optimize(lambda x: (x - 1) ** 2, n_trials=20, executor="serial")
+    >>> round(study.best_value, 1) < 0.2
+    True
+    """
+
+    def __init__(self, storage: Storage, record: StudyRecord, sampler: Sampler | None = None,
+                 space: Space | None = None) -> None:
+        self.storage = storage
+        self._record = record
+        self.space = space or Space.from_dict(record.space)
+        self.sampler = sampler or make_sampler(record.sampler, space=self.space,
+                                               n_metrics=len(record.metrics))
+        self._cache: dict[int, Trial] | None = None
+        self._stop_requested = False
+        self.last_run: Any = None
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def id(self) -> int:
+        return self._record.id
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return self._record.metrics
+
+    @property
+    def metric(self) -> Metric:
+        return self._record.metrics[0]
+
+    @property
+    def seed(self) -> int:
+        return self._record.seed
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self._record.spec)
+
+    @property
+    def state(self) -> str:
+        return self.storage.load_study(self.name).state
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        return dict(self.storage.load_study(self.name).user_attrs)
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, sampler={self.sampler!r}, storage={self.storage.url!r})"
+
+    # -- reading --------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, in number order (read from storage)."""
+        return self.storage.get_trials(self.id)
+
+    def get_trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
+        return self.storage.get_trials(self.id, states)
+
+    @property
+    def best_trial(self) -> Trial:
+        """The COMPLETE trial with the best value of the primary metric."""
+        best = self.storage.get_best_trial(self.id)
+        if best is None:
+            raise OptMLError(f"study {self.name!r} has no completed trial yet")
+        return best
+
+    @property
+    def best_value(self) -> float:
+        value = self.best_trial.value
+        assert value is not None
+        return value
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return dict(self.best_trial.params)
+
+    @property
+    def best_trials(self) -> list[Trial]:
+        """The Pareto front over every metric (the best trial when there is one metric)."""
+        if len(self.metrics) == 1:
+            best = self.storage.get_best_trial(self.id)
+            return [best] if best else []
+        from optml.pareto import pareto_front
+
+        return pareto_front(self.get_trials([TrialState.COMPLETE]), self.metrics)
+
+    def trials_table(self) -> list[dict[str, Any]]:
+        """Every trial as a flat dict (one column per parameter and metric), pandas-free."""
+        rows = []
+        for t in self.trials:
+            row: dict[str, Any] = {"number": t.number, "state": t.state.value}
+            row.update({f"params.{k}": v for k, v in t.params.items()})
+            row["value"] = t.value
+            row.update({f"metrics.{k}": v for k, v in t.metrics.items()})
+            row.update(duration_s=t.duration_s, attempts=t.attempts, error=t.error)
+            rows.append(row)
+        return rows
+
+    def export(self, fmt: str = "json") -> str:
+        """The trials as JSON (a list of trial dicts) or CSV (one row per trial)."""
+        if fmt == "json":
+            return json.dumps([t.to_dict() for t in self.trials], indent=2, default=str)
+        if fmt == "csv":
+            rows = self.trials_table()
+            columns: list[str] = []
+            for row in rows:
+                columns += [c for c in row if c not in columns]
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=columns or ["number"], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return buf.getvalue()
+        raise SpecError(f"export format {fmt!r} is not supported; use json or csv")
+
+    # -- warm start -----------------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, Any]) -> Trial:
+        """Queue a configuration to run before any the sampler proposes."""
+        config = self.space.validate(params, where="enqueued configuration")
+        return self._write_new(config, TrialState.WAITING)
+
+    def add_trial(
+        self, params: Mapping[str, Any], value: float | Mapping[str, float] | None = None, *,
+        state: TrialState | str = TrialState.COMPLETE, error: str | None = None,
+    ) -> Trial:
+        """Record a trial evaluated elsewhere (warm start)."""
+        config = self.space.validate(params, where="added trial")
+        state = TrialState(state)
+        if not state.is_finished:
+            raise OptMLError(f"add_trial records finished trials; {state.value} is not finished")
+        fields: dict[str, Any] = {"error": error, "finished_at": datetime.now(UTC)}
+        if value is not None:
+            metrics = normalize_result(dict(value) if isinstance(value, Mapping) else value,
+                                       self.metric.name)
+            fields.update(metrics=metrics, value=primary_value(metrics, self.metric.name))
+        elif state is TrialState.COMPLETE:
+            raise OptMLError("add_trial: a COMPLETE trial needs a value")
+        return self._write_new(config, state, **fields)
+
+    # -- ask / tell -----------------------------------------------------------------------
+    def ask(self, n: int | None = None) -> Trial | list[Trial]:
+        """Start new trials: queued ones first, then the sampler's proposals.
+
+        Returns one RUNNING trial, or a list of up to ``n`` when ``n`` is given (fewer when a
+        grid is used up).
+        """
+        trials = self._start_trials(1 if n is None else n)
+        if n is None:
+            if not trials:
+                raise OptMLError(f"study {self.name!r}: the sampler has no configuration left")
+            return trials[0]
+        return trials
+
+    def tell(
+        self, trial: Trial | int, value: float | Mapping[str, float] | None = None, *,
+        state: TrialState | str = TrialState.COMPLETE, error: str | None = None,
+    ) -> Trial:
+        """Finish a trial started with :meth:`ask` with its value (or metrics) or another state."""
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        state = TrialState(state)
+        fields: dict[str, Any] = {"state": state, "error": error, "finished_at": datetime.now(UTC)}
+        if value is not None:
+            metrics = normalize_result(dict(value) if isinstance(value, Mapping) else value,
+                                       self.metric.name)
+            fields["metrics"] = metrics
+            try:
+                fields["value"] = primary_value(metrics, self.metric.name)
+            except OptMLError as exc:
+                fields.update(state=TrialState.FAILED, error=str(exc), value=None)
+        elif state is TrialState.COMPLETE:
+            raise OptMLError("tell: a COMPLETE trial needs a value")
+        current = self.storage.get_trial(self.id, number)
+        if current.started_at is not None:
+            fields["duration_s"] = (fields["finished_at"] - current.started_at).total_seconds()
+        return self._write(number, **fields)
+
+    def stop(self) -> None:
+        """Ask a running :meth:`optimize` to start no new trial (e.g. from a callback)."""
+        self._stop_requested = True
+
+    # -- the loop -------------------------------------------------------------------------
+    def optimize(
+        self,
+        objective: Callable[..., Any] | Objective,
+        n_trials: int | None = None,
+        *,
+        timeout: float | None = None,
+        workers: int | None = None,
+        executor: Any = "local",
+        trial_timeout: float | None = None,
+        retries: int = 0,
+        target: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        data: str | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        """Run trials in parallel until ``n_trials`` more have finished, ``timeout`` seconds
+        have passed, the best value reaches ``target``, or the sampler has nothing left.
+
+        ``executor`` is ``"local"`` (worker processes, the default), ``"serial"`` or an
+        :class:`~optml.executors.Executor`. A trial past ``trial_timeout`` seconds is killed and
+        recorded TIMEOUT; a failed trial is retried up to ``retries`` times, then recorded FAILED.
+        On Ctrl-C running trials are put back in the queue and the study is marked
+        INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it.
+        """
+        from optml._controller import Controller
+
+        self.last_run = Controller(
+            self, objective, n_trials=n_trials, timeout=timeout, workers=workers,
+            executor=executor, trial_timeout=trial_timeout, retries=retries, target=target,
+            callbacks=callbacks, data=data, show_progress=show_progress,
+        ).run()
+
+    # -- internals shared by ask/tell and the controller ----------------------------------
+    def _trial_cache(self) -> dict[int, Trial]:
+        if self._cache is None:
+            self._cache = {t.number: t for t in self.storage.get_trials(self.id)}
+        return self._cache
+
+    def _refresh(self) -> None:
+        self._cache = None
+
+    def _write_new(self, params: dict[str, Any], state: TrialState, **fields: Any) -> Trial:
+        trial = self.storage.create_trial(self.id, params, state=state, **fields)
+        self._trial_cache()[trial.number] = trial
+        return trial
+
+    def _write(self, number: int, **fields: Any) -> Trial:
+        trial = self.storage.update_trial(self.id, number, **fields)
+        if self._cache is not None:
+            self._cache[number] = trial
+        return trial
+
+    def context(self, budget: int | None = None) -> SearchContext:
+        """What the sampler sees now."""
+        trials = sorted(self._trial_cache().values(), key=lambda t: t.number)
+        return SearchContext(
+            space=self.space, trials=trials, metrics=self.metrics, seed=self.seed,
+            budget=budget, constraints=tuple(self._constraints()),
+        )
+
+    def _constraints(self) -> list[Any]:
+        specs = self._record.spec.get("constraints") if self._record.spec else None
+        if not specs:
+            return []
+        from optml.constraints import parse_constraints
+
+        return list(parse_constraints(specs))
+
+    def _start_trials(self, n: int, budget: int | None = None) -> list[Trial]:
+        """Claim queued trials, then ask the sampler for the rest; all come back RUNNING."""
+        me = controller_id()
+        started: list[Trial] = []
+        while len(started) < n:
+            claimed = self.storage.claim_trial(self.id, worker=me)
+            if claimed is None:
+                break
+            self._trial_cache()[claimed.number] = claimed
+            started.append(claimed)
+        want = n - len(started)
+        if want > 0:
+            ctx = self.context(budget)
+            rng = np.random.default_rng([self.seed, len(ctx.trials)])
+            for config in self.sampler.propose(ctx, want, rng)[:want]:
+                started.append(self._write_new(
+                    config, TrialState.RUNNING, worker=me, started_at=datetime.now(UTC)
+                ))
+        return started
+
+    def requeue_orphans(self) -> list[Trial]:
+        """Put back in the queue RUNNING trials whose controller is gone (after a crash)."""
+        requeued = []
+        for t in self.storage.get_trials(self.id, [TrialState.RUNNING]):
+            if not controller_alive(t.worker):
+                requeued.append(self._write(
+                    t.number, state=TrialState.WAITING, worker=None,
+                    user_attrs={**t.user_attrs, "requeued": t.user_attrs.get("requeued", 0) + 1},
+                ))
+        return requeued
+
+
+# -- module-level constructors --------------------------------------------------------------
+def create_study(
+    name: str | None = None,
+    *,
+    space: Space | Mapping[str, Any],
+    metric: str | Metric | Sequence[str | Metric | Mapping[str, str]] | None = None,
+    direction: str | None = None,
+    sampler: str | Mapping[str, Any] | Sampler = "auto",
+    storage: str | Storage | None = None,
+    seed: int | None = None,
+    load_if_exists: bool = False,
+    spec: Mapping[str, Any] | None = None,
+    budget: int | None = None,
+) -> Study:
+    """Create a study (or load it, with ``load_if_exists``).
+
+    ``space`` is a Space or a dict (Mango/YAML style, see :func:`optml.space.parse_space`);
+    ``metric`` names what the objective reports (default ``"value"``), or a list of metrics
+    to optimise together; ``sampler`` is an algorithm name (``auto``, ``grid``, ``random``,
+    ``sobol``, ``tpe``, ``gp``, ...), a ``{"name": ..., **options}`` dict, or a Sampler.
+    ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``.
+    """
+    store = open_storage(storage)
+    if name is None:
+        name = f"study-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
+    if load_if_exists:
+        try:
+            return load_study(name, storage=store)
+        except StorageError:
+            pass
+    parsed = parse_space(space)
+    metrics = _metrics_from(metric, direction)
+    chosen = make_sampler(sampler, space=parsed, budget=budget, n_metrics=len(metrics))
+    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)  # type: ignore[operator]
+    record = store.create_study(
+        name, metrics=metrics, space=parsed.to_dict(), sampler=chosen.to_spec(), seed=seed,
+        spec=dict(spec or {}),
+    )
+    return Study(store, record, sampler=chosen, space=parsed)
+
+
+def load_study(name: str, storage: str | Storage | None = None) -> Study:
+    """Load an existing study by name."""
+    store = open_storage(storage)
+    return Study(store, store.load_study(name))
+
+
+__all__ = ["Study", "create_study", "load_study", "FINISHED_STATES"]
