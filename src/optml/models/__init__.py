@@ -25,8 +25,9 @@ reads.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -148,3 +149,27 @@ def read_only(*arrays: np.ndarray) -> None:
     """Mark arrays read-only: data is cached and shared by every trial of a worker."""
     for a in arrays:
         a.flags.writeable = False
+
+
+def positive_float(name: str, value: Any) -> float:
+    """``value`` as a finite float > 0, or an :class:`ObjectiveError` naming the hyperparameter."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (number > 0 and math.isfinite(number)):
+        raise ObjectiveError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (``8.0`` is fine, ``8.5`` is not), or an
+    :class:`ObjectiveError` naming the hyperparameter."""
+    try:
+        number = int(value)
+        ok = number == value and number >= minimum and not isinstance(value, bool | str)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ObjectiveError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return number

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from optml.errors import ObjectiveError
-from optml.models import read_csv, read_only
+from optml.models import positive_float, positive_int, read_csv, read_only
 
 #: Samples in generated data (training and test together), spread evenly over the classes.
 N_SAMPLES = 1500
@@ -54,7 +54,7 @@ TEST_FRACTION = 1 / 3
 #: Seed of the generated data and of the split of a data file.
 SEED = 0
 #: Default passes over the training samples.
-EPOCHS = 200
+EPOCHS = 800
 #: Default samples per gradient step.
 BATCH_SIZE = 100
 
@@ -153,7 +153,8 @@ def generate_data(
     y = np.arange(n_samples) % n_classes
     radius = rng.uniform(0.05, 1.0, n_samples)
     # Each arm turns TURNS times around; arms are offset evenly.
-    angle = 2 * np.pi * TURNS * radius + 2 * np.pi * y / n_classes + noise * rng.standard_normal(n_samples)
+    angle = 2 * np.pi * (TURNS * radius + y / n_classes)
+    angle += noise * rng.standard_normal(n_samples)
     x = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
     return _split(x, y, tuple(str(c) for c in range(n_classes)), test_fraction, seed, None)
 
@@ -167,7 +168,9 @@ def _split(
     path: str | Path | None,
 ) -> ClassificationData:
     if not 0 < test_fraction < 1:
-        raise ObjectiveError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+        raise ObjectiveError(
+            f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}"
+        )
     n_test = int(round(test_fraction * len(x)))
     if n_test < 1 or n_test >= len(x):
         where = f"{path}: " if path is not None else ""
@@ -203,19 +206,21 @@ def initialization(**hyperparameters: Any) -> Perceptron:
     if activation not in _ACTIVATIONS:
         raise ObjectiveError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
     momentum = hyperparameters.get("momentum", 0.0)
-    if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0 <= momentum < 1:
+    try:
+        momentum_ok = not isinstance(momentum, bool) and 0 <= float(momentum) < 1
+    except (TypeError, ValueError):
+        momentum_ok = False
+    if not momentum_ok:
         raise ObjectiveError(f"momentum must be a number in [0, 1), got {momentum!r}")
-    seed = hyperparameters.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ObjectiveError(f"seed must be a whole number >= 0, got {seed!r}")
+    seed = positive_int("seed", hyperparameters.get("seed", 0), minimum=0)
     return Perceptron(
-        learning_rate=_positive_float("learning_rate", hyperparameters["learning_rate"]),
-        network_size=_positive_int("network_size", hyperparameters["network_size"]),
+        learning_rate=positive_float("learning_rate", hyperparameters["learning_rate"]),
+        network_size=positive_int("network_size", hyperparameters["network_size"]),
         activation=activation,
-        epochs=_positive_int("epochs", hyperparameters.get("epochs", EPOCHS)),
-        batch_size=_positive_int("batch_size", hyperparameters.get("batch_size", BATCH_SIZE)),
+        epochs=positive_int("epochs", hyperparameters.get("epochs", EPOCHS)),
+        batch_size=positive_int("batch_size", hyperparameters.get("batch_size", BATCH_SIZE)),
         momentum=float(momentum),
-        seed=int(seed),
+        seed=seed,
     )
 
 
@@ -238,7 +243,7 @@ def train(model: Perceptron, data: ClassificationData) -> Perceptron:
     model.loss_curve = []
     batch = min(model.batch_size, n)
     lr, beta = model.learning_rate, model.momentum
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         for _ in range(model.epochs):
             order = rng.permutation(n)
             total = 0.0
@@ -292,7 +297,7 @@ def _error_rate(model: Perceptron, x: np.ndarray, y: np.ndarray) -> float:
         raise ObjectiveError("the network is not trained: call train(model, data) first")
     if model.diverged:
         return 1.0
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         return float(np.mean(model.predict(x) != y))
 
 
@@ -315,24 +320,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _positive_float(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (number > 0 and math.isfinite(number)):
-        raise ObjectiveError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
-
-
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-        ok = number == value and number >= 1 and not isinstance(value, bool)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ObjectiveError(f"{name} must be a whole number >= 1, got {value!r}")
-    return number

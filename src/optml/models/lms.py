@@ -32,7 +32,6 @@ vector and ``filter_size`` must be left out or equal the number of columns. The 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from optml.errors import ObjectiveError
-from optml.models import read_csv, read_only
+from optml.models import positive_float, positive_int, read_csv, read_only
 
 #: Taps of the unknown system in generated data.
 TAPS = 16
@@ -162,11 +161,11 @@ def initialization(**hyperparameters: Any) -> LMSFilter:
         )
     if "learning_rate" not in hyperparameters:
         raise ObjectiveError("the LMS model needs the hyperparameter 'learning_rate'")
-    learning_rate = _positive_float("learning_rate", hyperparameters["learning_rate"])
+    learning_rate = positive_float("learning_rate", hyperparameters["learning_rate"])
     filter_size = hyperparameters.get("filter_size")
     if filter_size is not None:
-        filter_size = _positive_int("filter_size", filter_size)
-    epochs = _positive_int("epochs", hyperparameters.get("epochs", EPOCHS))
+        filter_size = positive_int("filter_size", filter_size)
+    epochs = positive_int("epochs", hyperparameters.get("epochs", EPOCHS))
     return LMSFilter(learning_rate=learning_rate, filter_size=filter_size, epochs=epochs)
 
 
@@ -231,24 +230,3 @@ def _mse(model: LMSFilter, data: SignalData, part: slice) -> float:
     with np.errstate(all="ignore"):
         mse = float(np.mean((data.desired[part] - model.predict(vectors)) ** 2))
     return mse if mse < ERROR_CAP else ERROR_CAP
-
-
-def _positive_float(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (number > 0 and math.isfinite(number)):
-        raise ObjectiveError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
-
-
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-        ok = number == value and number >= 1 and not isinstance(value, bool)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ObjectiveError(f"{name} must be a whole number >= 1, got {value!r}")
-    return number

@@ -1,0 +1,263 @@
+"""The study spec: one pydantic schema for YAML files, REST bodies and keyword arguments."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from optml.errors import OptMLError, SpecError
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or a string such as ``"90"``, ``"30s"``, ``"10m"``, ``"1h30m"``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, 10m or 1h, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match or not any(match.groups()):
+            raise ValueError(f"expected a duration such as 30s, 10m or 1h, got {value!r}")
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ObjectiveSpec(_Model):
+    """What runs a trial: exactly one of ``function``, ``module`` or ``command``."""
+
+    function: str | None = None
+    module: str | None = None
+    command: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ObjectiveSpec:
+        given = [k for k in ("function", "module", "command") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of function ('pkg.module:fn' or 'file.py:fn'), module (a model "
+                f"module in the seed protocol) or command (a command-line template); got {given or 'none'}"
+            )
+        return self
+
+
+class MetricSpec(_Model):
+    name: str = "value"
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class BudgetSpec(_Model):
+    trials: int | None = Field(default=None, ge=1)
+    timeout: float | None = None
+    target: float | None = None
+
+    _duration = field_validator("timeout", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class ExecutionSpec(_Model):
+    backend: str = "local"
+    workers: int | None = Field(default=None, ge=1)
+    trial_timeout: float | None = None
+    retries: int = Field(default=0, ge=0)
+
+    _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class GridFileSpec(_Model):
+    path: str
+    columns: list[str] | None = None
+
+
+class StudySpec(_Model):
+    """A whole study. Relative paths are relative to the spec file."""
+
+    name: str = Field(min_length=1)
+    objective: ObjectiveSpec
+    data: str | None = None
+    metric: MetricSpec | list[MetricSpec] | str = Field(default_factory=MetricSpec)
+    space: dict[str, Any] | list[dict[str, Any]] | None = None
+    grid_file: GridFileSpec | str | None = None
+    algorithm: str | dict[str, Any] = "auto"
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    storage: str | None = None
+    seed: int | None = None
+    constraints: list[str | dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _space_or_file(self) -> StudySpec:
+        if (self.space is None) == (self.grid_file is None):
+            raise ValueError("give either space (the parameters to search) or grid_file, not both or neither")
+        return self
+
+    @property
+    def metrics(self) -> list[MetricSpec]:
+        if isinstance(self.metric, str):
+            return [MetricSpec(name=self.metric)]
+        if isinstance(self.metric, MetricSpec):
+            return [self.metric]
+        return list(self.metric)
+
+
+def spec_error(exc: ValidationError, source: str) -> SpecError:
+    """One line naming every field that is wrong and what was expected."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "union[")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        given = err.get("input")
+        shown = f" (got {given!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, dict) else ""
+        parts.append(f"{loc or 'spec'}: {msg}{shown}")
+    # The same field can fail each member of a union: keep each message once.
+    unique = list(dict.fromkeys(parts))
+    return SpecError(f"{source}: " + "; ".join(unique))
+
+
+def parse_spec(data: Any, source: str = "spec", base_dir: str | Path | None = None) -> StudySpec:
+    """Validate a spec dict; resolve relative paths against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of fields (name, objective, space, ...), got {type(data).__name__}")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error(exc, source) from None
+    if base_dir is not None:
+        spec = _resolve_paths(spec, Path(base_dir))
+    return spec
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a YAML (or JSON) spec file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    return parse_spec(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def _is_path(value: str) -> bool:
+    return value.endswith(".py") or "/" in value or value.startswith(".")
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _resolve_paths(spec: StudySpec, base: Path) -> StudySpec:
+    obj = spec.objective.model_copy()
+    if obj.module and _is_path(obj.module):
+        obj.module = _resolve(base, obj.module)
+    if obj.function:
+        target, sep, attr = obj.function.rpartition(":")
+        if sep and _is_path(target):
+            obj.function = f"{_resolve(base, target)}:{attr}"
+    if obj.command and not obj.cwd:
+        obj.cwd = str(base)
+    elif obj.cwd:
+        obj.cwd = _resolve(base, obj.cwd)
+    changes: dict[str, Any] = {"objective": obj}
+    if spec.data:
+        changes["data"] = _resolve(base, spec.data)
+    if spec.grid_file is not None:
+        grid = spec.grid_file if isinstance(spec.grid_file, GridFileSpec) else GridFileSpec(path=spec.grid_file)
+        changes["grid_file"] = GridFileSpec(path=_resolve(base, grid.path), columns=grid.columns)
+    if spec.storage and spec.storage.startswith("sqlite:///") and not spec.storage.startswith("sqlite:////"):
+        changes["storage"] = "sqlite:///" + _resolve(base, spec.storage.removeprefix("sqlite:///"))
+    return spec.model_copy(update=changes)
+
+
+def build_objective(spec: StudySpec) -> Any:
+    """The Objective a spec describes."""
+    from optml.objectives import CommandObjective, FunctionObjective, ModuleObjective
+
+    o = spec.objective
+    if o.function:
+        return FunctionObjective(o.function, data=spec.data)
+    if o.module:
+        return ModuleObjective(o.module, data=spec.data)
+    assert o.command is not None
+    return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env)
+
+
+def study_from_spec(
+    spec: StudySpec, storage: str | None = None, name: str | None = None
+) -> Any:
+    """Create the study a spec describes (or return the existing one of that name if its spec
+    is the same)."""
+    from optml.errors import StudyNotFoundError
+    from optml.space import parse_space, read_grid_file
+    from optml.storage import DEFAULT_STORAGE_URL, open_storage
+    from optml.study import Study, create_study
+
+    name = name or spec.name
+    store = open_storage(storage or spec.storage or DEFAULT_STORAGE_URL)
+    stored = spec.model_dump(mode="json")
+    try:
+        record = store.load_study(name)
+    except StudyNotFoundError:
+        record = None
+    if record is not None:
+        same = {k: v for k, v in record.spec.items() if k not in ("name", "storage", "execution")} == {
+            k: v for k, v in stored.items() if k not in ("name", "storage", "execution")
+        }
+        if not same:
+            raise SpecError(
+                f"a study named {name!r} already exists in {store.url} with a different spec; "
+                f"choose another name (--name) or resume it (optml resume {name})"
+            )
+        return Study(store, record)
+
+    algorithm: Any = spec.algorithm
+    if spec.grid_file is not None:
+        grid = spec.grid_file if isinstance(spec.grid_file, GridFileSpec) else GridFileSpec(path=spec.grid_file)
+        space, rows = read_grid_file(grid.path, grid.columns)
+        if algorithm not in ("grid", "auto"):
+            raise SpecError(f"{spec.name}: a grid_file runs its rows as a grid; algorithm must be grid, not {algorithm!r}")
+        algorithm = {"name": "grid", "points": rows}
+    elif isinstance(spec.space, list):
+        from optml.samplers._meta import meta_study_parts
+
+        space, algorithm = meta_study_parts(spec.space, algorithm)
+    else:
+        try:
+            space = parse_space(spec.space or {})
+        except OptMLError:
+            raise
+    return create_study(
+        name,
+        space=space,
+        metric=[{"name": m.name, "direction": m.direction} for m in spec.metrics],
+        sampler=algorithm,
+        storage=store,
+        seed=spec.seed,
+        spec=stored,
+        budget=spec.budget.trials,
+    )

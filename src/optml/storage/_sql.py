@@ -1,0 +1,806 @@
+"""SQL storage (SQLAlchemy Core): a SQLite file by default, or a PostgreSQL server.
+
+Concurrency design, since several processes may drive one study at once:
+
+- SQLite runs in WAL mode (readers never block the writer) with ``synchronous=NORMAL`` and a long
+  busy timeout, and every write transaction starts with ``BEGIN IMMEDIATE``: it takes the write
+  lock before reading anything, so two writers queue on the lock instead of failing with
+  "database is locked" when both try to upgrade a read lock. A write that still finds the file
+  locked (busy timeout spent) is retried whole, which is safe because it was rolled back.
+- Trial numbers come from a ``next_trial_number`` counter on the study row, incremented in the
+  same transaction that inserts the trial; on PostgreSQL the row lock of that UPDATE orders
+  concurrent creators, so numbers are 0, 1, 2, ... without gaps or repeats.
+- ``claim_trial`` selects the lowest WAITING trial ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the
+  write lock already serialises SQLite) and moves it to RUNNING only if it is still WAITING.
+
+Values that JSON cannot hold (NaN, +-inf) are stored tagged in the JSON columns, and as NULL plus a
+``value_is_nan`` flag in the float ``value`` column (SQLite turns NaN into NULL anyway). Datetimes
+are stored in UTC and come back timezone-aware in UTC; naive datetimes are taken to be UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from optml.errors import (
+    DuplicateStudyError,
+    StorageError,
+    StudyNotFoundError,
+    missing_dependency,
+)
+from optml.samplers._base import Metric
+from optml.storage._base import (
+    STUDY_STATES,
+    Storage,
+    StudyRecord,
+    StudySummary,
+    check_update,
+)
+from optml.storage._migrations import MIGRATIONS
+from optml.trial import Trial, TrialState
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_T = TypeVar("_T")
+
+
+class _UTCDateTime(sa.types.TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = _utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# The current schema; it must equal what the migrations in _migrations.py build (a test checks).
+_md = sa.MetaData()
+schema_version = sa.Table("schema_version", _md, sa.Column("version", sa.Integer, nullable=False))
+studies = sa.Table(
+    "studies",
+    _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("space", sa.Text, nullable=False),
+    sa.Column("sampler", sa.Text, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("created_at", _UTCDateTime, nullable=True),
+    sa.Column("next_trial_number", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,
+)
+trials = sa.Table(
+    "trials",
+    _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("value", sa.Float(53), nullable=True),
+    sa.Column("value_is_nan", sa.Boolean, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("intermediate", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("logs", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("started_at", _UTCDateTime, nullable=True),
+    sa.Column("finished_at", _UTCDateTime, nullable=True),
+    sa.Column("duration_s", sa.Float(53), nullable=True),
+    sa.Column("worker", sa.String(255), nullable=True),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+    sa.Index("ix_trials_study_state_value", "study_id", "state", "value", "number"),
+)
+
+# Trial columns in the order _row_to_trial reads them.
+_TRIAL_COLS = (
+    trials.c.number,
+    trials.c.state,
+    trials.c.params,
+    trials.c.value,
+    trials.c.value_is_nan,
+    trials.c.metrics,
+    trials.c.intermediate,
+    trials.c.error,
+    trials.c.logs,
+    trials.c.attempts,
+    trials.c.started_at,
+    trials.c.finished_at,
+    trials.c.duration_s,
+    trials.c.worker,
+    trials.c.user_attrs,
+)
+_STUDY_COLS = (
+    studies.c.id,
+    studies.c.name,
+    studies.c.metrics,
+    studies.c.space,
+    studies.c.sampler,
+    studies.c.seed,
+    studies.c.state,
+    studies.c.spec,
+    studies.c.created_at,
+    studies.c.user_attrs,
+)
+_STATES = {s.value: s for s in TrialState}
+_COMPLETE = TrialState.COMPLETE.value
+_WAITING = TrialState.WAITING.value
+# How often a write that found SQLite locked past its busy timeout is retried from scratch.
+_LOCK_RETRIES = 8
+
+
+class SQLStorage(Storage):
+    """Studies and trials in a SQL database: ``sqlite:///PATH.db`` or ``postgresql://...``.
+
+    Example::
+
+        storage = SQLStorage("sqlite:///optml.db")   # relative to the current directory
+        storage = SQLStorage("postgresql://user:secret@db.example.org/optml")
+
+    ``busy_timeout_s`` is how long a SQLite writer waits for another process's write to finish.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
+        self.url = url
+        engine_url = _engine_url(url)
+        # For messages: never print a password.
+        self._safe_url = engine_url.render_as_string(hide_password=True) if engine_url.password \
+            else url
+        self._dialect = engine_url.get_backend_name()
+        self._memory = self._dialect == "sqlite" and engine_url.database in (None, "", ":memory:")
+        self._engine = _create_engine(engine_url, busy_timeout_s, self._memory)
+        self._pid = os.getpid()
+        # An in-memory SQLite database is one connection shared by every thread: take turns.
+        self._serial = threading.RLock() if self._memory else nullcontext()
+        # The primary metric of each study id; ids are never reused, metrics never change.
+        self._metric_cache: dict[int, Metric] = {}
+        try:
+            self._upgrade()
+        except sa.exc.OperationalError as exc:
+            self._engine.dispose()
+            raise StorageError(f"cannot open storage {self._safe_url}: {_reason(exc)}") from exc
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self._safe_url!r})"
+
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        if os.getpid() != self._pid:
+            # A forked child must not share the parent's sockets or file handles.
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+        with self._serial, self._engine.connect() as conn:
+            if self._dialect == "sqlite":
+                conn.execution_options(optml_begin="IMMEDIATE" if write else "DEFERRED")
+            yield conn
+
+    def _read(self, fn: Callable[[Connection], _T]) -> _T:
+        try:
+            with self._connect(write=False) as conn:
+                return fn(conn)
+        except sa.exc.OperationalError as exc:
+            raise StorageError(f"reading {self._safe_url} failed: {_reason(exc)}") from exc
+
+    def _write(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn`` in one write transaction, committed before this returns."""
+        for attempt in range(_LOCK_RETRIES + 1):
+            try:
+                with self._connect(write=True) as conn, conn.begin():
+                    return fn(conn)
+            except sa.exc.OperationalError as exc:
+                if self._dialect == "sqlite" and _is_locked(exc) and attempt < _LOCK_RETRIES:
+                    time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+                    continue
+                raise StorageError(f"writing {self._safe_url} failed: {_reason(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _upgrade(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, or refuse a database newer than this code."""
+
+        def current(conn: Connection) -> int | None:
+            if not sa.inspect(conn).has_table("schema_version"):
+                return None
+            return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+
+        if self._read(current) == SCHEMA_VERSION:
+            return
+
+        def upgrade(conn: Connection) -> None:
+            if self._dialect == "postgresql":
+                # Two processes opening a new database must not both create the tables.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7428511)"))
+            version = current(conn)
+            if version is None:
+                names = set(sa.inspect(conn).get_table_names())
+                if names & {"studies", "trials"}:
+                    raise StorageError(
+                        f"{self._safe_url} has tables named studies/trials but no OptML "
+                        "schema_version table: it is not an OptML database (Optuna's?); use "
+                        "another database file or name"
+                    )
+                schema_version.create(conn)
+                version = 0
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self._safe_url} has schema version {version}, newer than this OptML "
+                    f"understands (up to {SCHEMA_VERSION}): upgrade OptML to open it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+            conn.execute(schema_version.delete())
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+
+        self._write(upgrade)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- studies --------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        *,
+        metrics: Sequence[Metric],
+        space: Mapping[str, Any],
+        sampler: Mapping[str, Any],
+        seed: int,
+        spec: Mapping[str, Any] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> StudyRecord:
+        if not isinstance(name, str) or not 0 < len(name) <= 255:
+            raise StorageError(f"study name {name!r} must be a string of 1 to 255 characters")
+        metrics = tuple(metrics)
+        if not metrics:
+            raise StorageError(f"study {name!r}: at least one metric is needed")
+        row = {
+            "name": name,
+            "state": "CREATED",
+            "metrics": _dumps([asdict(m) for m in metrics], "metrics"),
+            "space": _dumps(dict(space), "space"),
+            "sampler": _dumps(dict(sampler), "sampler"),
+            "seed": int(seed),
+            "spec": _dumps(dict(spec or {}), "spec"),
+            "user_attrs": _dumps(dict(user_attrs or {}), "user_attrs"),
+            "created_at": datetime.now(UTC),
+            "next_trial_number": 0,
+        }
+
+        def insert(conn: Connection) -> int:
+            taken = conn.execute(sa.select(studies.c.id).where(studies.c.name == name)).first()
+            if taken is not None:
+                raise DuplicateStudyError(f"a study named {name!r} already exists in {self._safe_url}")
+            return conn.execute(studies.insert().values(**row)).inserted_primary_key[0]
+
+        try:
+            study_id = self._write(insert)
+        except sa.exc.IntegrityError:
+            # Another process created it between our check and our insert (PostgreSQL).
+            raise DuplicateStudyError(
+                f"a study named {name!r} already exists in {self._safe_url}"
+            ) from None
+        self._metric_cache[study_id] = metrics[0]
+        return _row_to_study(
+            (study_id, name, row["metrics"], row["space"], row["sampler"], row["seed"],
+             "CREATED", row["spec"], row["created_at"], row["user_attrs"])
+        )
+
+    def load_study(self, name: str) -> StudyRecord:
+        row = self._read(
+            lambda conn: conn.execute(
+                sa.select(*_STUDY_COLS).where(studies.c.name == name)
+            ).first()
+        )
+        if row is None:
+            raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
+        record = _row_to_study(row)
+        self._metric_cache[record.id] = record.metrics[0]
+        return record
+
+    def list_studies(self) -> list[StudySummary]:
+        def query(conn: Connection) -> list[StudySummary]:
+            rows = conn.execute(
+                sa.select(studies.c.id, studies.c.name, studies.c.state, studies.c.metrics,
+                          studies.c.created_at).order_by(studies.c.id)
+            ).all()
+            counts: dict[int, dict[str, int]] = {}
+            for study_id, state, n in conn.execute(
+                sa.select(trials.c.study_id, trials.c.state, sa.func.count())
+                .group_by(trials.c.study_id, trials.c.state)
+            ):
+                counts.setdefault(study_id, {})[state] = n
+            extremes = {
+                study_id: (lo, hi)
+                for study_id, lo, hi in conn.execute(
+                    sa.select(trials.c.study_id, sa.func.min(trials.c.value),
+                              sa.func.max(trials.c.value))
+                    .where(trials.c.state == _COMPLETE)
+                    .group_by(trials.c.study_id)
+                )
+            }
+            out = []
+            for study_id, name, state, metrics_json, created_at in rows:
+                metric = Metric(**json.loads(metrics_json)[0])
+                self._metric_cache[study_id] = metric
+                lo, hi = extremes.get(study_id, (None, None))
+                out.append(
+                    StudySummary(
+                        name=name,
+                        state=state,
+                        metric=metric,
+                        counts=counts.get(study_id, {}),
+                        best_value=lo if metric.direction == "minimize" else hi,
+                        created_at=created_at,
+                    )
+                )
+            return out
+
+        return self._read(query)
+
+    def delete_study(self, name: str) -> None:
+        def delete(conn: Connection) -> int:
+            study_id = conn.execute(
+                sa.select(studies.c.id).where(studies.c.name == name)
+            ).scalar()
+            if study_id is None:
+                raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
+            # Explicit: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
+            conn.execute(trials.delete().where(trials.c.study_id == study_id))
+            conn.execute(studies.delete().where(studies.c.id == study_id))
+            return study_id
+
+        self._metric_cache.pop(self._write(delete), None)
+
+    def set_study_state(self, study_id: int, state: str) -> None:
+        if state not in STUDY_STATES:
+            raise StorageError(f"study state {state!r} is not one of {', '.join(STUDY_STATES)}")
+
+        def update(conn: Connection) -> None:
+            done = conn.execute(
+                studies.update().where(studies.c.id == study_id).values(state=state)
+            )
+            if done.rowcount == 0:
+                raise self._no_study(study_id)
+
+        self._write(update)
+
+    def set_study_attrs(self, study_id: int, attrs: Mapping[str, Any]) -> None:
+        def update(conn: Connection) -> None:
+            old = conn.execute(
+                sa.select(studies.c.user_attrs).where(studies.c.id == study_id).with_for_update()
+            ).scalar()
+            if old is None:
+                raise self._no_study(study_id)
+            merged = {**_loads(old), **attrs}
+            conn.execute(
+                studies.update().where(studies.c.id == study_id)
+                .values(user_attrs=_dumps(merged, "user_attrs"))
+            )
+
+        self._write(update)
+
+    # -- trials ---------------------------------------------------------------------------
+    def create_trial(
+        self,
+        study_id: int,
+        params: Mapping[str, Any],
+        *,
+        state: TrialState = TrialState.WAITING,
+        **fields: Any,
+    ) -> Trial:
+        params_json = _dumps(dict(params), "params")
+
+        def insert(conn: Connection) -> Trial:
+            # The row lock of this UPDATE orders concurrent creators of the same study.
+            number = conn.execute(
+                studies.update()
+                .where(studies.c.id == study_id)
+                .values(next_trial_number=studies.c.next_trial_number + 1)
+                .returning(studies.c.next_trial_number)
+            ).scalar()
+            if number is None:
+                raise self._no_study(study_id)
+            number -= 1
+            base = Trial(number=number, state=TrialState.WAITING, params=_loads(params_json))
+            changes = check_update(base, {"state": state, **fields})
+            values, trial = _encode_changes(base, changes)
+            conn.execute(
+                trials.insert().values(
+                    study_id=study_id,
+                    number=number,
+                    params=params_json,
+                    **{**_DEFAULT_ROW, **values},
+                )
+            )
+            return trial
+
+        return self._write(insert)
+
+    def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        def claim(conn: Connection) -> Trial | None:
+            while True:
+                row = conn.execute(
+                    sa.select(trials.c.id, *_TRIAL_COLS)
+                    .where(trials.c.study_id == study_id, trials.c.state == _WAITING)
+                    .order_by(trials.c.number)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if row is None:
+                    self._require_study(conn, study_id)
+                    return None
+                trial = _row_to_trial(row[1:])
+                changes = {"state": TrialState.RUNNING, "worker": worker,
+                           "started_at": datetime.now(UTC)}
+                values, claimed = _encode_changes(trial, check_update(trial, changes))
+                done = conn.execute(
+                    trials.update()
+                    .where(trials.c.id == row[0], trials.c.state == _WAITING)
+                    .values(**values)
+                )
+                if done.rowcount == 1:
+                    return claimed
+                # Someone else moved it in between (cannot happen under the locks; be safe).
+
+        return self._write(claim)
+
+    def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
+        def update(conn: Connection) -> Trial:
+            row = conn.execute(
+                sa.select(trials.c.id, *_TRIAL_COLS)
+                .where(trials.c.study_id == study_id, trials.c.number == number)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise self._no_trial(conn, study_id, number)
+            trial = _row_to_trial(row[1:])
+            values, new = _encode_changes(trial, check_update(trial, fields))
+            if values:
+                conn.execute(trials.update().where(trials.c.id == row[0]).values(**values))
+            return new
+
+        return self._write(update)
+
+    def get_trial(self, study_id: int, number: int) -> Trial:
+        def query(conn: Connection) -> Trial:
+            row = conn.execute(
+                sa.select(*_TRIAL_COLS)
+                .where(trials.c.study_id == study_id, trials.c.number == number)
+            ).first()
+            if row is None:
+                raise self._no_trial(conn, study_id, number)
+            return _row_to_trial(row)
+
+        return self._read(query)
+
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[Trial]:
+        stmt = sa.select(*_TRIAL_COLS).where(trials.c.study_id == study_id)
+        if states is not None:
+            stmt = stmt.where(trials.c.state.in_([TrialState(s).value for s in states]))
+        stmt = stmt.order_by(trials.c.number)
+
+        def query(conn: Connection) -> list[Trial]:
+            out = [_row_to_trial(row) for row in conn.execute(stmt)]
+            if not out:
+                self._require_study(conn, study_id)
+            return out
+
+        return self._read(query)
+
+    def get_best_trial(self, study_id: int) -> Trial | None:
+        def query(conn: Connection) -> Trial | None:
+            metric = self._metric(conn, study_id)
+            order = trials.c.value.asc() if metric.direction == "minimize" else \
+                trials.c.value.desc()
+            row = conn.execute(
+                sa.select(*_TRIAL_COLS)
+                .where(trials.c.study_id == study_id, trials.c.state == _COMPLETE,
+                       trials.c.value.is_not(None))
+                .order_by(order, trials.c.number.asc())
+                .limit(1)
+            ).first()
+            if row is None:
+                self._require_study(conn, study_id)
+                return None
+            return _row_to_trial(row)
+
+        return self._read(query)
+
+    def count_trials(self, study_id: int) -> dict[str, int]:
+        def query(conn: Connection) -> dict[str, int]:
+            counts = {
+                state: n
+                for state, n in conn.execute(
+                    sa.select(trials.c.state, sa.func.count())
+                    .where(trials.c.study_id == study_id)
+                    .group_by(trials.c.state)
+                )
+            }
+            if not counts:
+                self._require_study(conn, study_id)
+            return counts
+
+        return self._read(query)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _metric(self, conn: Connection, study_id: int) -> Metric:
+        metric = self._metric_cache.get(study_id)
+        if metric is None:
+            metrics_json = conn.execute(
+                sa.select(studies.c.metrics).where(studies.c.id == study_id)
+            ).scalar()
+            if metrics_json is None:
+                raise self._no_study(study_id)
+            metric = self._metric_cache[study_id] = Metric(**json.loads(metrics_json)[0])
+        return metric
+
+    def _require_study(self, conn: Connection, study_id: int) -> None:
+        found = conn.execute(sa.select(studies.c.id).where(studies.c.id == study_id)).first()
+        if found is None:
+            raise self._no_study(study_id)
+
+    def _no_study(self, study_id: int) -> StudyNotFoundError:
+        return StudyNotFoundError(f"no study with id {study_id} in {self._safe_url}")
+
+    def _no_trial(self, conn: Connection, study_id: int, number: int) -> StorageError:
+        self._require_study(conn, study_id)
+        return StorageError(f"study {study_id} has no trial {number}")
+
+
+# -- engine ---------------------------------------------------------------------------------
+def _engine_url(url: str) -> sa.engine.URL:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StorageError(
+            f"storage URL {url!r} is malformed; use sqlite:///PATH.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername == "postgresql+psycopg":
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise missing_dependency("psycopg", "postgres") from None
+        return parsed
+    if backend != "sqlite":
+        raise StorageError(f"storage URL {url!r}: only sqlite and postgresql databases are supported")
+    database = parsed.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return parsed
+    # Pin relative paths to today's directory, so a later chdir opens the same file.
+    path = os.path.abspath(os.path.expanduser(database))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise StorageError(
+            f"storage URL {url!r}: directory {folder} does not exist; create it first "
+            "(sqlite:///relative.db is relative to the current directory, "
+            "sqlite:////absolute/path.db is absolute)"
+        )
+    return parsed.set(database=path)
+
+
+def _create_engine(url: sa.engine.URL, busy_timeout_s: float, memory: bool) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s,
+                                               "check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = sa.pool.StaticPool
+    engine = sa.create_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if not memory:
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('optml_begin', '')}")
+
+    return engine
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+# -- encoding -------------------------------------------------------------------------------
+_FLOAT_TAG = "$float"
+_DEFAULT_ROW = {
+    "state": _WAITING,
+    "value": None,
+    "value_is_nan": False,
+    "metrics": "{}",
+    "intermediate": "{}",
+    "error": None,
+    "logs": None,
+    "attempts": 0,
+    "started_at": None,
+    "finished_at": None,
+    "duration_s": None,
+    "worker": None,
+    "user_attrs": "{}",
+}
+
+
+def _plain(obj: Any) -> Any:
+    """json's fallback: numpy scalars and arrays become Python numbers and lists."""
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _tag_nonfinite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {_FLOAT_TAG: "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
+    if isinstance(obj, Mapping):
+        return {k: _tag_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_tag_nonfinite(v) for v in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return _tag_nonfinite(obj.tolist())
+    return obj
+
+
+def _dumps(obj: Any, what: str) -> str:
+    """Strict JSON text; NaN and infinities become {"$float": "nan" | "inf" | "-inf"}."""
+    try:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"), default=_plain)
+    except ValueError:
+        try:
+            return json.dumps(_tag_nonfinite(obj), allow_nan=False, separators=(",", ":"),
+                              default=_plain)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"{what} cannot be stored as JSON: {exc}") from exc
+    except TypeError as exc:
+        raise StorageError(
+            f"{what} cannot be stored as JSON: {exc}; use numbers, strings, booleans, None, "
+            "lists and dicts"
+        ) from exc
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _FLOAT_TAG in obj:
+        return float(obj[_FLOAT_TAG])
+    return obj
+
+
+def _loads(text: str) -> Any:
+    if text == "{}":
+        return {}
+    if _FLOAT_TAG in text:
+        return json.loads(text, object_hook=_untag)
+    return json.loads(text)
+
+
+def _utc(value: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise StorageError(f"expected a datetime, got {type(value).__name__} {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _encode_changes(trial: Trial, changes: Mapping[str, Any]) -> tuple[dict[str, Any], Trial]:
+    """Column values for ``changes`` of ``trial``, and the trial as it will read back."""
+    values: dict[str, Any] = {}
+    decoded: dict[str, Any] = {}
+    for name, new in changes.items():
+        if name == "state":
+            values["state"] = new.value
+            decoded["state"] = new
+        elif name == "value":
+            value = None if new is None else float(new)
+            nan = value is not None and math.isnan(value)
+            values["value"] = None if nan else value
+            values["value_is_nan"] = nan
+            decoded["value"] = value
+        elif name in ("metrics", "user_attrs"):
+            text = _dumps(dict(new or {}), name)
+            values[name] = text
+            decoded[name] = _loads(text)
+        elif name == "intermediate":
+            text = _dumps({str(int(k)): v for k, v in dict(new or {}).items()}, name)
+            values[name] = text
+            decoded[name] = {int(k): v for k, v in _loads(text).items()}
+        elif name in ("started_at", "finished_at"):
+            when = None if new is None else _utc(new)
+            values[name] = when
+            decoded[name] = when
+        elif name in ("duration_s",):
+            values[name] = decoded[name] = None if new is None else float(new)
+        elif name == "attempts":
+            values[name] = decoded[name] = int(new)
+        else:  # error, logs, worker
+            values[name] = decoded[name] = None if new is None else str(new)
+    return values, trial.with_changes(**decoded)
+
+
+def _row_to_trial(row: Sequence[Any]) -> Trial:
+    (number, state, params, value, value_is_nan, metrics, intermediate, error, logs, attempts,
+     started_at, finished_at, duration_s, worker, user_attrs) = row
+    return Trial(
+        number=number,
+        state=_STATES[state],
+        params=_loads(params),
+        value=math.nan if value_is_nan else value,
+        metrics=_loads(metrics),
+        intermediate={int(k): v for k, v in _loads(intermediate).items()} if intermediate != "{}"
+        else {},
+        error=error,
+        logs=logs,
+        attempts=attempts,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_s=duration_s,
+        worker=worker,
+        user_attrs=_loads(user_attrs),
+    )
+
+
+def _row_to_study(row: Sequence[Any]) -> StudyRecord:
+    (study_id, name, metrics, space, sampler, seed, state, spec, created_at, user_attrs) = row
+    return StudyRecord(
+        id=study_id,
+        name=name,
+        metrics=tuple(Metric(**m) for m in json.loads(metrics)),
+        space=_loads(space),
+        sampler=_loads(sampler),
+        seed=seed,
+        state=state,
+        spec=_loads(spec),
+        created_at=created_at,
+        user_attrs=_loads(user_attrs),
+    )
