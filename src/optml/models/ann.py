@@ -249,22 +249,8 @@ def train(model: Perceptron, data: ClassificationData) -> Perceptron:
             total = 0.0
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
-                x, y = data.x_train[idx], data.y_train[idx]
-                hidden, logits = model._forward(x)
-                probs = _softmax(logits)
-                total += float(-np.log(probs[np.arange(len(y)), y] + 1e-12).sum())
-                # Backpropagation of the mean cross-entropy through softmax, w2, the activation
-                # and w1.
-                delta_out = probs
-                delta_out[np.arange(len(y)), y] -= 1.0
-                delta_out /= len(y)
-                delta_hidden = (delta_out @ w["w2"].T) * _derivative(hidden, model.activation)
-                grads = {
-                    "w2": hidden.T @ delta_out,
-                    "b2": delta_out.sum(axis=0),
-                    "w1": x.T @ delta_hidden,
-                    "b1": delta_hidden.sum(axis=0),
-                }
+                loss, grads = _loss_and_gradients(model, data.x_train[idx], data.y_train[idx])
+                total += loss * len(idx)
                 for name, g in grads.items():
                     if beta:
                         velocity[name] *= beta
@@ -278,6 +264,30 @@ def train(model: Perceptron, data: ClassificationData) -> Perceptron:
                 model.diverged = True
                 break
     return model
+
+
+def _loss_and_gradients(
+    model: Perceptron, x: np.ndarray, y: np.ndarray
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean cross-entropy of the batch and its gradient for every weight, by backpropagation."""
+    assert model.weights is not None
+    w = model.weights
+    hidden, logits = model._forward(x)
+    probs = _softmax(logits)
+    rows = np.arange(len(y))
+    loss = float(-np.log(probs[rows, y] + 1e-12).mean())
+    # d(loss)/d(logits) of softmax + cross-entropy, then back through w2, the activation, w1.
+    delta_out = probs
+    delta_out[rows, y] -= 1.0
+    delta_out /= len(y)
+    delta_hidden = (delta_out @ w["w2"].T) * _derivative(hidden, model.activation)
+    grads = {
+        "w2": hidden.T @ delta_out,
+        "b2": delta_out.sum(axis=0),
+        "w1": x.T @ delta_hidden,
+        "b1": delta_hidden.sum(axis=0),
+    }
+    return loss, grads
 
 
 def test_error(model: Perceptron, data: ClassificationData) -> float:
