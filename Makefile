@@ -1,0 +1,44 @@
+# OptML: `make demo` runs the seed's ANN grid study; `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install install-test install-bench bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e '.[test,postgres]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+# The seed's experiment: 20 ANN configurations on local worker processes, results in ./optml.db.
+demo: install
+	-@$(VENV)/bin/optml delete ann-grid --yes --storage sqlite:///optml.db >/dev/null 2>&1
+	$(VENV)/bin/optml run examples/ann_grid.yaml --storage sqlite:///optml.db
+
+# Everything: unit, end-to-end, PostgreSQL (a real server, installed and started here) and slow tests.
+test: install-test
+	VENV=$(VENV) bash scripts/postgres.sh install
+	$(PY) -m pytest -q
+
+install-bench: install
+	$(PIP) install -e '.[bench]'
+
+bench: install-bench
+	$(PY) benchmarks/bench_speedup.py
+	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_storage.py
+
+lint: install-test
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache optml.db optml.db-*
