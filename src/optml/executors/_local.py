@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -175,6 +176,10 @@ def _worker_main(
 ) -> None:
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
+    # Write Python-level output to the real fds 1 and 2, which each trial redirects to its log
+    # (a forked worker may have inherited a replaced sys.stdout, e.g. under a test runner).
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     if threads:
         limit_threads(threads)
     threading.Thread(target=_watch_controller, args=(controller,), daemon=True).start()

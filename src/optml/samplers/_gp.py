@@ -11,6 +11,7 @@ Two public pieces:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,11 +33,30 @@ _JITTER = 1e-9
 _LENGTHSCALE_BOUNDS = (1e-2, 1e2)
 _SIGNAL_BOUNDS = (5e-2, 2e1)
 _NOISE_BOUNDS = (1e-6, 1.0)
+# Past this many rows the hyperparameters are first climbed on a subset of this size.
+_STAGE_POINTS = 64
 
 
 # ---------------------------------------------------------------------------------------------
 # The surrogate
 # ---------------------------------------------------------------------------------------------
+_BLAS_CONTROLLER: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that runs BLAS on one thread: our matrices (<= a few hundred rows) gain nothing
+    from threads, and on a busy machine spinning BLAS threads cost 10x or more."""
+    global _BLAS_CONTROLLER
+    try:
+        if _BLAS_CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER = ThreadpoolController()
+        return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    except Exception:  # threadpoolctl missing or confused by an unusual BLAS: run as is
+        return contextlib.nullcontext()
+
+
 def _matern52(r2: np.ndarray, signal: float) -> np.ndarray:
     r = np.sqrt(r2)
     return signal * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r2) * np.exp(-_SQRT5 * r)
@@ -150,13 +170,18 @@ def _neg_log_posterior(
     dims = dsq.shape[1]
     inv_ls2 = np.exp(-2.0 * theta[:dims])
     signal = math.exp(theta[dims])
-    noise = math.exp(theta[dims + 1])
-    r2 = (dsq @ inv_ls2).reshape(n, n)
-    r = np.sqrt(r2)
-    e = np.exp(-_SQRT5 * r)
-    k_signal = signal * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r2) * e
-    K = k_signal.copy()
-    K[np.diag_indices(n)] += noise + _JITTER
+    noise = math.exp(theta[dims + 1]) + _JITTER
+    sr = np.sqrt(dsq @ inv_ls2).reshape(n, n)
+    sr *= _SQRT5
+    e = np.exp(-sr)
+    # K = s² (1 + √5 r + 5/3 r²) e^{-√5 r} + σ² I, written with sr = √5 r.
+    K = sr * sr
+    K *= 1.0 / 3.0
+    K += sr
+    K += 1.0
+    K *= e
+    K *= signal
+    K[np.diag_indices(n)] += noise
     try:
         L = np.linalg.cholesky(K)
     except np.linalg.LinAlgError:
@@ -164,18 +189,58 @@ def _neg_log_posterior(
     L_inv = solve_triangular(L, np.eye(n), lower=True, check_finite=False)
     K_inv = L_inv.T @ L_inv
     alpha = K_inv @ y
-    lml = -0.5 * float(y @ alpha) - float(np.sum(np.log(np.diag(L)))) - 0.5 * n * _LOG_2PI
-    W = np.outer(alpha, alpha) - K_inv
-    # dK/dlog ℓ_j = 5/3 s² e (1 + √5 r) Δ_j² / ℓ_j²
-    G = W * (signal * (5.0 / 3.0) * (1.0 + _SQRT5 * r) * e)
+    y_alpha = float(y @ alpha)
+    alpha2 = float(alpha @ alpha)
+    trace_inv = float(np.trace(K_inv))
+    lml = -0.5 * y_alpha - float(np.sum(np.log(np.diag(L)))) - 0.5 * n * _LOG_2PI
+    # dL/dθ = ½ tr(W dK/dθ) with W = ααᵀ - K⁻¹. For the length scales,
+    # dK/dlog ℓ_j = 5/3 s² (1 + √5 r) e^{-√5 r} Δ_j² / ℓ_j².
+    W = np.outer(alpha, alpha)
+    W -= K_inv
+    sr += 1.0
+    sr *= e
+    W *= sr
     grad = np.empty_like(theta)
-    grad[:dims] = 0.5 * (G.ravel() @ dsq) * inv_ls2
-    grad[dims] = 0.5 * float(np.sum(W * k_signal))
-    grad[dims + 1] = 0.5 * float(np.trace(W)) * noise
+    grad[:dims] = (0.5 * (5.0 / 3.0) * signal) * (W.ravel() @ dsq) * inv_ls2
+    # tr(W (K - σ² I)) = yᵀα - σ²|α|² - n + σ² tr(K⁻¹): no second pass over n² entries.
+    grad[dims] = 0.5 * (y_alpha - noise * alpha2 - n + noise * trace_inv)
+    grad[dims + 1] = 0.5 * (alpha2 - trace_inv) * (noise - _JITTER)
     z = (theta - prior_mean) / prior_sd
     log_prior = -0.5 * float(z @ z)
     grad_prior = -z / prior_sd
     return -(lml + log_prior), -(grad + grad_prior)
+
+
+def _bounds(dims: int) -> np.ndarray:
+    return np.log(np.array(
+        [_LENGTHSCALE_BOUNDS] * dims + [_SIGNAL_BOUNDS, _NOISE_BOUNDS], dtype=float
+    ))
+
+
+def _map_estimate(
+    X: np.ndarray, ys: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray,
+    starts: Sequence[np.ndarray], climbs: int, maxiter: int
+) -> tuple[np.ndarray, float]:
+    """Run L-BFGS-B from the ``climbs`` best of ``starts``; return the best θ and its value."""
+    from scipy.optimize import minimize
+
+    n, dims = X.shape
+    dsq = ((X[:, None, :] - X[None, :, :]) ** 2).reshape(n * n, dims)
+    bounds = _bounds(dims)
+    args = (dsq, ys, prior_mean, prior_sd)
+    points = [np.clip(s, bounds[:, 0], bounds[:, 1]) for s in starts]
+    if len(points) > climbs:
+        values = [_neg_log_posterior(p, *args)[0] for p in points]
+        points = [points[i] for i in np.argsort(values, kind="stable")[:climbs]]
+    best_theta, best_value = points[0], math.inf
+    for start in points:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = minimize(_neg_log_posterior, start, args=args, jac=True, method="L-BFGS-B",
+                              bounds=bounds, options={"maxiter": maxiter})
+        if np.isfinite(result.fun) and result.fun < best_value:
+            best_theta, best_value = np.asarray(result.x, dtype=float), float(result.fun)
+    return best_theta, best_value
 
 
 class GaussianProcess:
@@ -217,6 +282,10 @@ class GaussianProcess:
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None) -> GaussianProcess:
         """Fit hyperparameters and condition on (X, y); rows with a non-finite y are dropped."""
+        with _one_blas_thread():
+            return self._fit(X, y, rng)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> GaussianProcess:
         y = np.asarray(y, dtype=float).ravel()
         X = np.asarray(X, dtype=float).reshape(len(y), -1)
         rng = rng if rng is not None else np.random.default_rng(0)
@@ -243,31 +312,29 @@ class GaussianProcess:
 
     def _optimise(self, X: np.ndarray, ys: np.ndarray, prior_mean: np.ndarray,
                   prior_sd: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        from scipy.optimize import minimize
+        """MAP hyperparameters: screen the starts, climb from the best, polish on all rows.
 
-        n, dims = X.shape
-        dsq = ((X[:, None, :] - X[None, :, :]) ** 2).reshape(n * n, dims)
-        bounds = np.array(
-            [[math.log(_LENGTHSCALE_BOUNDS[0]), math.log(_LENGTHSCALE_BOUNDS[1])]] * dims
-            + [[math.log(_SIGNAL_BOUNDS[0]), math.log(_SIGNAL_BOUNDS[1])],
-               [math.log(_NOISE_BOUNDS[0]), math.log(_NOISE_BOUNDS[1])]]
-        )
+        Every start costs one likelihood evaluation; L-BFGS-B then runs from the best one (two
+        when there are few points, where the likelihood is most multimodal). Past
+        ``_STAGE_POINTS`` rows the climb runs on a random subset (best rows included) and only a
+        short polish runs on every row, so that most of the O(n³) evaluations are small ones.
+        """
+        n = len(ys)
         starts = [prior_mean]
         for _ in range(self.n_restarts):
             starts.append(prior_mean + prior_sd * rng.standard_normal(len(prior_mean)))
-        best_theta, best_value = prior_mean, math.inf
-        for start in starts:
-            start = np.clip(start, bounds[:, 0], bounds[:, 1])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                result = minimize(
-                    _neg_log_posterior, start, args=(dsq, ys, prior_mean, prior_sd), jac=True,
-                    method="L-BFGS-B", bounds=bounds, options={"maxiter": self.maxiter},
-                )
-            if np.isfinite(result.fun) and result.fun < best_value:
-                best_theta, best_value = result.x, float(result.fun)
-        self.log_marginal_likelihood = -best_value
-        return np.asarray(best_theta, dtype=float)
+        if n > _STAGE_POINTS:
+            order = np.argsort(ys, kind="stable")
+            rest = rng.choice(order[8:], size=_STAGE_POINTS - 8, replace=False)
+            rows = np.concatenate([order[:8], rest])
+            sub = (X[rows], ys[rows])
+            theta, _ = _map_estimate(*sub, prior_mean, prior_sd, starts, 1, self.maxiter)
+            theta, value = _map_estimate(X, ys, prior_mean, prior_sd, [theta], 1, 20)
+        else:
+            climbs = 2 if n <= 40 else 1
+            theta, value = _map_estimate(X, ys, prior_mean, prior_sd, starts, climbs, self.maxiter)
+        self.log_marginal_likelihood = -value
+        return theta
 
     # -- prediction ---------------------------------------------------------------------------
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -518,6 +585,12 @@ class GPSampler(Sampler):
         done = ctx.completed
         if len(done) < self.startup_trials(ctx.space):
             return self._startup(ctx, n, rng)
+        with _one_blas_thread():
+            return self._propose_with_model(ctx, done, n, rng)
+
+    def _propose_with_model(
+        self, ctx: SearchContext, done: list[Any], n: int, rng: np.random.Generator
+    ) -> list[dict[str, Any]]:
         enc = _Encoder(ctx.space)
         X = enc.from_configs([t.params for t in done])
         y = self._scalarised_losses(ctx, done, rng)

@@ -151,6 +151,33 @@ _STUDY_COLS = (
     studies.c.created_at,
     studies.c.user_attrs,
 )
+# Hot statements built once: building SQLAlchemy constructs costs more than running them.
+_bp = sa.bindparam
+_NEXT_NUMBER = (
+    studies.update()
+    .where(studies.c.id == _bp("sid"))
+    .values(next_trial_number=studies.c.next_trial_number + 1)
+    .returning(studies.c.next_trial_number)
+)
+_INSERT_TRIAL = trials.insert()
+_UPDATE_TRIAL = trials.update().where(trials.c.id == _bp("tid"))
+_CLAIM_TRIAL = trials.update().where(trials.c.id == _bp("tid"), trials.c.state == _bp("waiting"))
+_TRIAL_FOR_UPDATE = (
+    sa.select(trials.c.id, *_TRIAL_COLS)
+    .where(trials.c.study_id == _bp("sid"), trials.c.number == _bp("num"))
+    .with_for_update()
+)
+_TRIAL = sa.select(*_TRIAL_COLS).where(
+    trials.c.study_id == _bp("sid"), trials.c.number == _bp("num")
+)
+_FIRST_WAITING = (
+    sa.select(trials.c.id, *_TRIAL_COLS)
+    .where(trials.c.study_id == _bp("sid"), trials.c.state == _bp("waiting"))
+    .order_by(trials.c.number)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_STUDY_EXISTS = sa.select(studies.c.id).where(studies.c.id == _bp("sid"))
 _STATES = {s.value: s for s in TrialState}
 _COMPLETE = TrialState.COMPLETE.value
 _WAITING = TrialState.WAITING.value
@@ -424,12 +451,7 @@ class SQLStorage(Storage):
 
         def insert(conn: Connection) -> Trial:
             # The row lock of this UPDATE orders concurrent creators of the same study.
-            number = conn.execute(
-                studies.update()
-                .where(studies.c.id == study_id)
-                .values(next_trial_number=studies.c.next_trial_number + 1)
-                .returning(studies.c.next_trial_number)
-            ).scalar()
+            number = conn.execute(_NEXT_NUMBER, {"sid": study_id}).scalar()
             if number is None:
                 raise self._no_study(study_id)
             number -= 1
@@ -437,12 +459,9 @@ class SQLStorage(Storage):
             changes = check_update(base, {"state": state, **fields})
             values, trial = _encode_changes(base, changes)
             conn.execute(
-                trials.insert().values(
-                    study_id=study_id,
-                    number=number,
-                    params=params_json,
-                    **{**_DEFAULT_ROW, **values},
-                )
+                _INSERT_TRIAL,
+                {**_DEFAULT_ROW, **values, "study_id": study_id, "number": number,
+                 "params": params_json},
             )
             return trial
 
@@ -451,13 +470,7 @@ class SQLStorage(Storage):
     def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         def claim(conn: Connection) -> Trial | None:
             while True:
-                row = conn.execute(
-                    sa.select(trials.c.id, *_TRIAL_COLS)
-                    .where(trials.c.study_id == study_id, trials.c.state == _WAITING)
-                    .order_by(trials.c.number)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                ).first()
+                row = conn.execute(_FIRST_WAITING, {"sid": study_id, "waiting": _WAITING}).first()
                 if row is None:
                     self._require_study(conn, study_id)
                     return None
@@ -465,11 +478,7 @@ class SQLStorage(Storage):
                 changes = {"state": TrialState.RUNNING, "worker": worker,
                            "started_at": datetime.now(UTC)}
                 values, claimed = _encode_changes(trial, check_update(trial, changes))
-                done = conn.execute(
-                    trials.update()
-                    .where(trials.c.id == row[0], trials.c.state == _WAITING)
-                    .values(**values)
-                )
+                done = conn.execute(_CLAIM_TRIAL, {**values, "tid": row[0], "waiting": _WAITING})
                 if done.rowcount == 1:
                     return claimed
                 # Someone else moved it in between (cannot happen under the locks; be safe).
@@ -478,27 +487,20 @@ class SQLStorage(Storage):
 
     def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
         def update(conn: Connection) -> Trial:
-            row = conn.execute(
-                sa.select(trials.c.id, *_TRIAL_COLS)
-                .where(trials.c.study_id == study_id, trials.c.number == number)
-                .with_for_update()
-            ).first()
+            row = conn.execute(_TRIAL_FOR_UPDATE, {"sid": study_id, "num": number}).first()
             if row is None:
                 raise self._no_trial(conn, study_id, number)
             trial = _row_to_trial(row[1:])
             values, new = _encode_changes(trial, check_update(trial, fields))
             if values:
-                conn.execute(trials.update().where(trials.c.id == row[0]).values(**values))
+                conn.execute(_UPDATE_TRIAL, {**values, "tid": row[0]})
             return new
 
         return self._write(update)
 
     def get_trial(self, study_id: int, number: int) -> Trial:
         def query(conn: Connection) -> Trial:
-            row = conn.execute(
-                sa.select(*_TRIAL_COLS)
-                .where(trials.c.study_id == study_id, trials.c.number == number)
-            ).first()
+            row = conn.execute(_TRIAL, {"sid": study_id, "num": number}).first()
             if row is None:
                 raise self._no_trial(conn, study_id, number)
             return _row_to_trial(row)
@@ -569,7 +571,7 @@ class SQLStorage(Storage):
         return metric
 
     def _require_study(self, conn: Connection, study_id: int) -> None:
-        found = conn.execute(sa.select(studies.c.id).where(studies.c.id == study_id)).first()
+        found = conn.execute(_STUDY_EXISTS, {"sid": study_id}).first()
         if found is None:
             raise self._no_study(study_id)
 
