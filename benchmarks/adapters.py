@@ -326,9 +326,12 @@ class MangoAdapter(Adapter):
 
     label = "mango-gp"
 
-    def __init__(self, space: Space, seed: int, budget: int) -> None:
+    def __init__(self, space: Space, seed: int, budget: int, domain_size: int | None = None) -> None:
         super().__init__(space, seed, budget)
         self.param_dict = {p.name: _mango_dist(p) for p in space}
+        # Mango scores every proposal on ``domain_size`` random points (by default 50 per unit of
+        # each real range, between 50,000 and 500,000): None keeps that default.
+        self.domain_size = domain_size
 
     def _seed(self) -> None:
         # Mango draws from the global `random` and numpy generators.
@@ -352,10 +355,13 @@ class MangoAdapter(Adapter):
             fn = scheduler.custom(n_jobs=batch)(lambda batch_params: [evaluate(**p) for p in batch_params])
             initial = batch
         conf = {"initial_random": initial, "num_iteration": math.ceil((budget - initial) / batch),
-                "log_progress": False}
+                "log_progress": False, **self._conf()}
         self._seed()
         Tuner(self.param_dict, fn, conf).minimize()
         return values[:budget]
+
+    def _conf(self) -> dict[str, Any]:
+        return {} if self.domain_size is None else {"domain_size": self.domain_size}
 
     def _from_mango(self, params: dict[str, Any]) -> dict[str, Any]:
         out = dict(params)
@@ -384,7 +390,7 @@ class MangoAdapter(Adapter):
 
         # exploration=0: go straight to the GP (Mango otherwise starts with random draws).
         conf = {"initial_custom": history, "num_iteration": 1, "exploration": 0.0,
-                "log_progress": False}
+                "log_progress": False, **self._conf()}
         self._seed()
         start = time.perf_counter()
         Tuner(self.param_dict, first, conf).minimize()
@@ -409,8 +415,11 @@ PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe", "mango-gp", "skopt-gp"]
 OPTML = ["random", "sobol", "tpe", "gp", "forest", "cmaes"]
 
 
-def make_adapter(name: str, space: Space, seed: int, budget: int) -> Adapter:
-    """``name``: a peer from :data:`PEERS`, or an OptML sampler name (``optml-`` prefix optional)."""
+def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any) -> Adapter:
+    """``name``: a peer from :data:`PEERS`, or an OptML sampler name (``optml-`` prefix optional).
+
+    ``options``: ``mango_domain_size`` (see :class:`MangoAdapter`).
+    """
     if name == "optuna-tpe":
         return OptunaAdapter(space, seed, budget, "tpe")
     if name == "optuna-gp":
@@ -418,7 +427,7 @@ def make_adapter(name: str, space: Space, seed: int, budget: int) -> Adapter:
     if name == "hyperopt-tpe":
         return HyperoptAdapter(space, seed, budget)
     if name == "mango-gp":
-        return MangoAdapter(space, seed, budget)
+        return MangoAdapter(space, seed, budget, options.get("mango_domain_size"))
     if name == "skopt-gp":
         return SkoptAdapter(space, seed, budget)
     sampler = name[len(OPTML_PREFIX):] if name.startswith(OPTML_PREFIX) else name

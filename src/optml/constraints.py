@@ -15,7 +15,7 @@ Two kinds, both built by :func:`parse_constraints` from a spec list:
 Expressions are parsed with :mod:`ast` and evaluated by a small interpreter, never by ``eval``.
 They may use parameter names, numbers, strings (to compare with categorical values),
 ``True``/``False``/``None``, the arithmetic operators ``+ - * / // % **``, comparisons (chained
-ones too, and ``in``/``not in`` a literal list), ``and``/``or``/``not``, a conditional
+ones too, ``is None``, and ``in``/``not in`` a literal list), ``and``/``or``/``not``, a conditional
 ``a if cond else b`` and the functions ``min``, ``max``, ``abs``, ``log``, ``log2``, ``log10``,
 ``exp``, ``sqrt``. A configuration that lacks a name the expression uses (a conditional parameter
 of another model family) is not restricted by it; one where the arithmetic fails (division by
@@ -66,6 +66,8 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.NotEq: operator.ne,
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
 }
 _ALLOWED_HELP = (
     "parameter names, numbers, strings, + - * / // % **, comparisons, and/or/not, "

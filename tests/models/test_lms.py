@@ -87,7 +87,7 @@ def test_signal_from_a_one_feature_csv(tmp_path):
     x = rng.standard_normal(400)
     d = 0.8 * x + 0.3 * np.concatenate([[0.0], x[:-1]])  # a 2-tap system
     path = tmp_path / "signal.csv"
-    path.write_text("input,desired\n" + "".join(f"{a},{b}\n" for a, b in zip(x, d)))
+    path.write_text("input,desired\n" + "".join(f"{a},{b}\n" for a, b in zip(x, d, strict=True)))
     data = lms.generate_data(path)
     assert data.n_train == 300
     model, error = run(data, learning_rate=0.05, filter_size=2, epochs=3)
@@ -100,7 +100,8 @@ def test_input_vectors_from_a_multi_column_csv(tmp_path):
     u = rng.standard_normal((200, 3))
     d = u @ np.array([1.0, -2.0, 0.5])
     path = tmp_path / "rows.csv"
-    path.write_text("".join(",".join(map(str, [*row, t])) + "\n" for row, t in zip(u, d)))
+    lines = (",".join(map(str, [*row, t])) for row, t in zip(u, d, strict=True))
+    path.write_text("\n".join(lines) + "\n")
     data = lms.generate_data(path)
     model, error = run(data, learning_rate=0.05, epochs=5)
     assert model.filter_size == 3

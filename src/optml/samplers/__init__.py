@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str] = {
     "cmaes": "optml.samplers._cmaes:CMAESSampler",
     "meta": "optml.samplers._meta:MetaSampler",
     "nsga2": "optml.samplers._nsga2:NSGA2Sampler",
+    "auto": "optml.samplers._auto:AutoSampler",
 }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from optml.errors import SpaceError, SpecError
 from optml.samplers._base import Sampler, SearchContext, fill_unique
-from optml.space import Categorical, Space, parse_space
+from optml.space import Categorical, Int, Space, parse_space
 
 MODEL_KEY = "model"
 _META_TYPE = "meta"
@@ -277,8 +278,10 @@ def _make_surrogate(kind: str, space: Space) -> Any:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
+        # A smaller forest than the forest sampler's: a meta study fits one per family.
+        options: dict[str, Any] = {"space": space, "n_trees": 32} if name == "forest" else {}
         try:
-            return cls(space=space)
+            return cls(**options)
         except TypeError:
             return cls()
     return _SklearnGP()
@@ -480,8 +483,14 @@ class MetaSampler(Sampler):
             counts[family] += 1
             out.append(config)
             _, own = space.split(config)
-            lied[family].append(families[family].encode(own))
-            models.pop(family, None)  # its data changed: refit before scoring it again
+            x = families[family].encode(own)
+            lied[family].append(x)
+            model = models.get(family)
+            if model is not None and hasattr(model, "condition") and observed[family][1]:
+                # A GP takes the new lie without refitting its hyperparameters.
+                models[family] = model.condition(x[None, :], np.array([np.mean(observed[family][1])]))
+            else:
+                models.pop(family, None)  # its data changed: refit before scoring it again
         return fill_unique(ctx, out, n, rng)
 
     def _random_point(
@@ -523,18 +532,31 @@ class MetaSampler(Sampler):
         best = np.array(X_obs)[np.argsort(y, kind="stable")[:3]]
         local = best[rng.integers(len(best), size=self.n_candidates // 2)]
         local = np.clip(local + rng.normal(0.0, 0.08, local.shape), 0.0, 1.0)
-        raw = np.vstack([uniform, local])
         # Score the points that would actually run: integers and choices snapped to their values.
-        configs = [fspace.decode(u) for u in raw]
-        U = fspace.encode_many(configs)
+        U = _snap(fspace, np.vstack([uniform, local]))
         mean, std = model.predict(U)
         score = np.asarray(mean, dtype=float) - self.kappa * np.asarray(std, dtype=float)
         for i in np.argsort(score, kind="stable"):
-            config = space.join(family, configs[i])
+            config = space.join(family, fspace.decode(U[i]))
             if space.key(config) in seen or not ctx.allows(config):
                 continue
             return float(score[i]), config
         return np.inf, None
+
+
+def _snap(space: Space, U: np.ndarray) -> np.ndarray:
+    """Rows of ``U`` moved to the unit point of the configuration each decodes to (vectorised)."""
+    U = np.clip(U, 0.0, 1.0)
+    for j, p in enumerate(space):
+        if isinstance(p, Categorical) or (isinstance(p, Int) and not p.log):
+            size = p.size
+            U[:, j] = (np.minimum((U[:, j] * size).astype(int), size - 1) + 0.5) / size
+        elif isinstance(p, Int):
+            lo = math.log(p.low - 0.5 if p.low > 0.5 else 0.5)
+            hi = math.log(p.high + 0.5)
+            values = np.clip(np.rint(np.exp(lo + U[:, j] * (hi - lo))), p.low, p.high)
+            U[:, j] = (np.log(values) - lo) / (hi - lo)
+    return U
 
 
 def _pick(options: Sequence[str], rng: np.random.Generator) -> str:

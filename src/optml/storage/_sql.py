@@ -58,20 +58,34 @@ _T = TypeVar("_T")
 
 
 class _UTCDateTime(sa.types.TypeDecorator):
-    """A timezone-aware UTC datetime on every backend (SQLite keeps naive UTC text)."""
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps ``timestamptz``. SQLite keeps naive UTC text in SQLAlchemy's own format
+    (``2024-01-02 03:04:05.678901``), parsed here with ``datetime.fromisoformat``, which is several
+    times faster than SQLAlchemy's regular-expression parser on large reads.
+    """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String())
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> Any:
         if value is None:
             return None
         value = _utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
@@ -516,7 +530,7 @@ class SQLStorage(Storage):
         stmt = stmt.order_by(trials.c.number)
 
         def query(conn: Connection) -> list[Trial]:
-            out = [_row_to_trial(row) for row in conn.execute(stmt)]
+            out = _rows_to_trials(conn.execute(stmt).all())
             if not out:
                 self._require_study(conn, study_id)
             return out
@@ -790,6 +804,46 @@ def _row_to_trial(row: Sequence[Any]) -> Trial:
         worker=worker,
         user_attrs=_loads(user_attrs),
     )
+
+
+def _loads_many(texts: Sequence[str]) -> list[Any]:
+    """Decode many JSON texts in one call: much faster than one ``json.loads`` per text."""
+    joined = "[" + ",".join(texts) + "]"
+    if _FLOAT_TAG in joined:
+        return json.loads(joined, object_hook=_untag)
+    return json.loads(joined)
+
+
+def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
+    """_row_to_trial for many rows, decoding each JSON column in one go."""
+    if not rows:
+        return []
+    columns = list(zip(*rows, strict=True))
+    params, metrics, user_attrs = (_loads_many(columns[i]) for i in (2, 5, 14))
+    out = []
+    for row, p, m, u in zip(rows, params, metrics, user_attrs, strict=True):
+        (number, state, _, value, value_is_nan, _, intermediate, error, logs, attempts,
+         started_at, finished_at, duration_s, worker, _) = row
+        out.append(
+            Trial(
+                number=number,
+                state=_STATES[state],
+                params=p,
+                value=math.nan if value_is_nan else value,
+                metrics=m,
+                intermediate={int(k): v for k, v in _loads(intermediate).items()}
+                if intermediate != "{}" else {},
+                error=error,
+                logs=logs,
+                attempts=attempts,
+                started_at=started_at,
+                finished_at=finished_at,
+                duration_s=duration_s,
+                worker=worker,
+                user_attrs=u,
+            )
+        )
+    return out
 
 
 def _row_to_study(row: Sequence[Any]) -> StudyRecord:
