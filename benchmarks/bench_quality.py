@@ -182,12 +182,12 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
             cells = [f"**{_fmt(v)}**" if float(f"{v:.4g}") == best else _fmt(v) for v in vals]
             lines.append(f"| {fn} | " + " | ".join(cells) + " |")
         lines.append("")
-        lines += ["Mean rank over functions (1 = best), by median regret after 20 / 40 / "
-                  f"{budget} evaluations:", ""]
-        lines.append("| optimiser | " + " | ".join(f"@{c}" for c in CHECKPOINTS if c <= budget)
-                     + " |")
-        lines.append("|---|" + "---:|" * len([c for c in CHECKPOINTS if c <= budget]))
-        per_at = {c: summarise(data, c, optimizers, min_seeds) for c in CHECKPOINTS if c <= budget}
+        checks = [c for c in CHECKPOINTS if c < budget] + [budget]
+        lines += ["Mean rank over functions (1 = best), by median regret after "
+                  f"{' / '.join(map(str, checks))} evaluations:", ""]
+        lines.append("| optimiser | " + " | ".join(f"@{c}" for c in checks) + " |")
+        lines.append("|---|" + "---:|" * len(checks))
+        per_at = {c: summarise(data, c, optimizers, min_seeds) for c in checks}
         for o in sorted(optimizers, key=lambda o: final["mean_rank"][o]):
             lines.append(f"| {o} | " + " | ".join(f"{per_at[c]['mean_rank'][o]:.2f}"
                                                    for c in per_at) + " |")
@@ -219,9 +219,7 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
                              f"{', '.join(lost) or '-'} |")
             lines.append("")
         # Regret at the earlier checkpoints, per function, for the record.
-        for c in CHECKPOINTS:
-            if c >= budget:
-                continue
+        for c in checks[:-1]:
             s = per_at[c]
             lines += [f"<details><summary>Median regret after {c} evaluations</summary>", ""]
             lines.append("| function | " + " | ".join(optimizers) + " |")

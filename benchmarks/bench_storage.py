@@ -180,7 +180,37 @@ def time_optuna(storage, study_id: int, repeat: int) -> dict[str, float]:
     return out
 
 
+def sqlite_pragmas(storage, *pragmas: str) -> None:
+    """Run ``pragmas`` on every new connection of an Optuna RDBStorage's engine."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(storage.engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        for pragma in pragmas:
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    storage.engine.dispose()
+
+
+def insert_optuna_storage(storage, rows: list[dict[str, Any]]) -> float:
+    """The storage calls an Optuna trial makes: create, one per parameter, finish."""
+    import optuna
+    from optuna.trial import TrialState as OptunaState
+
+    dists = optuna_distributions()
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE],
+                                        STUDY + "-insert-raw")
+    t0 = time.perf_counter()
+    for r in rows:
+        trial_id = storage.create_new_trial(study_id)
+        for name, dist in dists.items():
+            storage.set_trial_param(trial_id, name, dist.to_internal_repr(r["params"][name]), dist)
+        storage.set_trial_state_values(trial_id, OptunaState.COMPLETE, [r["value"]])
+    return time.perf_counter() - t0
+
+
 def insert_optuna(storage, rows: list[dict[str, Any]]) -> float:
+    """What an Optuna study does: ask (with fixed distributions) and tell."""
     import optuna
 
     study = optuna.create_study(study_name=STUDY + "-insert", storage=storage)
@@ -202,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--insert", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--insert-few", type=int, default=200,
+                        help="trials for the slow Optuna insert variants (ask/tell, fsync)")
     parser.add_argument("--postgres", default=os.environ.get("OPTML_BENCH_POSTGRES_URL"))
     args = parser.parse_args(argv)
 
@@ -226,18 +258,46 @@ def main(argv: list[str] | None = None) -> None:
             results[label]["insert"] = insert_optml(storage, insert_rows)
             storage.close()
 
-        rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna.db")
+        # Build Optuna's study without fsync (its default would take minutes here), then time
+        # the reads through a storage object with Optuna's default settings.
+        builder = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna.db")
+        sqlite_pragmas(builder, "synchronous = OFF")
         t0 = time.perf_counter()
-        study_id = fill_optuna(rdb, rows)
+        study_id = fill_optuna(builder, rows)
         fill["Optuna SQLite"] = time.perf_counter() - t0
+        builder.engine.dispose()
+        rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna.db")
         results["Optuna SQLite"] = time_optuna(rdb, study_id, args.repeat)
-        results["Optuna SQLite"]["insert"] = insert_optuna(rdb, insert_rows)
 
-    scale = args.trials / args.insert
+        # Inserting one trial at a time. Optuna with OptML's SQLite settings (WAL,
+        # synchronous=NORMAL), and as it comes (rollback journal, synchronous=FULL: an fsync per
+        # commit); the slow variants on fewer trials.
+        few = min(args.insert, args.insert_few)
+        inserts: dict[str, tuple[int, float]] = {
+            "OptML SQLite: create, claim, finish": (args.insert, results["OptML SQLite"]["insert"])
+        }
+        if "OptML PostgreSQL" in results:
+            inserts["OptML PostgreSQL: create, claim, finish"] = (
+                args.insert, results["OptML PostgreSQL"]["insert"]
+            )
+        same = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna-wal.db")
+        sqlite_pragmas(same, "journal_mode = WAL", "synchronous = NORMAL")
+        inserts["Optuna RDBStorage calls, WAL + NORMAL"] = (
+            args.insert, insert_optuna_storage(same, insert_rows)
+        )
+        inserts["Optuna study.ask + tell, WAL + NORMAL"] = (
+            few, insert_optuna(same, insert_rows[:few])
+        )
+        default = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna-default.db")
+        inserts["Optuna RDBStorage calls, its defaults (fsync)"] = (
+            few, insert_optuna_storage(default, insert_rows[:few])
+        )
+
     labels = list(results)
     print(f"# {args.trials:,} finished trials; median of {args.repeat} runs; python "
           f"{sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}, optuna "
-          f"{optuna.__version__}")
+          f"{optuna.__version__}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print()
     header = ["operation", *labels, "Optuna / OptML SQLite"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -246,15 +306,17 @@ def main(argv: list[str] | None = None) -> None:
         cells = [fmt(results[label][op]) for label in labels]
         ratio = results["Optuna SQLite"][op] / results["OptML SQLite"][op]
         print(f"| {op} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
-    cells = [
-        f"{fmt(results[label]['insert'])} ({results[label]['insert'] / args.insert * 1000:.2f} "
-        f"ms/trial; ~{fmt(results[label]['insert'] * scale)} for {args.trials:,})"
-        for label in labels
-    ]
-    ratio = results["Optuna SQLite"]["insert"] / results["OptML SQLite"]["insert"]
-    print(f"| insert {args.insert:,} one by one | " + " | ".join(cells) + f" | {ratio:.1f}x |")
-    print("| (set-up: add the study's trials) | "
-          + " | ".join(fmt(fill[label]) for label in labels) + " | |")
+    print("| (set-up: add the trials) | " + " | ".join(fmt(fill[label]) for label in labels)
+          + " | |")
+    print()
+    base = results["OptML SQLite"]["insert"] / args.insert
+    print(f"| insert one trial at a time | trials | total | per trial | "
+          f"~{args.trials:,} trials | / OptML SQLite |")
+    print("|---|---|---|---|---|---|")
+    for label, (n, seconds) in inserts.items():
+        per = seconds / n
+        print(f"| {label} | {n:,} | {fmt(seconds)} | {per * 1000:.2f} ms | "
+              f"{fmt(per * args.trials)} | {per / base:.1f}x |")
 
 
 if __name__ == "__main__":

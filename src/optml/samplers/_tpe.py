@@ -48,6 +48,9 @@ from optml.samplers._base import Sampler, SearchContext, fill_unique
 from optml.space import Categorical, Float, Int, Space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+# Spread (share of the range) assumed by the multivariate Scott bandwidth; the points' own
+# standard deviation gave wider kernels early on and worse search on the test functions.
+_MULTIVARIATE_SPREAD = 0.2
 
 
 class TPESampler(Sampler):
@@ -74,7 +77,7 @@ class TPESampler(Sampler):
         self,
         n_startup: int = 10,
         n_candidates: int = 24,
-        gamma: float = 0.1,
+        gamma: float = 0.2,
         max_good: int = 25,
         max_bad: int = 256,
         prior_weight: float = 1.0,
@@ -237,8 +240,8 @@ class _Parzen:
         if m == 0:
             sigma = np.empty((0, len(dims.num)))
         elif multivariate:
-            scott = x.std(axis=0) * m ** (-1.0 / (points.shape[1] + 4))
-            sigma = np.broadcast_to(scott, x.shape)
+            scott = _MULTIVARIATE_SPREAD * m ** (-1.0 / (points.shape[1] + 4))
+            sigma = np.full(x.shape, scott)
         else:
             sigma = _neighbour_widths(x)
         sigma = np.clip(sigma, np.maximum(floor, dims.min_sigma), 1.0)
@@ -250,7 +253,10 @@ class _Parzen:
         ).astype(int)
         choice = np.vstack([choice, np.full((1, len(dims.cat)), -1)])
         weights = np.append(np.ones(m), prior_weight)
-        return cls(dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, floor,
+        # A categorical kernel is the point's choice (weight 1) blended with the prior (weight
+        # prior_weight): with less spread, TPE locked onto the first choice that did well.
+        smooth = prior_weight / (1.0 + prior_weight)
+        return cls(dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, smooth,
                    multivariate)
 
     def _components(self, rng: np.random.Generator, n: int, width: int) -> np.ndarray:
@@ -314,12 +320,22 @@ class _Parzen:
 
 
 def _neighbour_widths(x: np.ndarray) -> np.ndarray:
-    """Per point and column: the distance to the farther of its two sorted neighbours."""
+    """Per point and column: the distance to the farther of its two sorted neighbours.
+
+    The outermost points measure only to their inner neighbour: counting the bound as a
+    neighbour gave them kernels as wide as the gap to the edge, which the prior already covers
+    (and search got measurably worse).
+    """
     widths = np.empty_like(x)
+    if len(x) < 2:
+        return np.maximum(x, 1.0 - x)  # one point: as far as the farther bound
     for k in range(x.shape[1]):
         order = np.argsort(x[:, k], kind="stable")
-        padded = np.concatenate([[0.0], x[order, k], [1.0]])
-        widths[order, k] = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
+        xs = x[order, k]
+        gaps = np.diff(xs)
+        left = np.concatenate([gaps[:1], gaps])
+        right = np.concatenate([gaps, gaps[-1:]])
+        widths[order, k] = np.maximum(left, right)
     return widths
 
 

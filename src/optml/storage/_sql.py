@@ -85,10 +85,11 @@ class _UTCDateTime(sa.types.TypeDecorator):
         if value is None:
             return None
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
+            # Stored naive UTC by process_bind_param; one C call parses it timezone-aware.
+            value = datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 # The current schema; it must equal what the migrations in _migrations.py build (a test checks).
@@ -342,7 +343,9 @@ class SQLStorage(Storage):
         def insert(conn: Connection) -> int:
             taken = conn.execute(sa.select(studies.c.id).where(studies.c.name == name)).first()
             if taken is not None:
-                raise DuplicateStudyError(f"a study named {name!r} already exists in {self._safe_url}")
+                raise DuplicateStudyError(
+                    f"a study named {name!r} already exists in {self._safe_url}"
+                )
             return conn.execute(studies.insert().values(**row)).inserted_primary_key[0]
 
         try:
@@ -617,7 +620,9 @@ def _engine_url(url: str) -> sa.engine.URL:
                 raise missing_dependency("psycopg", "postgres") from None
         return parsed
     if backend != "sqlite":
-        raise StorageError(f"storage URL {url!r}: only sqlite and postgresql databases are supported")
+        raise StorageError(
+            f"storage URL {url!r}: only sqlite and postgresql databases are supported"
+        )
     database = parsed.database
     if database in (None, "", ":memory:") or database.startswith("file:"):
         return parsed

@@ -1,0 +1,103 @@
+"""``algorithm: auto`` picks a sampler from the space, the budget and the metrics, and says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optml.errors import SpecError
+from optml.samplers import SearchContext, make_sampler
+from optml.samplers import _auto
+from optml.samplers._auto import AutoSampler, choose_algorithm
+from optml.samplers._meta import meta_space
+from optml.space import Categorical, Float, Int, Space
+
+SMALL_GRID = Space([Categorical("lr", (0.01, 0.1)), Int("units", 1, 4)])  # 8 points
+LOW_DIM = Space([Float("x", 0, 1), Float("lr", 1e-4, 1e-1, log=True), Int("units", 1, 256)])
+HIGH_DIM = Space([Float(f"x{i}", -1, 1) for i in range(16)])
+CATEGORICAL = Space(
+    [Categorical("act", ("relu", "tanh")), Categorical("opt", ("sgd", "adam")), Float("lr", 0.001, 0.1)]
+)
+
+
+@pytest.mark.parametrize(
+    ("space", "budget", "n_metrics", "expected"),
+    [
+        (SMALL_GRID, 8, 1, "grid"),
+        (SMALL_GRID, 20, 1, "grid"),
+        (SMALL_GRID, None, 1, "grid"),
+        (SMALL_GRID, 5, 1, "forest"),  # all categorical/int: too big for the budget
+        (LOW_DIM, 50, 2, "nsga2"),
+        (SMALL_GRID, 50, 3, "nsga2"),
+        (HIGH_DIM, 500, 1, "cmaes"),
+        (HIGH_DIM, 100, 1, "gp"),
+        (CATEGORICAL, 60, 1, "forest"),
+        (CATEGORICAL, 1000, 1, "tpe"),
+        (LOW_DIM, 1000, 1, "tpe"),
+        (LOW_DIM, 60, 1, "gp"),
+        (LOW_DIM, None, 1, "gp"),
+    ],
+)
+def test_rules(space: Space, budget: int | None, n_metrics: int, expected: str) -> None:
+    choice, reason = choose_algorithm(space, budget, n_metrics)
+    assert choice == expected
+    assert reason and isinstance(reason, str)
+
+
+def test_meta_space_picks_the_meta_tuner() -> None:
+    space = meta_space({"svm": {"C": {"loguniform": [0.1, 10]}}, "knn": {"k": [1, 3, 5]}})
+    assert choose_algorithm(space, 30)[0] == "meta"
+
+
+def _available(name: str) -> bool:
+    return _auto._importable(name)
+
+
+def test_make_sampler_with_context_chooses_at_once_and_explains() -> None:
+    sampler = make_sampler("auto", space=SMALL_GRID, budget=10, n_metrics=1)
+    assert isinstance(sampler, AutoSampler)
+    assert sampler.choice == "grid"
+    assert "8 points" in (sampler.reason or "")
+    assert "grid" in sampler.describe()
+    assert sampler.to_spec() == {"name": "grid"}
+
+
+def test_context_may_give_the_space_as_a_dict_and_metrics_as_a_list() -> None:
+    sampler = make_sampler(
+        "auto", space={"x": {"uniform": [0, 1]}, "y": [1, 2]}, budget=40, metrics=["a", "b"]
+    )
+    assert sampler.choice == "nsga2"
+
+
+def test_choice_without_context_happens_at_first_proposal_and_restarts_the_same() -> None:
+    sampler = make_sampler("auto")
+    assert sampler.choice is None and sampler.to_spec() == {"name": "auto"}
+    ctx = SearchContext(space=SMALL_GRID, trials=[], budget=8)
+    batch = sampler.propose(ctx, 3, np.random.default_rng(0))
+    assert sampler.choice == "grid" and len(batch) == 3
+    rebuilt = make_sampler(sampler.to_spec())
+    assert type(rebuilt) is type(sampler.sampler)
+    assert rebuilt.propose(ctx, 3, np.random.default_rng(0)) == batch
+
+
+def test_falls_back_when_a_module_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_auto, "_importable", lambda name: name in ("tpe", "random", "grid"))
+    sampler = make_sampler("auto", space=LOW_DIM, budget=50)
+    assert sampler.choice == "tpe"
+    assert "'gp' is not available" in (sampler.reason or "")
+    monkeypatch.setattr(_auto, "_importable", lambda name: name == "random")
+    assert make_sampler("auto", space=HIGH_DIM, budget=500).choice == "random"
+
+
+def test_auto_takes_no_options() -> None:
+    with pytest.raises(SpecError, match="no options"):
+        make_sampler({"name": "auto", "kappa": 2})
+
+
+@pytest.mark.skipif(not _available("gp"), reason="gp sampler not implemented yet")
+def test_the_chosen_sampler_does_the_work() -> None:
+    sampler = make_sampler("auto", space=LOW_DIM, budget=30)
+    assert sampler.choice == "gp"
+    batch = sampler.propose(SearchContext(space=LOW_DIM, trials=[], budget=30), 2, np.random.default_rng(0))
+    assert len(batch) == 2
+    assert sampler.to_spec()["name"] == "gp"

@@ -1,0 +1,367 @@
+"""The Gaussian-process surrogate, log expected improvement, and the ``gp`` sampler."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from optml.errors import SpecError
+from optml.samplers import SearchContext, make_sampler
+from optml.samplers._acquisition import (
+    kmeans,
+    log_expected_improvement,
+    log_expected_improvement_grad,
+    log_h,
+)
+from optml.samplers._base import Metric
+from optml.samplers._gp import GaussianProcess, GPSampler, _Encoder, _Posterior
+from optml.space import Categorical, Float, Int, Space
+from optml.trial import Trial, TrialState
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def branin(c: dict) -> float:
+    x1, x2 = c["x1"], c["x2"]
+    b, cc, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + cc * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+BRANIN = Space([Float("x1", -5.0, 10.0), Float("x2", 0.0, 15.0)])
+QUAD = Space([Float(f"x{i}", -1.0, 1.0) for i in range(3)])
+
+
+def quadratic(c: dict) -> float:
+    return sum((c[f"x{i}"] - 0.3) ** 2 for i in range(3))
+
+
+def run_study(spec, space, f, budget: int, seed: int, batch: int = 1) -> float:
+    sampler = make_sampler(spec)
+    trials: list[Trial] = []
+    rng = np.random.default_rng(seed)
+    while len(trials) < budget:
+        ctx = SearchContext(space=space, trials=trials, seed=seed)
+        for c in sampler.propose(ctx, min(batch, budget - len(trials)), rng):
+            trials.append(Trial(len(trials), TrialState.COMPLETE, c, value=f(c)))
+    return min(t.value for t in trials)  # type: ignore[type-var]
+
+
+def completed(space: Space, n: int, seed: int = 0, f=None) -> list[Trial]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, c in enumerate(space.sample(rng, n)):
+        value = f(c) if f else float(np.sum((space.encode(c) - 0.3) ** 2))
+        out.append(Trial(i, TrialState.COMPLETE, c, value=value, metrics={"value": value}))
+    return out
+
+
+MIXED = Space(
+    [
+        Float("x", -5.0, 5.0),
+        Float("lr", 1e-5, 1e-1, log=True),
+        Int("units", 1, 256, log=True),
+        Int("layers", 1, 6),
+        Int("batch", 16, 128, step=16),
+        Categorical("act", ("relu", "tanh", "sigmoid")),
+        Categorical("flag", (True, False, None)),
+    ]
+)
+
+
+# -- the surrogate --------------------------------------------------------------------------------
+def test_gp_interpolates_in_original_units_and_is_unsure_far_from_data() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((25, 2)) * 0.5  # data only in the lower-left quarter
+    y = 1000.0 + 50.0 * np.sin(6 * X[:, 0]) + 30.0 * X[:, 1]
+    gp = GaussianProcess().fit(X, y, rng)
+    mean, std = gp.predict(X)
+    assert np.allclose(mean, y, atol=1.0)
+    _, std_far = gp.predict(np.array([[0.95, 0.95]]))
+    assert std_far[0] > 10 * np.max(std)
+    X_new = rng.random((20, 2)) * 0.5
+    mean_new, _ = gp.predict(X_new)
+    truth = 1000.0 + 50.0 * np.sin(6 * X_new[:, 0]) + 30.0 * X_new[:, 1]
+    assert np.sqrt(np.mean((mean_new - truth) ** 2)) < 3.0
+
+
+def test_gp_learns_which_dimension_matters() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 3))
+    y = np.sin(8 * X[:, 1])
+    gp = GaussianProcess().fit(X, y, rng)
+    assert gp.lengthscales is not None
+    assert gp.lengthscales[1] < gp.lengthscales[0] / 3
+    assert gp.lengthscales[1] < gp.lengthscales[2] / 3
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_gp_with_little_or_constant_data(n: int) -> None:
+    rng = np.random.default_rng(2)
+    X = rng.random((n, 2))
+    mean, std = GaussianProcess().fit(X, np.full(n, 4.0), rng).predict(rng.random((5, 2)))
+    assert mean.shape == std.shape == (5,)
+    assert np.all(np.isfinite(mean)) and np.all(std > 0)
+    if n:
+        assert np.allclose(mean, 4.0, atol=1e-6)
+
+
+def test_gp_drops_nonfinite_rows_and_needs_fit_before_predict() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(RuntimeError):
+        GaussianProcess().predict(np.zeros((1, 2)))
+    X = rng.random((10, 2))
+    y = X[:, 0].copy()
+    y[3] = np.nan
+    y[5] = np.inf
+    gp = GaussianProcess().fit(X, y, rng)
+    assert gp.X_train is not None and len(gp.X_train) == 8
+
+
+def test_gp_long_history_uses_a_bounded_subset_with_the_best_points() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.random((300, 2))
+    y = np.sum((X - 0.5) ** 2, axis=1)
+    gp = GaussianProcess(max_points=40).fit(X, y, rng)
+    assert gp.X_train is not None and len(gp.X_train) == 40
+    best = X[np.argsort(y)[:10]]
+    for row in best:  # the best rows are always kept
+        assert np.any(np.all(gp.X_train == row, axis=1))
+    assert np.any(np.all(gp.X_train == X[-1], axis=1))  # and the most recent
+
+
+def test_condition_matches_a_posterior_built_on_all_points() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.random((15, 2))
+    y = np.cos(4 * X[:, 0]) + X[:, 1]
+    gp = GaussianProcess().fit(X, y, rng)
+    X_more, y_more = rng.random((3, 2)), rng.random(3)
+    both = gp.condition(X_more, y_more)
+    assert both.lengthscales is gp.lengthscales
+    post = _Posterior(
+        np.vstack([X, X_more]),
+        (np.concatenate([y, y_more]) - gp.y_mean) / gp.y_std,
+        gp.lengthscales,
+        gp.signal_variance,
+        gp.noise_variance,
+    )
+    Xq = rng.random((7, 2))
+    mean, var, _ = post.predict(Xq)
+    got_mean, got_std = both.predict(Xq)
+    assert np.allclose(got_mean, gp.y_mean + gp.y_std * mean)
+    assert np.allclose(got_std, gp.y_std * np.sqrt(var))
+    # the original is unchanged
+    assert np.allclose(gp.predict(X)[0], GaussianProcess().fit(X, y, np.random.default_rng(5)).predict(X)[0], atol=1e-3)
+
+
+def test_predictive_gradients_match_finite_differences() -> None:
+    rng = np.random.default_rng(6)
+    X = rng.random((20, 3))
+    post = _Posterior(X, rng.standard_normal(20), np.array([0.3, 0.6, 1.5]), 1.3, 1e-3)
+    Xq = rng.random((4, 3))
+    mean, std, d_mean, d_std = post.predict_with_grad(Xq)
+    eps = 1e-6
+    for j in range(3):
+        shifted = Xq.copy()
+        shifted[:, j] += eps
+        m2, v2, _ = post.predict(shifted)
+        assert np.allclose((m2 - mean) / eps, d_mean[:, j], atol=1e-4)
+        assert np.allclose((np.sqrt(v2) - std) / eps, d_std[:, j], atol=1e-4)
+
+
+# -- log expected improvement ---------------------------------------------------------------------
+def test_log_h_is_accurate_and_never_underflows() -> None:
+    from scipy.stats import norm
+
+    z = np.linspace(-20, 20, 401)
+    naive = np.log(norm.pdf(z) + z * norm.cdf(z))
+    assert np.allclose(log_h(z), naive, rtol=1e-6)
+    far = -np.logspace(1, 12, 50)
+    values = log_h(far[::-1])  # increasing z
+    assert np.all(np.isfinite(values))
+    assert np.all(np.diff(values) > 0)
+    # asymptote: log h(z) ≈ -z²/2 - log√(2π) - 2 log|z|
+    z0 = -1e5
+    assert log_h(np.array([z0]))[0] == pytest.approx(-z0**2 / 2 - 0.5 * math.log(2 * math.pi) - 2 * math.log(1e5))
+
+
+def test_log_ei_gradient_matches_finite_differences() -> None:
+    mean = np.array([0.2, 1.5, -0.3, 8.0])
+    std = np.array([0.5, 0.1, 2.0, 0.3])
+    value, d_mean, d_std = log_expected_improvement_grad(mean, std, best=0.0)
+    assert np.allclose(value, log_expected_improvement(mean, std, 0.0))
+    eps = 1e-7
+    assert np.allclose((log_expected_improvement(mean + eps, std, 0.0) - value) / eps, d_mean, rtol=1e-4)
+    assert np.allclose((log_expected_improvement(mean, std + eps, 0.0) - value) / eps, d_std, rtol=1e-4)
+
+
+def test_kmeans_separates_blobs() -> None:
+    rng = np.random.default_rng(7)
+    pts = np.vstack([rng.normal(0, 0.05, (20, 2)), rng.normal(1, 0.05, (20, 2))])
+    labels = kmeans(pts, 2, rng)
+    assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1
+    assert labels[0] != labels[-1]
+
+
+# -- encoding -------------------------------------------------------------------------------------
+def test_encoder_round_trips_valid_points_and_one_hots_choices() -> None:
+    enc = _Encoder(MIXED)
+    assert enc.dim == 5 + 3 + 3
+    configs = MIXED.sample(np.random.default_rng(8), 50)
+    F = enc.from_configs(configs)
+    for config, row in zip(configs, F, strict=True):
+        back = enc.to_config(row)
+        assert MIXED.key(back) == MIXED.key(config)
+    assert np.allclose(F[:, 5:8].sum(axis=1), 1.0) and np.allclose(F[:, 8:].sum(axis=1), 1.0)
+    assert np.allclose(enc.snap(F), F)
+
+
+# -- the sampler ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "problem", [("branin", BRANIN, branin), ("quadratic", QUAD, quadratic)], ids=lambda p: p[0]
+)
+def test_gp_beats_random_search_on_most_seeds(problem) -> None:
+    _, space, f = problem
+    wins = 0
+    for seed in range(5):
+        gp = run_study("gp", space, f, budget=30, seed=seed, batch=3)
+        rs = run_study("random", space, f, budget=30, seed=seed, batch=3)
+        wins += gp < rs
+    assert wins >= 4
+
+
+def test_gp_finds_branin_minimum_closely() -> None:
+    best = run_study({"name": "gp", "batch_strategy": "cluster"}, BRANIN, branin, 30, seed=0, batch=3)
+    assert best < 0.398 + 0.5  # global minimum 0.397887; random search gets ~1-5 here
+
+
+def test_startup_walks_the_sobol_sequence() -> None:
+    trials = completed(MIXED, 4)
+    ctx = SearchContext(space=MIXED, trials=trials, seed=11)
+    ours = make_sampler("gp").propose(ctx, 3, np.random.default_rng(0))
+    sobol = make_sampler("sobol").propose(ctx, 3, np.random.default_rng(0))
+    assert ours == sobol
+
+
+@pytest.mark.parametrize("strategy", ["liar", "cluster"])
+@pytest.mark.parametrize("liar", ["mean", "best", "worst"])
+def test_batches_are_valid_unique_typed_and_reproducible(strategy: str, liar: str) -> None:
+    trials = completed(MIXED, 14, seed=9)
+    rng = np.random.default_rng(9)
+    trials += [Trial(14 + i, TrialState.RUNNING, c) for i, c in enumerate(MIXED.sample(rng, 3))]
+    ctx = SearchContext(space=MIXED, trials=trials, seed=1)
+    sampler = GPSampler(batch_strategy=strategy, liar=liar)
+    batch = sampler.propose(ctx, 5, np.random.default_rng(3))
+    assert len(batch) == 5
+    keys = {MIXED.key(c) for c in batch}
+    assert len(keys) == 5 and not keys & ctx.seen_keys()
+    for config in batch:
+        checked = MIXED.validate(config)
+        for p in MIXED:
+            assert type(config[p.name]) is type(checked[p.name]), (p.name, config[p.name])
+    again = make_sampler(sampler.to_spec()).propose(ctx, 5, np.random.default_rng(3))
+    assert again == batch
+
+
+def test_a_batch_spreads_out_in_a_continuous_space() -> None:
+    space = Space([Float("x", 0.0, 1.0)])
+    trials = completed(space, 8, f=lambda c: (c["x"] - 0.37) ** 2)
+    batch = make_sampler("gp").propose(SearchContext(space=space, trials=trials), 4, np.random.default_rng(0))
+    xs = np.sort([c["x"] for c in batch])
+    assert np.min(np.diff(xs)) > 1e-3
+
+
+def test_pending_point_is_not_proposed_again_nor_its_neighbourhood() -> None:
+    space = Space([Float("x", 0.0, 1.0)])
+    trials = completed(space, 8, f=lambda c: (c["x"] - 0.37) ** 2)
+    sampler = make_sampler({"name": "gp", "liar": "worst"})
+    (first,) = sampler.propose(SearchContext(space=space, trials=trials), 1, np.random.default_rng(0))
+    pending = trials + [Trial(8, TrialState.RUNNING, first)]
+    (second,) = sampler.propose(SearchContext(space=space, trials=pending), 1, np.random.default_rng(0))
+    assert abs(second["x"] - first["x"]) > 1e-3
+
+
+def test_all_failed_history_and_mostly_failed_history() -> None:
+    rng = np.random.default_rng(10)
+    failed = [Trial(i, TrialState.FAILED, c, error="boom") for i, c in enumerate(MIXED.sample(rng, 30))]
+    ctx = SearchContext(space=MIXED, trials=failed)
+    batch = make_sampler("gp").propose(ctx, 3, np.random.default_rng(0))
+    assert len(batch) == 3 and not {MIXED.key(c) for c in batch} & ctx.seen_keys()
+    mixed_history = failed + [
+        Trial(30 + t.number, t.state, t.params, value=t.value) for t in completed(MIXED, 12, seed=4)
+    ]
+    ctx = SearchContext(space=MIXED, trials=mixed_history)
+    batch = make_sampler("gp").propose(ctx, 3, np.random.default_rng(0))
+    assert len(batch) == 3 and not {MIXED.key(c) for c in batch} & ctx.seen_keys()
+
+
+def test_constant_losses_still_propose() -> None:
+    trials = [t.with_changes(value=1.0) for t in completed(QUAD, 12)]
+    batch = make_sampler("gp").propose(SearchContext(space=QUAD, trials=trials), 2, np.random.default_rng(0))
+    assert len(batch) == 2
+
+
+def test_maximize_metric_is_respected() -> None:
+    space = Space([Float("x", 0.0, 1.0)])
+    trials = [t.with_changes(value=-t.value) for t in completed(space, 12, f=lambda c: (c["x"] - 0.8) ** 2)]
+    ctx = SearchContext(space=space, trials=trials, metrics=(Metric("value", "maximize"),))
+    (config,) = make_sampler("gp").propose(ctx, 1, np.random.default_rng(0))
+    assert abs(config["x"] - 0.8) < 0.1
+
+
+def test_several_metrics_are_scalarised() -> None:
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    rng = np.random.default_rng(11)
+    trials = []
+    for i, c in enumerate(space.sample(rng, 12)):
+        a, b = c["x"] ** 2, (1 - c["x"]) ** 2 + c["y"]
+        trials.append(Trial(i, TrialState.COMPLETE, c, value=a, metrics={"a": a, "b": b}))
+    ctx = SearchContext(space=space, trials=trials, metrics=(Metric("a"), Metric("b")))
+    first = make_sampler("gp").propose(ctx, 3, np.random.default_rng(1))
+    assert len(first) == 3
+    assert first == make_sampler("gp").propose(ctx, 3, np.random.default_rng(1))
+
+
+def test_finite_space_is_exhausted_without_repeats() -> None:
+    space = Space([Categorical("a", (1, 2, 3)), Int("b", 0, 2)])
+    trials: list[Trial] = []
+    rng = np.random.default_rng(0)
+    sampler = make_sampler({"name": "gp", "n_startup": 2})
+    for _ in range(6):
+        batch = sampler.propose(SearchContext(space=space, trials=trials), 2, rng)
+        trials += [
+            Trial(len(trials) + i, TrialState.COMPLETE, c, value=float(c["a"] + c["b"]))
+            for i, c in enumerate(batch)
+        ]
+    assert len(trials) == 9
+    assert len({space.key(t.params) for t in trials}) == 9
+
+
+def test_long_history_proposes() -> None:
+    trials = completed(QUAD, 300, f=quadratic)
+    sampler = make_sampler({"name": "gp", "max_fit_points": 64, "n_candidates": 256})
+    batch = sampler.propose(SearchContext(space=QUAD, trials=trials), 2, np.random.default_rng(0))
+    assert len(batch) == 2
+    assert min(quadratic(c) for c in batch) < np.percentile([t.value for t in trials], 10)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_strategy": "penalty"},
+        {"liar": "median"},
+        {"n_startup": 0},
+        {"n_candidates": 2},
+        {"max_fit_points": 1},
+        {"n_restarts": -1},
+    ],
+)
+def test_bad_options_raise_spec_error(options: dict) -> None:
+    with pytest.raises(SpecError, match="algorithm gp"):
+        make_sampler({"name": "gp", **options})
+
+
+def test_to_spec_round_trips() -> None:
+    sampler = GPSampler(n_startup=7, batch_strategy="cluster", liar="worst", n_candidates=512)
+    again = make_sampler(sampler.to_spec())
+    assert isinstance(again, GPSampler) and again.to_spec() == sampler.to_spec()
