@@ -17,17 +17,17 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import logging
-import math
-import random
-import time
-import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+import logging  # noqa: E402
+import math  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-from optml.space import Categorical, Float, Int, Space
+from optml.space import Categorical, Float, Int, Space  # noqa: E402
 
 Objective = Callable[[dict[str, Any]], float]
 
@@ -111,15 +111,23 @@ class OptMLAdapter(Adapter):
         for i, t in enumerate(self.trials):
             if t.state is TrialState.RUNNING and self.space.key(t.params) in keys:
                 v = keys.pop(self.space.key(t.params))
-                self.trials[i] = t.with_changes(state=TrialState.COMPLETE, value=float(v),
-                                                metrics={"value": float(v)})
+                self.trials[i] = t.with_changes(
+                    state=TrialState.COMPLETE, value=float(v), metrics={"value": float(v)}
+                )
 
     def add_history(self, configs: Sequence[dict[str, Any]], values: Sequence[float]) -> None:
         from optml.trial import Trial, TrialState
 
         for c, v in zip(configs, values, strict=True):
-            self.trials.append(Trial(len(self.trials), TrialState.COMPLETE, dict(c), value=float(v),
-                                     metrics={"value": float(v)}))
+            self.trials.append(
+                Trial(
+                    len(self.trials),
+                    TrialState.COMPLETE,
+                    dict(c),
+                    value=float(v),
+                    metrics={"value": float(v)},
+                )
+            )
 
 
 # -- Optuna -----------------------------------------------------------------------------------
@@ -161,10 +169,12 @@ class OptunaAdapter(Adapter):
     def add_history(self, configs: Sequence[dict[str, Any]], values: Sequence[float]) -> None:
         import optuna
 
-        self.study.add_trials([
-            optuna.trial.create_trial(params=dict(c), distributions=self.dists, value=float(v))
-            for c, v in zip(configs, values, strict=True)
-        ])
+        self.study.add_trials(
+            [
+                optuna.trial.create_trial(params=dict(c), distributions=self.dists, value=float(v))
+                for c, v in zip(configs, values, strict=True)
+            ]
+        )
 
 
 def _optuna_dist(p: Any) -> Any:
@@ -287,8 +297,12 @@ class SkoptAdapter(Adapter):
         from skopt import Optimizer
 
         warnings.filterwarnings("ignore", module="skopt")
-        self.opt = Optimizer([_skopt_dim(p) for p in space], base_estimator="GP",
-                             n_initial_points=10, random_state=seed)
+        self.opt = Optimizer(
+            [_skopt_dim(p) for p in space],
+            base_estimator="GP",
+            n_initial_points=10,
+            random_state=seed,
+        )
         self.names = space.names
 
     def ask(self, n: int) -> list[dict[str, Any]]:
@@ -326,7 +340,9 @@ class MangoAdapter(Adapter):
 
     label = "mango-gp"
 
-    def __init__(self, space: Space, seed: int, budget: int, domain_size: int | None = None) -> None:
+    def __init__(
+        self, space: Space, seed: int, budget: int, domain_size: int | None = None
+    ) -> None:
         super().__init__(space, seed, budget)
         self.param_dict = {p.name: _mango_dist(p) for p in space}
         # Mango scores every proposal on ``domain_size`` random points (by default 50 per unit of
@@ -352,10 +368,16 @@ class MangoAdapter(Adapter):
             fn = scheduler.serial(evaluate)
             initial = 2
         else:
-            fn = scheduler.custom(n_jobs=batch)(lambda batch_params: [evaluate(**p) for p in batch_params])
+            fn = scheduler.custom(n_jobs=batch)(
+                lambda batch_params: [evaluate(**p) for p in batch_params]
+            )
             initial = batch
-        conf = {"initial_random": initial, "num_iteration": math.ceil((budget - initial) / batch),
-                "log_progress": False, **self._conf()}
+        conf = {
+            "initial_random": initial,
+            "num_iteration": math.ceil((budget - initial) / batch),
+            "log_progress": False,
+            **self._conf(),
+        }
         self._seed()
         Tuner(self.param_dict, fn, conf).minimize()
         return values[:budget]
@@ -389,8 +411,13 @@ class MangoAdapter(Adapter):
             return 0.0
 
         # exploration=0: go straight to the GP (Mango otherwise starts with random draws).
-        conf = {"initial_custom": history, "num_iteration": 1, "exploration": 0.0,
-                "log_progress": False, **self._conf()}
+        conf = {
+            "initial_custom": history,
+            "num_iteration": 1,
+            "exploration": 0.0,
+            "log_progress": False,
+            **self._conf(),
+        }
         self._seed()
         start = time.perf_counter()
         Tuner(self.param_dict, first, conf).minimize()
@@ -430,7 +457,7 @@ def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any
         return MangoAdapter(space, seed, budget, options.get("mango_domain_size"))
     if name == "skopt-gp":
         return SkoptAdapter(space, seed, budget)
-    sampler = name[len(OPTML_PREFIX):] if name.startswith(OPTML_PREFIX) else name
+    sampler = name[len(OPTML_PREFIX) :] if name.startswith(OPTML_PREFIX) else name
     return OptMLAdapter(space, seed, budget, sampler)
 
 
@@ -442,8 +469,13 @@ def available(name: str) -> str | None:
     """None if ``name`` can run here, else why not."""
     import importlib.util
 
-    need = {"optuna-tpe": ["optuna"], "optuna-gp": ["optuna", "torch"], "hyperopt-tpe": ["hyperopt"],
-            "mango-gp": ["mango"], "skopt-gp": ["skopt"]}
+    need = {
+        "optuna-tpe": ["optuna"],
+        "optuna-gp": ["optuna", "torch"],
+        "hyperopt-tpe": ["hyperopt"],
+        "mango-gp": ["mango"],
+        "skopt-gp": ["skopt"],
+    }
     for module in need.get(name, []):
         if importlib.util.find_spec(module) is None:
             return f"module {module!r} is not installed"
@@ -451,7 +483,7 @@ def available(name: str) -> str | None:
         from optml.samplers import make_sampler
 
         try:
-            make_sampler(name[len(OPTML_PREFIX):] if name.startswith(OPTML_PREFIX) else name)
+            make_sampler(name[len(OPTML_PREFIX) :] if name.startswith(OPTML_PREFIX) else name)
         except Exception as exc:  # a sampler still being written
             return f"{type(exc).__name__}: {exc}"
     return None

@@ -9,8 +9,12 @@ scratch every time, so the comparison is conservative for OptML.
     python benchmarks/bench_gp_cost.py                # 20, 50, 100, 500 trials, 3 rounds each
     python benchmarks/bench_gp_cost.py --sizes 20 100 --rounds 5
 
-Prints one row per history length with median seconds per proposal and the ratio.
-Optuna's GPSampler needs torch; without it the Optuna column says so.
+Prints one row per history length: median wall and CPU seconds per proposal, and the ratios.
+On a shared machine wall time swings with the load, CPU time much less; run with
+OMP_NUM_THREADS=1 to compare single-threaded costs (OptML's GP limits BLAS to one thread
+itself; torch otherwise spins a thread per core). Optuna's GPSampler needs torch (and runs its
+L-BFGS-B in a batched mode only when the ``greenlet`` package is installed); without torch the
+Optuna column says so.
 """
 
 from __future__ import annotations
@@ -41,41 +45,58 @@ def history(n: int, seed: int) -> tuple[list[dict[str, float]], list[float]]:
     return configs, [objective(p, rng) for p in points]
 
 
-def time_optml(n: int, rounds: int, seed: int) -> list[float]:
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of the process, all threads)
+
+
+def _clock() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: Timing) -> Timing:
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+def time_optml(n: int, rounds: int, seed: int) -> list[Timing]:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(DIMS)])
     configs, values = history(n, seed)
-    trials = [Trial(i, TrialState.COMPLETE, c, value=v) for i, (c, v) in enumerate(zip(configs, values))]
+    trials = [
+        Trial(i, TrialState.COMPLETE, c, value=v)
+        for i, (c, v) in enumerate(zip(configs, values, strict=True))
+    ]
     sampler = make_sampler("gp")
     rng = np.random.default_rng(seed + 1)
     times = []
     for r in range(rounds):
         ctx = SearchContext(space=space, trials=list(trials), seed=seed)
-        start = time.perf_counter()
+        start = _clock()
         (config,) = sampler.propose(ctx, 1, np.random.default_rng([seed, r]))
-        times.append(time.perf_counter() - start)
+        times.append(_since(start))
         x = np.array([config[f"x{i}"] for i in range(DIMS)])
         trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=objective(x, rng)))
     return times
 
 
-def time_optuna(n: int, rounds: int, seed: int) -> list[float] | str:
+def time_optuna(n: int, rounds: int, seed: int) -> list[Timing] | str:
     try:
         import optuna
         import torch  # noqa: F401  (Optuna's GPSampler is written on torch)
     except ImportError as exc:
         return f"not run ({exc.name} missing)"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists: dict[str, Any] = {f"x{i}": optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(DIMS)}
+    dists: dict[str, Any] = {
+        f"x{i}": optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(DIMS)
+    }
     study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=seed))
     configs, values = history(n, seed)
-    for c, v in zip(configs, values):
+    for c, v in zip(configs, values, strict=True):
         study.add_trial(optuna.trial.create_trial(params=c, distributions=dists, value=v))
     rng = np.random.default_rng(seed + 1)
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = _clock()
         trial = study.ask(dists)
-        times.append(time.perf_counter() - start)
+        times.append(_since(start))
         x = np.array([trial.params[f"x{i}"] for i in range(DIMS)])
         study.tell(trial, objective(x, rng))
     return times
@@ -88,20 +109,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    # Warm both up once (imports, first BLAS and torch calls) so that the rows compare steady states.
+    # Warm both up (imports, first BLAS and torch calls) so that the rows compare steady states.
     time_optml(20, 1, args.seed + 99)
     time_optuna(20, 1, args.seed + 99)
 
-    print(f"GP proposal cost, {DIMS} dims, median of {args.rounds} ask/tell rounds (seconds)")
-    print(f"{'trials':>7} {'optml gp':>10} {'optuna gp':>10} {'ratio':>7}")
+    print(f"GP proposal cost, {DIMS} dims, median of {args.rounds} ask/tell rounds, seconds")
+    print("(wall: elapsed time; cpu: process CPU time, all threads; ratio = optml / optuna)")
+    print(
+        f"{'trials':>7} {'optml wall':>11} {'optml cpu':>10} {'optuna wall':>12} "
+        f"{'optuna cpu':>11} {'ratio wall':>11} {'ratio cpu':>10}"
+    )
     for n in args.sizes:
-        ours = statistics.median(time_optml(n, args.rounds, args.seed))
+        ours = time_optml(n, args.rounds, args.seed)
+        ours_wall = statistics.median(t[0] for t in ours)
+        ours_cpu = statistics.median(t[1] for t in ours)
         theirs = time_optuna(n, args.rounds, args.seed)
         if isinstance(theirs, str):
-            print(f"{n:>7} {ours:>10.4f} {theirs:>10}")
+            print(f"{n:>7} {ours_wall:>11.4f} {ours_cpu:>10.4f} {theirs:>12}")
             continue
-        med = statistics.median(theirs)
-        print(f"{n:>7} {ours:>10.4f} {med:>10.4f} {ours / med:>7.2f}", flush=True)
+        wall = statistics.median(t[0] for t in theirs)
+        cpu = statistics.median(t[1] for t in theirs)
+        print(
+            f"{n:>7} {ours_wall:>11.4f} {ours_cpu:>10.4f} {wall:>12.4f} {cpu:>11.4f} "
+            f"{ours_wall / wall:>11.2f} {ours_cpu / cpu:>10.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

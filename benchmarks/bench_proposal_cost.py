@@ -59,7 +59,9 @@ def history(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[float]]:
 def time_one(name: str, n: int, rep: int, mango_domain_size: int | None) -> float:
     space = _box(DIM, -5, 5)
     configs, values = history(n)
-    adapter = make_adapter(name, space, seed=rep, budget=n + 10, mango_domain_size=mango_domain_size)
+    adapter = make_adapter(
+        name, space, seed=rep, budget=n + 10, mango_domain_size=mango_domain_size
+    )
     if isinstance(adapter, MangoAdapter):
         return adapter.propose_time(configs, values)
     if isinstance(adapter, SkoptAdapter):
@@ -78,36 +80,58 @@ def time_one(name: str, n: int, rep: int, mango_domain_size: int | None) -> floa
 
 def cmd_run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    names = [canonical(o) for o in (args.optimizers or
-                                    [OPTML_PREFIX + s for s in OPTML if s not in ("random", "sobol")]
-                                    + PEERS)]
+    names = [
+        canonical(o)
+        for o in (
+            args.optimizers
+            or [OPTML_PREFIX + s for s in OPTML if s not in ("random", "sobol")] + PEERS
+        )
+    ]
     sizes = args.sizes or ([20, 100] if args.quick else list(SIZES))
     reps = 2 if args.quick else args.reps
+    ready = []
     for name in names:
         why = available(name)
         if why:
             print(f"skip {name}: {why}", flush=True)
             continue
-        label = name if not (name == "mango-gp" and args.mango_domain_size) else \
-            f"mango-gp(domain {args.mango_domain_size})"
-        path = args.out / f"{label}.json"
-        record = json.loads(path.read_text()) if path.exists() else {"optimizer": label, "times": {}}
         try:
             time_one(name, sizes[0], 999, args.mango_domain_size)  # warm-up: imports, JIT
         except Exception as exc:
             print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
             continue
-        for n in sizes:
-            times = []
-            for rep in range(reps):
-                t = time_one(name, n, rep, args.mango_domain_size)
-                times.append(t)
-                if t > args.max_seconds:  # too slow to repeat here: one measurement is enough
-                    break
-            record["times"][str(n)] = times
-            print(f"{label:28s} n={n:4d} median {statistics.median(times) * 1000:9.1f} ms "
-                  f"({len(times)} reps)", flush=True)
-            path.write_text(json.dumps(record))
+        ready.append(name)
+
+    def label(name: str) -> str:
+        if name == "mango-gp" and args.mango_domain_size:
+            return f"mango-gp(domain {args.mango_domain_size})"
+        return name
+
+    records = {}
+    for name in ready:
+        path = args.out / f"{label(name)}.json"
+        records[name] = (
+            json.loads(path.read_text())
+            if path.exists()
+            else {"optimizer": label(name), "times": {}}
+        )
+    for n in sizes:
+        # Repetitions interleave the optimisers, so that a change of load on the (shared) machine
+        # hits them all alike and the ratios stay fair.
+        times: dict[str, list[float]] = {name: [] for name in ready}
+        for rep in range(reps):
+            for name in ready:
+                if times[name] and times[name][-1] > args.max_seconds:
+                    continue  # too slow to repeat here: what we have is enough
+                times[name].append(time_one(name, n, rep, args.mango_domain_size))
+        for name in ready:
+            records[name]["times"][str(n)] = times[name]
+            print(
+                f"{label(name):28s} n={n:4d} median {statistics.median(times[name]) * 1000:9.1f} "
+                f"ms ({len(times[name])} reps)",
+                flush=True,
+            )
+            (args.out / f"{label(name)}.json").write_text(json.dumps(records[name]))
 
 
 def render(out: Path) -> str:
@@ -119,21 +143,32 @@ def render(out: Path) -> str:
         return "(no proposal-cost measurements yet)"
     sizes = sorted({n for r in records.values() for n in r})
     names = sorted(records, key=lambda o: (not o.startswith(OPTML_PREFIX), o))
-    lines = [f"Median seconds to propose one point in {DIM} dimensions, by number of finished "
-             "trials:", ""]
+    lines = [
+        f"Median seconds to propose one point in {DIM} dimensions, by number of finished trials:",
+        "",
+    ]
     lines.append("| optimiser | " + " | ".join(f"n={n}" for n in sizes) + " |")
     lines.append("|---|" + "---:|" * len(sizes))
     for o in names:
         cells = [f"{records[o][n]:.4f}" if n in records[o] else "-" for n in sizes]
         lines.append(f"| {o} | " + " | ".join(cells) + " |")
     lines.append("")
-    pairs = [("optml-gp", "optuna-gp"), ("optml-tpe", "optuna-tpe"), ("optml-gp", "mango-gp"),
-             ("optml-gp", "skopt-gp"), ("optml-tpe", "hyperopt-tpe")]
+    pairs = [
+        ("optml-gp", "optuna-gp"),
+        ("optml-tpe", "optuna-tpe"),
+        ("optml-gp", "mango-gp"),
+        ("optml-gp", "skopt-gp"),
+        ("optml-tpe", "hyperopt-tpe"),
+    ]
     rows = []
     for a, b in pairs:
         if a in records and b in records:
-            cells = [f"{records[a][n] / records[b][n]:.3f}" if n in records[a] and n in records[b]
-                     else "-" for n in sizes]
+            cells = [
+                f"{records[a][n] / records[b][n]:.3f}"
+                if n in records[a] and n in records[b]
+                else "-"
+                for n in sizes
+            ]
             rows.append(f"| {a} / {b} | " + " | ".join(cells) + " |")
     if rows:
         lines += ["Time ratios (ours / peer; below 1 = ours faster):", ""]
@@ -145,17 +180,27 @@ def render(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
     run.add_argument("--optimizers", nargs="*", metavar="NAME")
     run.add_argument("--sizes", nargs="*", type=int, help=f"default {SIZES}")
     run.add_argument("--reps", type=int, default=5)
     run.add_argument("--quick", action="store_true", help="n = 20, 100; 2 repetitions")
-    run.add_argument("--max-seconds", type=float, default=20.0,
-                     help="stop repeating a size after a proposal slower than this")
-    run.add_argument("--mango-domain-size", type=int, default=None,
-                     help="Mango's domain size (default: Mango's own)")
+    run.add_argument(
+        "--max-seconds",
+        type=float,
+        default=20.0,
+        help="stop repeating a size after a proposal slower than this",
+    )
+    run.add_argument(
+        "--mango-domain-size",
+        type=int,
+        default=None,
+        help="Mango's domain size (default: Mango's own)",
+    )
     run.add_argument("--out", type=Path, default=OUT)
     run.set_defaults(fn=cmd_run)
     rep = sub.add_parser("report")

@@ -45,22 +45,35 @@ def run_one(task: dict[str, Any]) -> str:
     f = get_function(task["function"])
     start = time.perf_counter()
     try:
-        adapter = make_adapter(task["optimizer"], f.space, task["seed"], task["budget"],
-                               mango_domain_size=task.get("mango_domain_size"))
+        adapter = make_adapter(
+            task["optimizer"],
+            f.space,
+            task["seed"],
+            task["budget"],
+            mango_domain_size=task.get("mango_domain_size"),
+        )
         values = adapter.run(f, task["budget"], task["batch"])
     except Exception as exc:  # record and go on: one broken optimiser must not stop the rest
-        return (f"FAILED {task['optimizer']} {task['function']} seed {task['seed']}: "
-                f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+        return (
+            f"FAILED {task['optimizer']} {task['function']} seed {task['seed']}: "
+            f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        )
     seconds = time.perf_counter() - start
     best = min(values)
-    record = {**{k: v for k, v in task.items() if k != "path"}, "values": values,
-              "seconds": seconds, "regret": f.regret(best)}
+    record = {
+        **{k: v for k, v in task.items() if k != "path"},
+        "values": values,
+        "seconds": seconds,
+        "regret": f.regret(best),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(path)
-    return (f"{task['optimizer']:14s} b{task['batch']} {task['function']:16s} seed {task['seed']:2d} "
-            f"regret {f.regret(best):.4g} ({seconds:.1f}s)")
+    return (
+        f"{task['optimizer']:14s} b{task['batch']} {task['function']:16s} seed {task['seed']:2d} "
+        f"regret {f.regret(best):.4g} ({seconds:.1f}s)"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -87,9 +100,17 @@ def cmd_run(args: argparse.Namespace) -> None:
                     path = _path(args.out, batch, budget, o, fn, seed)
                     if path.exists() and not args.force:
                         continue
-                    tasks.append({"optimizer": o, "function": fn, "seed": seed, "batch": batch,
-                                  "budget": budget, "path": str(path),
-                                  "mango_domain_size": args.mango_domain_size})
+                    tasks.append(
+                        {
+                            "optimizer": o,
+                            "function": fn,
+                            "seed": seed,
+                            "batch": batch,
+                            "budget": budget,
+                            "path": str(path),
+                            "mango_domain_size": args.mango_domain_size,
+                        }
+                    )
     print(f"{len(tasks)} runs to do", flush=True)
     if args.jobs > 1:
         from multiprocessing import Pool
@@ -112,7 +133,8 @@ def load(out: Path, batch: int, budget: int) -> dict[str, dict[str, list[list[fl
     for path in sorted(root.glob("*/*/seed*.json")):
         record = json.loads(path.read_text())
         data.setdefault(record["optimizer"], {}).setdefault(record["function"], []).append(
-            record["values"])
+            record["values"]
+        )
     return data
 
 
@@ -123,15 +145,20 @@ def _median_regret(fn: str, runs: list[list[float]], at: int) -> float:
     return float(np.median([f.regret(min(v[:at])) for v in runs]))
 
 
-def summarise(data: dict[str, dict[str, list[list[float]]]], at: int,
-              optimizers: list[str] | None = None, min_seeds: int = 1) -> dict[str, Any]:
+def summarise(
+    data: dict[str, dict[str, list[list[float]]]],
+    at: int,
+    optimizers: list[str] | None = None,
+    min_seeds: int = 1,
+) -> dict[str, Any]:
     """Median regrets on the functions every listed optimiser ran, mean ranks, win counts."""
     import numpy as np
     from scipy.stats import rankdata
 
     optimizers = optimizers or sorted(data)
     functions = sorted(
-        fn for fn in FUNCTIONS
+        fn
+        for fn in FUNCTIONS
         if all(len(data.get(o, {}).get(fn, [])) >= min_seeds for o in optimizers)
     )
     med = {o: {fn: _median_regret(fn, data[o][fn], at) for fn in functions} for o in optimizers}
@@ -172,8 +199,10 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
             continue
         seeds = ", ".join(f"{o} {_seeds(data, o)}" for o in optimizers)
         lines += [f"Seeds per optimiser: {seeds}.", ""]
-        lines += [f"Median simple regret after {budget} evaluations (lower is better; best in bold):",
-                  ""]
+        lines += [
+            f"Median simple regret after {budget} evaluations (lower is better; best in bold):",
+            "",
+        ]
         lines.append("| function | " + " | ".join(optimizers) + " |")
         lines.append("|---|" + "---:|" * len(optimizers))
         for fn in functions:
@@ -183,23 +212,30 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
             lines.append(f"| {fn} | " + " | ".join(cells) + " |")
         lines.append("")
         checks = [c for c in CHECKPOINTS if c < budget] + [budget]
-        lines += ["Mean rank over functions (1 = best), by median regret after "
-                  f"{' / '.join(map(str, checks))} evaluations:", ""]
+        lines += [
+            "Mean rank over functions (1 = best), by median regret after "
+            f"{' / '.join(map(str, checks))} evaluations:",
+            "",
+        ]
         lines.append("| optimiser | " + " | ".join(f"@{c}" for c in checks) + " |")
         lines.append("|---|" + "---:|" * len(checks))
         per_at = {c: summarise(data, c, optimizers, min_seeds) for c in checks}
         for o in sorted(optimizers, key=lambda o: final["mean_rank"][o]):
-            lines.append(f"| {o} | " + " | ".join(f"{per_at[c]['mean_rank'][o]:.2f}"
-                                                   for c in per_at) + " |")
+            lines.append(
+                f"| {o} | " + " | ".join(f"{per_at[c]['mean_rank'][o]:.2f}" for c in per_at) + " |"
+            )
         lines.append("")
         ours = [o for o in optimizers if o.startswith(OPTML_PREFIX)]
         peers = [o for o in optimizers if not o.startswith(OPTML_PREFIX)]
         if ours and peers:
             best = min(ours, key=lambda o: final["mean_rank"][o])
-            lines += [f"OptML's best sampler here: **{best}** (mean rank "
-                      f"{final['mean_rank'][best]:.2f}). Functions where it has a lower median "
-                      f"regret after {budget} evaluations than each peer (wins / ties / losses; "
-                      "losses listed):", ""]
+            lines += [
+                f"OptML's best sampler here: **{best}** (mean rank "
+                f"{final['mean_rank'][best]:.2f}). Functions where it has a lower median "
+                f"regret after {budget} evaluations than each peer (wins / ties / losses; "
+                "losses listed):",
+                "",
+            ]
             lines.append("| peer | beats on | wins | ties | losses | lost on |")
             lines.append("|---|---:|---:|---:|---:|---|")
             for p in peers:
@@ -215,8 +251,10 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
                     else:
                         lost.append(fn)
                 n = len(functions)
-                lines.append(f"| {p} | {100 * w / n:.0f}% | {w} | {t} | {len(lost)} | "
-                             f"{', '.join(lost) or '-'} |")
+                lines.append(
+                    f"| {p} | {100 * w / n:.0f}% | {w} | {t} | {len(lost)} | "
+                    f"{', '.join(lost) or '-'} |"
+                )
             lines.append("")
         # Regret at the earlier checkpoints, per function, for the record.
         for c in checks[:-1]:
@@ -225,17 +263,23 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
             lines.append("| function | " + " | ".join(optimizers) + " |")
             lines.append("|---|" + "---:|" * len(optimizers))
             for fn in functions:
-                lines.append(f"| {fn} | " + " | ".join(_fmt(s["median"][o][fn]) for o in optimizers)
-                             + " |")
+                lines.append(
+                    f"| {fn} | " + " | ".join(_fmt(s["median"][o][fn]) for o in optimizers) + " |"
+                )
             lines += ["", "</details>", ""]
         secs = []
         for o in optimizers:
-            total = sum(json.loads(p.read_text())["seconds"]
-                        for p in (out / f"b{batch}_n{budget}" / o).glob("*/seed*.json"))
+            total = sum(
+                json.loads(p.read_text())["seconds"]
+                for p in (out / f"b{batch}_n{budget}" / o).glob("*/seed*.json")
+            )
             runs = sum(len(v) for v in data[o].values())
             secs.append(f"{o} {total / max(runs, 1):.1f}")
-        lines += ["Wall seconds per run of " + str(budget) + " evaluations (shared, loaded "
-                  "machine; indicative only): " + ", ".join(secs) + ".", ""]
+        lines += [
+            "Wall seconds per run of " + str(budget) + " evaluations (shared, loaded "
+            "machine; indicative only): " + ", ".join(secs) + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -247,32 +291,53 @@ parser_defaults = {"seeds": 10}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the benchmark (resumable)")
-    run.add_argument("--functions", nargs="*", choices=sorted(FUNCTIONS), metavar="NAME",
-                     help=f"default: all of {', '.join(sorted(FUNCTIONS))}")
-    run.add_argument("--optimizers", nargs="*", metavar="NAME",
-                     help=f"OptML sampler names and/or peers; default: {' '.join(DEFAULT_OPTIMIZERS)}")
+    run.add_argument(
+        "--functions",
+        nargs="*",
+        choices=sorted(FUNCTIONS),
+        metavar="NAME",
+        help=f"default: all of {', '.join(sorted(FUNCTIONS))}",
+    )
+    run.add_argument(
+        "--optimizers",
+        nargs="*",
+        metavar="NAME",
+        help=f"OptML sampler names and/or peers; default: {' '.join(DEFAULT_OPTIMIZERS)}",
+    )
     run.add_argument("--seeds", type=int, default=parser_defaults["seeds"], help="number of seeds")
     run.add_argument("--first-seed", type=int, default=0)
     run.add_argument("--budget", type=int, default=80, help="evaluations per run")
-    run.add_argument("--batch", type=int, nargs="+", default=[1, 4],
-                     help="batch sizes to run (1 = sequential)")
+    run.add_argument(
+        "--batch", type=int, nargs="+", default=[1, 4], help="batch sizes to run (1 = sequential)"
+    )
     run.add_argument("--jobs", type=int, default=1, help="worker processes")
-    run.add_argument("--quick", action="store_true",
-                     help="3 functions, 2 seeds, 30 evaluations (a smoke test)")
+    run.add_argument(
+        "--quick", action="store_true", help="3 functions, 2 seeds, 30 evaluations (a smoke test)"
+    )
     run.add_argument("--force", action="store_true", help="rerun runs already on disk")
-    run.add_argument("--mango-domain-size", type=int, default=5000,
-                     help="random points Mango scores per proposal (its default is 50,000 to "
-                          "500,000, minutes per run); 0 = Mango's default")
+    run.add_argument(
+        "--mango-domain-size",
+        type=int,
+        default=5000,
+        help="random points Mango scores per proposal (its default is 50,000 to "
+        "500,000, minutes per run); 0 = Mango's default",
+    )
     run.add_argument("--out", type=Path, default=OUT)
     run.set_defaults(fn=cmd_run)
     rep = sub.add_parser("report", help="print Markdown tables of what is on disk")
     rep.add_argument("--budget", type=int, default=80)
     rep.add_argument("--batch", type=int, nargs="+", default=[1, 4])
-    rep.add_argument("--min-seeds", type=int, default=1,
-                     help="only functions that every optimiser ran with this many seeds")
+    rep.add_argument(
+        "--min-seeds",
+        type=int,
+        default=1,
+        help="only functions that every optimiser ran with this many seeds",
+    )
     rep.add_argument("--out", type=Path, default=OUT)
     rep.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)

@@ -74,12 +74,25 @@ def _camel(p: Mapping[str, Any]) -> float:
 
 
 _H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
-_H3_P = 1e-4 * np.array([[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547],
-                         [381, 5743, 8828]])
-_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H3_P = 1e-4 * np.array(
+    [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
+)
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 _H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
 
@@ -100,8 +113,12 @@ def _rosenbrock_x(x: np.ndarray) -> float:
 def _ackley(d: int) -> Callable[[Mapping[str, Any]], float]:
     def f(p: Mapping[str, Any]) -> float:
         x = _vec(p, d)
-        return float(-20 * np.exp(-0.2 * np.sqrt(np.mean(x**2))) - np.exp(np.mean(np.cos(2 * np.pi * x)))
-                     + 20 + math.e)
+        return float(
+            -20 * np.exp(-0.2 * np.sqrt(np.mean(x**2)))
+            - np.exp(np.mean(np.cos(2 * np.pi * x)))
+            + 20
+            + math.e
+        )
 
     return f
 
@@ -154,36 +171,80 @@ def _mixed_cat(p: Mapping[str, Any]) -> float:
     c = str(p["c"])
     x = _vec(p, 3)
     centre = _CAT_SHIFT[c] + 0.5 * np.arange(3)
-    return float(_CAT_FLOOR[c] + np.sum((x - centre) ** 2) / 4 + ((int(p["k"]) - _CAT_K[c]) / 4) ** 2)
+    return float(
+        _CAT_FLOOR[c] + np.sum((x - centre) ** 2) / 4 + ((int(p["k"]) - _CAT_K[c]) / 4) ** 2
+    )
 
 
 def _build() -> dict[str, TestFunction]:
     fns = [
-        TestFunction("branin", Space([Float("x0", -5, 10), Float("x1", 0, 15)]), _branin,
-                     0.39788735772973816, _point([math.pi, 2.275])),
-        TestFunction("camel6", Space([Float("x0", -3, 3), Float("x1", -2, 2)]), _camel,
-                     -1.0316284534898774, _point([0.08984201368301331, -0.7126564032704135])),
-        TestFunction("hartmann3", _box(3, 0, 1), _hartmann(_H3_A, _H3_P),
-                     -3.862779787332663, _point([0.11458888932421674, 0.5556488889726049, 0.8525469795448206])),
-        TestFunction("hartmann6", _box(6, 0, 1), _hartmann(_H6_A, _H6_P),
-                     -3.3223680114155147,
-                     _point([0.20168952, 0.15001069, 0.47687398, 0.27533243, 0.31165162,
-                             0.65730054])),
-        TestFunction("rosenbrock4", _box(4, -5, 10), lambda p: _rosenbrock_x(_vec(p, 4)), 0.0,
-                     _point([1, 1, 1, 1])),
+        TestFunction(
+            "branin",
+            Space([Float("x0", -5, 10), Float("x1", 0, 15)]),
+            _branin,
+            0.39788735772973816,
+            _point([math.pi, 2.275]),
+        ),
+        TestFunction(
+            "camel6",
+            Space([Float("x0", -3, 3), Float("x1", -2, 2)]),
+            _camel,
+            -1.0316284534898774,
+            _point([0.08984201368301331, -0.7126564032704135]),
+        ),
+        TestFunction(
+            "hartmann3",
+            _box(3, 0, 1),
+            _hartmann(_H3_A, _H3_P),
+            -3.862779787332663,
+            _point([0.11458888932421674, 0.5556488889726049, 0.8525469795448206]),
+        ),
+        TestFunction(
+            "hartmann6",
+            _box(6, 0, 1),
+            _hartmann(_H6_A, _H6_P),
+            -3.3223680114155147,
+            _point([0.20168952, 0.15001069, 0.47687398, 0.27533243, 0.31165162, 0.65730054]),
+        ),
+        TestFunction(
+            "rosenbrock4",
+            _box(4, -5, 10),
+            lambda p: _rosenbrock_x(_vec(p, 4)),
+            0.0,
+            _point([1, 1, 1, 1]),
+        ),
         TestFunction("ackley5", _box(5, -32.768, 32.768), _ackley(5), 0.0, _point([0] * 5)),
         TestFunction("levy4", _box(4, -10, 10), _levy(4), 0.0, _point([1] * 4)),
         TestFunction("rastrigin3", _box(3, -5.12, 5.12), _rastrigin(3), 0.0, _point([0] * 3)),
-        TestFunction("styblinski8", _box(8, -5, 5), _styblinski_tang(8), 8 * _ST_FSTAR_1D,
-                     _point([_ST_XSTAR] * 8)),
-        TestFunction("rosenbrock_int4",
-                     Space([Float("x0", -5, 10), Float("x1", -5, 10), Int("k2", -5, 10),
-                            Int("k3", -5, 10)]),
-                     _rosenbrock_int, 0.0, {"x0": 1.0, "x1": 1.0, "k2": 1, "k3": 1}),
-        TestFunction("mixed_cat5",
-                     Space([Float("x0", -5, 5), Float("x1", -5, 5), Float("x2", -5, 5),
-                            Int("k", 0, 20), Categorical("c", ("a", "b", "c", "d"))]),
-                     _mixed_cat, 0.0, {"x0": -1.5, "x1": -1.0, "x2": -0.5, "k": 13, "c": "c"}),
+        TestFunction(
+            "styblinski8",
+            _box(8, -5, 5),
+            _styblinski_tang(8),
+            8 * _ST_FSTAR_1D,
+            _point([_ST_XSTAR] * 8),
+        ),
+        TestFunction(
+            "rosenbrock_int4",
+            Space([Float("x0", -5, 10), Float("x1", -5, 10), Int("k2", -5, 10), Int("k3", -5, 10)]),
+            _rosenbrock_int,
+            0.0,
+            {"x0": 1.0, "x1": 1.0, "k2": 1, "k3": 1},
+        ),
+        TestFunction(
+            "mixed_cat5",
+            Space(
+                [
+                    Float("x0", -5, 5),
+                    Float("x1", -5, 5),
+                    Float("x2", -5, 5),
+                    Int("k", 0, 20),
+                    Categorical("c", ("a", "b", "c", "d")),
+                ]
+            ),
+            _mixed_cat,
+            0.0,
+            {"x0": -1.5, "x1": -1.0, "x2": -0.5, "k": 13, "c": "c"},
+        ),
     ]
     return {f.name: f for f in fns}
 

@@ -15,7 +15,14 @@ from optml.constraints import (
     parse_constraints,
 )
 from optml.errors import SpecError
-from optml.samplers import _REGISTRY, Metric, SearchContext, available_samplers, fill_unique, make_sampler
+from optml.samplers import (
+    _REGISTRY,
+    Metric,
+    SearchContext,
+    available_samplers,
+    fill_unique,
+    make_sampler,
+)
 from optml.samplers._base import penalise
 from optml.space import Categorical, Float, Int, Space
 from optml.trial import Trial, TrialState
@@ -102,10 +109,18 @@ def test_callable_constraints() -> None:
 
 def test_parse_constraints_forms_and_errors() -> None:
     parsed = parse_constraints(
-        ["a < 1", {"expr": "b > 0"}, {"metric": "memory_mb", "max": 500}, {"metric": "acc", "min": 0.5}]
+        [
+            "a < 1",
+            {"expr": "b > 0"},
+            {"metric": "memory_mb", "max": 500},
+            {"metric": "acc", "min": 0.5},
+        ]
     )
     assert [type(c).__name__ for c in parsed] == [
-        "ParamConstraint", "ParamConstraint", "MetricConstraint", "MetricConstraint"
+        "ParamConstraint",
+        "ParamConstraint",
+        "MetricConstraint",
+        "MetricConstraint",
     ]
     assert parse_constraints(None) == []
     assert len(parse_constraints("a < 1")) == 1
@@ -130,7 +145,9 @@ def test_metric_constraint_violation() -> None:
     assert c.violation(silent) == math.inf
     assert is_feasible(ok, [c]) and not is_feasible(over, [c])
     low = MetricConstraint("accuracy", min=0.8)
-    assert low.violation(Trial(3, TrialState.COMPLETE, {}, value=1.0, metrics={"accuracy": 0.6})) > 0
+    assert (
+        low.violation(Trial(3, TrialState.COMPLETE, {}, value=1.0, metrics={"accuracy": 0.6})) > 0
+    )
 
 
 # -- the search context -------------------------------------------------------------------
@@ -144,7 +161,9 @@ def _trial(number: int, value: float, memory: float | None = None) -> Trial:
 def test_context_parses_spec_forms_and_penalises_infeasible_losses() -> None:
     space = Space([Float("x", 0, 1)])
     trials = [_trial(0, 1.0, 100), _trial(1, 0.1, 900), _trial(2, 3.0, 200), _trial(3, 0.0, 600)]
-    ctx = SearchContext(space=space, trials=trials, constraints=[{"metric": "memory_mb", "max": 500}])
+    ctx = SearchContext(
+        space=space, trials=trials, constraints=[{"metric": "memory_mb", "max": 500}]
+    )
     assert isinstance(ctx.constraints[0], MetricConstraint)
     assert ctx.feasible().tolist() == [True, False, True, False]
     losses = ctx.losses()
@@ -165,8 +184,12 @@ def test_penalise_without_feasible_trials_ranks_by_violation() -> None:
 def test_maximised_metric_constraint_penalty_is_a_loss() -> None:
     space = Space([Float("x", 0, 1)])
     trials = [_trial(0, 0.9, 100), _trial(1, 0.99, 900), _trial(2, 0.5, 100)]
-    ctx = SearchContext(space=space, trials=trials, metrics=(Metric("value", "maximize"),),
-                        constraints=[{"metric": "memory_mb", "max": 500}])
+    ctx = SearchContext(
+        space=space,
+        trials=trials,
+        metrics=(Metric("value", "maximize"),),
+        constraints=[{"metric": "memory_mb", "max": 500}],
+    )
     losses = ctx.losses()
     assert losses[0] < losses[2] < losses[1]
 
@@ -230,14 +253,23 @@ def _steering_run(name: str, seed: int, budget: int = 30) -> tuple[float, int]:
     rng = np.random.default_rng(seed)
     trials: list[Trial] = []
     while len(trials) < budget:
-        ctx = SearchContext(space=space, trials=trials, seed=seed, budget=budget, constraints=[constraint])
+        ctx = SearchContext(
+            space=space, trials=trials, seed=seed, budget=budget, constraints=[constraint]
+        )
         for config in sampler.propose(ctx, 2, rng):
             x, y = config["x"], config["y"]
             value = (x - 0.8) ** 2 + (y - 0.8) ** 2
-            trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=value,
-                                metrics={"value": value, "memory": x + y}))
+            trials.append(
+                Trial(
+                    len(trials),
+                    TrialState.COMPLETE,
+                    config,
+                    value=value,
+                    metrics={"value": value, "memory": x + y},
+                )
+            )
     feasible = [t.value for t in trials if t.metrics["memory"] <= 1.0]
-    late = trials[budget // 2:]
+    late = trials[budget // 2 :]
     return min(feasible, default=math.inf), sum(t.metrics["memory"] > 1.0 for t in late)
 
 

@@ -1,4 +1,4 @@
-"""Constraints of a study: conditions on the parameters, and limits on metrics the objective reports.
+"""Constraints of a study: conditions on parameters, and limits on metrics the objective reports.
 
 Two kinds, both built by :func:`parse_constraints` from a spec list:
 
@@ -161,7 +161,9 @@ class _Expression:
                 raise _MissingName(node.id)
             return config[node.id]
         if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](self._eval(node.left, config), self._eval(node.right, config))
+            return _BINARY[type(node.op)](
+                self._eval(node.left, config), self._eval(node.right, config)
+            )
         if isinstance(node, ast.UnaryOp):
             operand = self._eval(node.operand, config)
             if isinstance(node.op, ast.Not):
@@ -281,7 +283,9 @@ class MetricConstraint:
         for bound in ("max", "min"):
             value = getattr(self, bound)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
             ):
                 raise SpecError(
                     f"{self.where}: {bound} of metric {self.metric!r} must be a finite number, "
@@ -374,7 +378,9 @@ def _parse_one(spec: Any, where: str) -> Constraint:
         for key in ("expr", "expression", "params"):
             if key in spec:
                 if set(spec) != {key}:
-                    raise SpecError(f"{where}: {{{key}: ...}} takes no other keys, got {sorted(spec)}")
+                    raise SpecError(
+                        f"{where}: {{{key}: ...}} takes no other keys, got {sorted(spec)}"
+                    )
                 return ParamConstraint(spec[key], where=where)
     raise SpecError(f"{where}: cannot read {spec!r} as a constraint; use {_SPEC_HELP}")
 

@@ -19,7 +19,9 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-def non_dominated_sort(losses: np.ndarray, violations: np.ndarray | None = None) -> list[np.ndarray]:
+def non_dominated_sort(
+    losses: np.ndarray, violations: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Split rows of ``losses`` into fronts (indices): front 0 is non-dominated, and so on.
 
     With ``violations`` (0 = feasible), Deb's constrained dominance applies: a feasible row

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from optml.errors import SpecError
-from optml.samplers import SearchContext, make_sampler
-from optml.samplers import _auto
+from optml.samplers import SearchContext, _auto, make_sampler
 from optml.samplers._auto import AutoSampler, choose_algorithm
 from optml.samplers._meta import meta_space
 from optml.space import Categorical, Float, Int, Space
@@ -16,7 +15,11 @@ SMALL_GRID = Space([Categorical("lr", (0.01, 0.1)), Int("units", 1, 4)])  # 8 po
 LOW_DIM = Space([Float("x", 0, 1), Float("lr", 1e-4, 1e-1, log=True), Int("units", 1, 256)])
 HIGH_DIM = Space([Float(f"x{i}", -1, 1) for i in range(16)])
 CATEGORICAL = Space(
-    [Categorical("act", ("relu", "tanh")), Categorical("opt", ("sgd", "adam")), Float("lr", 0.001, 0.1)]
+    [
+        Categorical("act", ("relu", "tanh")),
+        Categorical("opt", ("sgd", "adam")),
+        Float("lr", 0.001, 0.1),
+    ]
 )
 
 
@@ -98,6 +101,8 @@ def test_auto_takes_no_options() -> None:
 def test_the_chosen_sampler_does_the_work() -> None:
     sampler = make_sampler("auto", space=LOW_DIM, budget=30)
     assert sampler.choice == "gp"
-    batch = sampler.propose(SearchContext(space=LOW_DIM, trials=[], budget=30), 2, np.random.default_rng(0))
+    batch = sampler.propose(
+        SearchContext(space=LOW_DIM, trials=[], budget=30), 2, np.random.default_rng(0)
+    )
     assert len(batch) == 2
     assert sampler.to_spec()["name"] == "gp"

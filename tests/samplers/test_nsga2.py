@@ -11,7 +11,9 @@ from optml.space import Categorical, Float, Space
 from optml.trial import Trial, TrialState
 
 
-def _trial(number: int, a: float, b: float, state: TrialState = TrialState.COMPLETE, **extra: float) -> Trial:
+def _trial(
+    number: int, a: float, b: float, state: TrialState = TrialState.COMPLETE, **extra: float
+) -> Trial:
     return Trial(number, state, {"i": number}, value=a, metrics={"a": a, "b": b, **extra})
 
 
@@ -55,9 +57,14 @@ def test_pareto_front_of_trials() -> None:
 
 
 def test_pareto_front_leaves_out_infeasible_and_incomplete_trials() -> None:
-    trials = [_trial(0, 1.0, 1.0, memory=900.0), _trial(1, 2.0, 2.0, memory=100.0),
-              Trial(2, TrialState.COMPLETE, {}, value=0.0, metrics={"a": 0.0})]
-    front = pareto_front(trials, [Metric("a"), Metric("b")], constraints=[{"metric": "memory", "max": 500}])
+    trials = [
+        _trial(0, 1.0, 1.0, memory=900.0),
+        _trial(1, 2.0, 2.0, memory=100.0),
+        Trial(2, TrialState.COMPLETE, {}, value=0.0, metrics={"a": 0.0}),
+    ]
+    front = pareto_front(
+        trials, [Metric("a"), Metric("b")], constraints=[{"metric": "memory", "max": 500}]
+    )
     assert [t.number for t in front] == [1]
     assert pareto_front([], [Metric("a")]) == []
 
@@ -78,19 +85,31 @@ def _zdt1(u: np.ndarray) -> tuple[float, float]:
     return f1, g * (1.0 - np.sqrt(f1 / g))
 
 
-def _front_hypervolume(name: str, seed: int, dims: int = 3, budget: int = 100) -> float:
+def _front_hypervolume(
+    name: str, seed: int, dims: int = 3, budget: int = 100, constraints: tuple = ()
+) -> float:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(dims)])
     metrics = (Metric("f1"), Metric("f2"))
     sampler = make_sampler(name)
     rng = np.random.default_rng(seed)
     trials: list[Trial] = []
     while len(trials) < budget:
-        ctx = SearchContext(space=space, trials=trials, metrics=metrics, seed=seed, budget=budget)
+        ctx = SearchContext(
+            space=space,
+            trials=trials,
+            metrics=metrics,
+            seed=seed,
+            budget=budget,
+            constraints=constraints,
+        )
         for config in sampler.propose(ctx, 4, rng):
             f1, f2 = _zdt1(np.array([config[f"x{i}"] for i in range(dims)]))
-            trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=f1,
-                                metrics={"f1": f1, "f2": f2}))
-    front = pareto_front(trials, metrics)
+            trials.append(
+                Trial(
+                    len(trials), TrialState.COMPLETE, config, value=f1, metrics={"f1": f1, "f2": f2}
+                )
+            )
+    front = pareto_front(trials, metrics, constraints)
     return hypervolume(np.array([[t.metrics["f1"], t.metrics["f2"]] for t in front]), [1.1, 1.1])
 
 
@@ -101,6 +120,15 @@ def test_nsga2_front_beats_random_search_on_zdt1() -> None:
     wins = sum(a > b for a, b in zip(nsga, rand, strict=True))
     assert wins >= 5, (nsga, rand)
     assert np.mean(nsga) > np.mean(rand)
+
+
+def test_nsga2_with_a_metric_constraint_beats_random_search() -> None:
+    # Only the part of the front with f1 >= 0.4 counts.
+    limit = ({"metric": "f1", "min": 0.4},)
+    seeds = range(4)
+    nsga = [_front_hypervolume("nsga2", s, constraints=limit) for s in seeds]
+    rand = [_front_hypervolume("random", s, constraints=limit) for s in seeds]
+    assert sum(a > b for a, b in zip(nsga, rand, strict=True)) >= 3, (nsga, rand)
 
 
 def test_nsga2_counts_pending_trials_and_is_pure() -> None:

@@ -47,9 +47,7 @@ def log_h(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_expected_improvement(
-    mean: np.ndarray, std: np.ndarray, best: float
-) -> np.ndarray:
+def log_expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
     """log E[max(best - f, 0)] for f ~ N(mean, std²): expected improvement when minimising."""
     std = np.maximum(std, 1e-12)
     z = (best - mean) / std
@@ -72,7 +70,9 @@ def log_expected_improvement_grad(
     return np.log(std) + lh, d_mean, d_std
 
 
-def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 20) -> np.ndarray:
+def kmeans(
+    points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 20
+) -> np.ndarray:
     """Cluster labels of ``points`` into ``k`` groups (k-means++ seeding, Lloyd iterations)."""
     m = len(points)
     k = min(k, m)

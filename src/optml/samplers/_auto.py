@@ -51,12 +51,14 @@ _FALLBACKS: dict[str, list[str]] = {
 }
 
 
-def choose_algorithm(space: Space, budget: int | None = None, n_metrics: int = 1) -> tuple[str, str]:
+def choose_algorithm(
+    space: Space, budget: int | None = None, n_metrics: int = 1
+) -> tuple[str, str]:
     """The sampler ``auto`` picks for this study, and why (see the module docstring).
 
     >>> from optml.space import Float
     >>> choose_algorithm(Space([Float("x", 0, 1), Float("y", 0, 1)]), budget=50)
-    ('gp', 'a short budget (50 trials) in 2 dimensions: a Gaussian process is the most sample-efficient')
+    ('gp', 'a short budget (50 trials) in 2 dimensions: a GP is the most sample-efficient')
     """
     from optml.samplers._meta import MetaSpace
 
@@ -70,7 +72,10 @@ def choose_algorithm(space: Space, budget: int | None = None, n_metrics: int = 1
     if space.is_finite:
         size = space.grid_size
         if known and size <= trials:
-            return "grid", f"the space has {size} points and the budget {trials} trials covers them all"
+            return (
+                "grid",
+                f"the space has {size} points and the budget {trials} trials covers them all",
+            )
         if not known and size <= _GRID_WITHOUT_BUDGET:
             return "grid", f"the space has only {size} points and no budget was given: try them all"
     categorical = sum(isinstance(p, Categorical) for p in space)
@@ -91,10 +96,13 @@ def choose_algorithm(space: Space, budget: int | None = None, n_metrics: int = 1
             "trials): TPE models choices by counting, at linear cost"
         )
     if trials > 300:
-        return "tpe", f"a long budget ({trials} trials): a GP's cubic cost would dominate; TPE scales"
+        return (
+            "tpe",
+            f"a long budget ({trials} trials): a GP's cubic cost would dominate; TPE scales",
+        )
     return "gp", (
         f"a short budget ({trials} trials{'' if known else ', assumed'}) in {d} dimensions: "
-        "a Gaussian process is the most sample-efficient"
+        "a GP is the most sample-efficient"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,7 +50,8 @@ class SearchContext:
         if self.constraints:
             from optml.constraints import parse_constraints
 
-            object.__setattr__(self, "constraints", tuple(parse_constraints(list(self.constraints))))
+            parsed = tuple(parse_constraints(list(self.constraints)))
+            object.__setattr__(self, "constraints", parsed)
 
     @property
     def param_constraints(self) -> list[Any]:
@@ -114,8 +116,16 @@ class SearchContext:
         return np.array(rows, dtype=float).reshape(len(trials), len(self.metrics))
 
     def seen_keys(self) -> set[tuple[Any, ...]]:
-        """Keys (see :meth:`Space.key`) of every configuration already tried or pending."""
-        return {self.space.key(t.params) for t in self.trials}
+        """Keys (see :meth:`Space.key`) of every configuration already tried or pending.
+
+        Computed once per context (samplers ask more than once per proposal); a fresh copy is
+        returned so callers may add to it.
+        """
+        return set(self._seen_keys)
+
+    @functools.cached_property
+    def _seen_keys(self) -> frozenset[tuple[Any, ...]]:
+        return frozenset(self.space.key(t.params) for t in self.trials)
 
 
 def penalise(losses: np.ndarray, violations: np.ndarray) -> np.ndarray:

@@ -70,7 +70,7 @@ class _Weights:
 
 @dataclass
 class _State:
-    """One run of the strategy: mean, step size, covariance (with its eigen-decomposition), paths."""
+    """One run of the strategy: mean, step size, covariance (and its eigenbasis), paths."""
 
     w: _Weights
     mean: np.ndarray
@@ -149,7 +149,8 @@ class _State:
         self.cov = (self.cov + self.cov.T) / 2
         self.sigma *= math.exp(min(1.0, (w.c_sigma / w.d_sigma) * (norm_ps / w.chi_n - 1)))
         self.generation += 1
-        self.best_history = (self.best_history + (float(np.min(losses)),))[-(10 + 30 * w.dim // w.popsize):]
+        keep = 10 + 30 * w.dim // w.popsize
+        self.best_history = (self.best_history + (float(np.min(losses)),))[-keep:]
 
         eigenvalues, self.basis = np.linalg.eigh(self.cov)
         self.scales = np.sqrt(np.maximum(eigenvalues, 1e-300))
@@ -170,7 +171,7 @@ class _State:
         return False
 
     def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """``count`` points from N(mean, sigma^2 C), resampled (then clipped) to stay in the cube."""
+        """``count`` points from N(mean, sigma^2 C), redrawn (then clipped) to stay in the cube."""
         dim = self.w.dim
         out = np.empty((count, dim))
         for i in range(count):
@@ -277,10 +278,12 @@ class CMAESSampler(Sampler):
                 if key not in seen:
                     seen.add(key)
                     out.append(config)
+        if len(out) == n:  # already unique against every known trial; skip a second pass
+            return out
         return fill_unique(ctx, out, n, rng)
 
     def replay(self, space: Space, points: np.ndarray, losses: np.ndarray, seed: int) -> _State:
-        """The strategy's state after the finished trials ``points`` (numeric dims) and ``losses``."""
+        """The state after the finished trials ``points`` (numeric dims only) and ``losses``."""
         dim = points.shape[1]
         popsize = self.popsize or 4 + int(3 * math.log(dim))
         setup = (repr(space.to_dict()), seed, dim, popsize, self.sigma0, self.restart, self.tol_x)
@@ -306,7 +309,7 @@ class CMAESSampler(Sampler):
                 state = _State.start(
                     dim,
                     min(2 * size, _MAX_POPSIZE),
-                    start_rng.random(dim),
+                    np.asarray(start_rng.random(dim)),
                     self.sigma0,
                     restarts,
                 )
@@ -328,7 +331,7 @@ def _choice_probabilities(
 ) -> list[np.ndarray]:
     """Per categorical: choice frequencies among the best quarter of the trials, plus one each."""
     params = space.params
-    top = np.argsort(losses, kind="stable")[: max(1, len(losses) // 4)] if len(losses) else []
+    top = np.argsort(losses, kind="stable")[: max(1, len(losses) // 4)]
     out = []
     for j in categorical:
         size = params[j].size  # type: ignore[union-attr]

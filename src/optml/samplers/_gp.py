@@ -18,10 +18,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dtrtri
 
 from optml.errors import SpecError
-from optml.samplers._acquisition import kmeans, log_expected_improvement, log_expected_improvement_grad
+from optml.samplers._acquisition import (
+    kmeans,
+    log_expected_improvement,
+    log_expected_improvement_grad,
+)
 from optml.samplers._base import Sampler, SearchContext, fill_unique
 from optml.space import Categorical, Float, Int, Space
 
@@ -75,8 +79,9 @@ class _Posterior:
     (fantasy) observation a rank-one update of every cached prediction.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, lengthscales: np.ndarray, signal: float,
-                 noise: float) -> None:
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray, lengthscales: np.ndarray, signal: float, noise: float
+    ) -> None:
         self.lengthscales = lengthscales
         self.signal = signal
         self.noise = noise
@@ -86,11 +91,14 @@ class _Posterior:
         K = _matern52(_sq_dist(self.Xs, self.Xs), signal)
         K[np.diag_indices(n)] += noise + _JITTER
         self.L = _cholesky(K)
-        self.w = solve_triangular(self.L, y, lower=True) if n else np.zeros(0)
+        # The explicit inverse factor turns every solve below into a matrix product, and it
+        # grows by one row per added point as cheaply as L does.
+        self.L_inv = _tri_inverse(self.L)
+        self.w = self.L_inv @ y
 
     @property
     def alpha(self) -> np.ndarray:
-        return solve_triangular(self.L.T, self.w, lower=False)
+        return self.L_inv.T @ self.w
 
     def cross(self, X: np.ndarray) -> np.ndarray:
         """k(X_train, X) of shape (n, m)."""
@@ -101,7 +109,7 @@ class _Posterior:
         if len(self.y) == 0:
             m = len(X)
             return np.zeros(m), np.full(m, self.signal), np.zeros((0, m))
-        V = solve_triangular(self.L, self.cross(X), lower=True)
+        V = self.L_inv @ self.cross(X)
         mean = V.T @ self.w
         var = np.maximum(self.signal - np.sum(V * V, axis=0), 1e-12)
         return mean, var, V
@@ -109,18 +117,23 @@ class _Posterior:
     def add(self, x: np.ndarray, value: float) -> tuple[np.ndarray, float]:
         """Condition on one more observation; return (l, d) of the new Cholesky row [lᵀ, d]."""
         k = self.cross(x[None, :])[:, 0]
-        l = solve_triangular(self.L, k, lower=True) if len(k) else np.zeros(0)
-        d = math.sqrt(max(self.signal + self.noise + _JITTER - float(l @ l), 1e-10))
+        row = self.L_inv @ k
+        d = math.sqrt(max(self.signal + self.noise + _JITTER - float(row @ row), 1e-10))
         n = len(self.y)
         L = np.zeros((n + 1, n + 1))
         L[:n, :n] = self.L
-        L[n, :n] = l
+        L[n, :n] = row
         L[n, n] = d
         self.L = L
-        self.w = np.append(self.w, (value - float(l @ self.w)) / d)
+        L_inv = np.zeros((n + 1, n + 1))
+        L_inv[:n, :n] = self.L_inv
+        L_inv[n, :n] = -(row @ self.L_inv) / d
+        L_inv[n, n] = 1.0 / d
+        self.L_inv = L_inv
+        self.w = np.append(self.w, (value - float(row @ self.w)) / d)
         self.y = np.append(self.y, value)
         self.Xs = np.vstack([self.Xs, x / self.lengthscales])
-        return l, d
+        return row, d
 
     def predict_with_grad(
         self, X: np.ndarray
@@ -128,8 +141,12 @@ class _Posterior:
         """Mean, std and their gradients with respect to X (shape (m, D) each)."""
         m = len(X)
         if len(self.y) == 0:
-            return (np.zeros(m), np.full(m, math.sqrt(self.signal)), np.zeros(X.shape),
-                    np.zeros(X.shape))
+            return (
+                np.zeros(m),
+                np.full(m, math.sqrt(self.signal)),
+                np.zeros(X.shape),
+                np.zeros(X.shape),
+            )
         Xq = X / self.lengthscales
         diff = Xq[:, None, :] - self.Xs[None, :, :]  # (m, n, D), in scaled units
         r2 = np.sum(diff * diff, axis=2)
@@ -139,12 +156,12 @@ class _Posterior:
         # dk/dx_j = -5/3 s² e (1 + √5 r) (x_j - X_ij) / ℓ_j²
         dk = (-(5.0 / 3.0) * self.signal * e * (1.0 + _SQRT5 * r))[:, :, None] * diff
         dk /= self.lengthscales
-        V = solve_triangular(self.L, k.T, lower=True)  # (n, m)
+        V = self.L_inv @ k.T  # (n, m)
         alpha = self.alpha
         mean = k @ alpha
         var = np.maximum(self.signal - np.sum(V * V, axis=0), 1e-12)
         std = np.sqrt(var)
-        kinv_k = solve_triangular(self.L.T, V, lower=False)  # (n, m)
+        kinv_k = self.L_inv.T @ V  # (n, m)
         d_mean = np.einsum("mnd,n->md", dk, alpha)
         d_var = -2.0 * np.einsum("mnd,nm->md", dk, kinv_k)
         d_std = d_var / (2.0 * std[:, None])
@@ -155,15 +172,26 @@ def _cholesky(K: np.ndarray) -> np.ndarray:
     jitter = 0.0
     for _ in range(6):
         try:
-            return np.linalg.cholesky(K + jitter * np.eye(len(K))) if jitter else np.linalg.cholesky(K)
+            return (
+                np.linalg.cholesky(K + jitter * np.eye(len(K))) if jitter else np.linalg.cholesky(K)
+            )
         except np.linalg.LinAlgError:
             jitter = 1e-8 if jitter == 0.0 else jitter * 10.0
     raise np.linalg.LinAlgError("kernel matrix is not positive definite even with jitter")
 
 
+def _tri_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverse of a lower-triangular matrix (LAPACK trtri: ~4x faster than a solve against I)."""
+    if len(L) == 0:
+        return np.zeros((0, 0))
+    inv, info = dtrtri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"triangular inverse failed (info={info})")
+    return np.tril(inv)
+
+
 def _neg_log_posterior(
-    theta: np.ndarray, dsq: np.ndarray, y: np.ndarray, prior_mean: np.ndarray,
-    prior_sd: np.ndarray
+    theta: np.ndarray, dsq: np.ndarray, y: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """-(log marginal likelihood + log prior) and its gradient in θ = (log ℓ, log s², log σ²)."""
     n = len(y)
@@ -186,7 +214,7 @@ def _neg_log_posterior(
         L = np.linalg.cholesky(K)
     except np.linalg.LinAlgError:
         return 1e25, np.zeros_like(theta)
-    L_inv = solve_triangular(L, np.eye(n), lower=True, check_finite=False)
+    L_inv = _tri_inverse(L)
     K_inv = L_inv.T @ L_inv
     alpha = K_inv @ y
     y_alpha = float(y @ alpha)
@@ -212,14 +240,19 @@ def _neg_log_posterior(
 
 
 def _bounds(dims: int) -> np.ndarray:
-    return np.log(np.array(
-        [_LENGTHSCALE_BOUNDS] * dims + [_SIGNAL_BOUNDS, _NOISE_BOUNDS], dtype=float
-    ))
+    return np.log(
+        np.array([_LENGTHSCALE_BOUNDS] * dims + [_SIGNAL_BOUNDS, _NOISE_BOUNDS], dtype=float)
+    )
 
 
 def _map_estimate(
-    X: np.ndarray, ys: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray,
-    starts: Sequence[np.ndarray], climbs: int, maxiter: int
+    X: np.ndarray,
+    ys: np.ndarray,
+    prior_mean: np.ndarray,
+    prior_sd: np.ndarray,
+    starts: Sequence[np.ndarray],
+    climbs: int,
+    maxiter: int,
 ) -> tuple[np.ndarray, float]:
     """Run L-BFGS-B from the ``climbs`` best of ``starts``; return the best θ and its value."""
     from scipy.optimize import minimize
@@ -236,8 +269,15 @@ def _map_estimate(
     for start in points:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = minimize(_neg_log_posterior, start, args=args, jac=True, method="L-BFGS-B",
-                              bounds=bounds, options={"maxiter": maxiter})
+            result = minimize(
+                _neg_log_posterior,
+                start,
+                args=args,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": maxiter},
+            )
         if np.isfinite(result.fun) and result.fun < best_value:
             best_theta, best_value = np.asarray(result.x, dtype=float), float(result.fun)
     return best_theta, best_value
@@ -248,9 +288,13 @@ class GaussianProcess:
 
     Outputs are standardised; the length scales (one per input dimension), signal variance and
     noise variance are fitted by maximising the log marginal likelihood plus weak log-normal
-    priors, with L-BFGS-B and analytic gradients, from a deterministic start plus ``n_restarts``
-    starts drawn from the priors with ``rng``. Bounds: length scales in [0.01, 100], signal
-    variance in [0.05, 20], noise variance in [1e-6, 1] (all relative to standardised outputs).
+    priors, with L-BFGS-B and analytic gradients. Starts: the prior medians plus ``n_restarts``
+    draws from the priors (with ``rng``), screened by their likelihood; L-BFGS-B climbs from the
+    best one (the best two with at most 40 rows). Past 64 rows the climb runs on a 64-row subset
+    and a short polish on all rows. Bounds: length scales in [0.01, 100], signal variance in
+    [0.05, 20], noise variance in [1e-6, 1] (relative to standardised outputs). ``predict``
+    returns the latent function's mean and standard deviation (noise excluded) in ``y``'s units;
+    BLAS runs single-threaded inside ``fit`` (small matrices, often a busy machine).
 
     Long histories: with more than ``max_points`` observations the GP is fitted *and
     conditioned* on a subset of ``max_points`` rows: the best quarter (lowest ``y``), the most
@@ -280,14 +324,22 @@ class GaussianProcess:
         self._post: _Posterior | None = None
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None) -> GaussianProcess:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
+    ) -> GaussianProcess:
         """Fit hyperparameters and condition on (X, y); rows with a non-finite y are dropped."""
         with _one_blas_thread():
             return self._fit(X, y, rng)
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> GaussianProcess:
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None
+    ) -> GaussianProcess:
         y = np.asarray(y, dtype=float).ravel()
-        X = np.asarray(X, dtype=float).reshape(len(y), -1)
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X.reshape(len(y), -1)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"GaussianProcess.fit: X has shape {X.shape}, y has {len(y)} rows")
         rng = rng if rng is not None else np.random.default_rng(0)
         keep = np.isfinite(y) & np.all(np.isfinite(X), axis=1)
         X, y = X[keep], y[keep]
@@ -310,8 +362,14 @@ class GaussianProcess:
         self._post = _Posterior(X, ys, self.lengthscales, self.signal_variance, self.noise_variance)
         return self
 
-    def _optimise(self, X: np.ndarray, ys: np.ndarray, prior_mean: np.ndarray,
-                  prior_sd: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _optimise(
+        self,
+        X: np.ndarray,
+        ys: np.ndarray,
+        prior_mean: np.ndarray,
+        prior_sd: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """MAP hyperparameters: screen the starts, climb from the best, polish on all rows.
 
         Every start costs one likelihood evaluation; L-BFGS-B then runs from the best one (two
@@ -351,9 +409,11 @@ class GaussianProcess:
         X = np.asarray(X, dtype=float).reshape(len(y), -1)
         other = GaussianProcess(self.n_restarts, self.max_points, self.maxiter)
         other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_post"})
-        new = _Posterior(np.zeros((0, X.shape[1])), np.zeros(0), post.lengthscales, post.signal,
-                         post.noise)
-        new.Xs, new.y, new.L, new.w = post.Xs.copy(), post.y.copy(), post.L.copy(), post.w.copy()
+        new = _Posterior(
+            np.zeros((0, X.shape[1])), np.zeros(0), post.lengthscales, post.signal, post.noise
+        )
+        new.Xs, new.y, new.w = post.Xs.copy(), post.y.copy(), post.w.copy()
+        new.L, new.L_inv = post.L.copy(), post.L_inv.copy()
         for x, value in zip(X, (y - self.y_mean) / self.y_std, strict=True):
             new.add(x, float(value))
         other._post = new
@@ -368,10 +428,12 @@ class GaussianProcess:
 
 def _priors(dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Log-normal priors: length scales grow gently with dimension (as in Hvarfner et al. 2024)."""
-    mean = np.concatenate([
-        np.full(dims, math.log(0.4) + 0.5 * math.log(max(dims, 1))),
-        [0.0, math.log(1e-2)],
-    ])
+    mean = np.concatenate(
+        [
+            np.full(dims, math.log(0.4) + 0.5 * math.log(max(dims, 1))),
+            [0.0, math.log(1e-2)],
+        ]
+    )
     sd = np.concatenate([np.full(dims, 1.5), [1.0, 2.0]])
     return mean, sd
 
@@ -382,7 +444,7 @@ def _subset(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     quarter = size // 4
     chosen = np.zeros(n, dtype=bool)
     chosen[np.argsort(y, kind="stable")[:quarter]] = True
-    chosen[n - quarter:] = True
+    chosen[n - quarter :] = True
     rest = np.flatnonzero(~chosen)
     chosen[rng.choice(rest, size=size - int(chosen.sum()), replace=False)] = True
     return np.flatnonzero(chosen)
@@ -411,8 +473,13 @@ class _Encoder:
             start += width
         self.dim = start
         self.numeric = np.array(
-            [s.start for p, s in zip(self.params, self.slices, strict=True)
-             if not isinstance(p, Categorical)], dtype=int)
+            [
+                s.start
+                for p, s in zip(self.params, self.slices, strict=True)
+                if not isinstance(p, Categorical)
+            ],
+            dtype=int,
+        )
 
     def from_unit(self, U: np.ndarray) -> np.ndarray:
         """Unit-cube points (m, len(space)) -> valid feature rows (m, dim)."""
@@ -500,10 +567,10 @@ class _Candidates:
         self.var = np.concatenate([self.var, var])
         self.V = np.hstack([self.V, V])
 
-    def observe(self, post: _Posterior, l: np.ndarray, d: float) -> None:
+    def observe(self, post: _Posterior, chol_row: np.ndarray, d: float) -> None:
         """Rank-one update after ``post.add`` appended the row [lᵀ, d] to its Cholesky factor."""
         k_new = _matern52(_sq_dist(post.Xs[-1:], self.F / post.lengthscales), post.signal)[0]
-        row = (k_new - l @ self.V) / d
+        row = (k_new - chol_row @ self.V) / d
         self.V = np.vstack([self.V, row])
         self.mean = self.mean + row * post.w[-1]
         self.var = np.maximum(self.var - row * row, 1e-12)
@@ -545,10 +612,13 @@ class GPSampler(Sampler):
             raise SpecError(f"algorithm gp: n_startup must be an integer >= 1, got {n_startup!r}")
         if batch_strategy not in ("liar", "cluster"):
             raise SpecError(
-                f"algorithm gp: batch_strategy {batch_strategy!r} is unknown; use 'liar' or 'cluster'"
+                f"algorithm gp: batch_strategy {batch_strategy!r} is unknown; "
+                "use 'liar' or 'cluster'"
             )
         if liar not in ("mean", "best", "worst"):
-            raise SpecError(f"algorithm gp: liar {liar!r} is unknown; use 'mean', 'best' or 'worst'")
+            raise SpecError(
+                f"algorithm gp: liar {liar!r} is unknown; use 'mean', 'best' or 'worst'"
+            )
         if int(n_candidates) < 16:
             raise SpecError(f"algorithm gp: n_candidates must be >= 16, got {n_candidates!r}")
         if int(max_fit_points) < 8:
@@ -605,7 +675,9 @@ class GPSampler(Sampler):
             best = self._fantasise(post, x, liar_value, best)
 
         seen = ctx.seen_keys()
-        top_units = enc.space.encode_many([done[i].params for i in np.argsort(y, kind="stable")[:5]])
+        top_units = enc.space.encode_many(
+            [done[i].params for i in np.argsort(y, kind="stable")[:5]]
+        )
         cands = _Candidates(post, self._candidate_features(enc, top_units, rng))
 
         if self.batch_strategy == "cluster":
@@ -625,7 +697,9 @@ class GPSampler(Sampler):
                     cands.observe(post, *self._last_row(post))
         return fill_unique(ctx, picks, n, rng)
 
-    def _startup(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    def _startup(
+        self, ctx: SearchContext, n: int, rng: np.random.Generator
+    ) -> list[dict[str, Any]]:
         from scipy.stats import qmc
 
         engine = qmc.Sobol(len(ctx.space), scramble=True, rng=np.random.default_rng(ctx.seed))
@@ -636,7 +710,9 @@ class GPSampler(Sampler):
             points = [ctx.space.decode(u) for u in engine.random(n)]
         return fill_unique(ctx, points, n, rng)
 
-    def _scalarised_losses(self, ctx: SearchContext, done: list[Any], rng: np.random.Generator) -> np.ndarray:
+    def _scalarised_losses(
+        self, ctx: SearchContext, done: list[Any], rng: np.random.Generator
+    ) -> np.ndarray:
         if len(ctx.metrics) < 2:
             return ctx.losses(done)
         # ParEGO: normalise each metric to [0, 1], then an augmented Chebyshev norm with weights
@@ -648,7 +724,9 @@ class GPSampler(Sampler):
         weighted = scaled * weights
         return np.max(weighted, axis=1) + 0.05 * np.sum(weighted, axis=1)
 
-    def _fantasise(self, post: _Posterior, x: np.ndarray, liar_value: float | None, best: float) -> float:
+    def _fantasise(
+        self, post: _Posterior, x: np.ndarray, liar_value: float | None, best: float
+    ) -> float:
         if liar_value is None:  # kriging believer: the posterior mean is the fantasy
             value = float(post.predict(x[None, :])[0][0])
         else:
@@ -660,7 +738,9 @@ class GPSampler(Sampler):
     def _last_row(post: _Posterior) -> tuple[np.ndarray, float]:
         return post.L[-1, :-1], float(post.L[-1, -1])
 
-    def _candidate_features(self, enc: _Encoder, top_units: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _candidate_features(
+        self, enc: _Encoder, top_units: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         from scipy.stats import qmc
 
         dims = len(enc.params)
@@ -700,8 +780,14 @@ class GPSampler(Sampler):
         return None
 
     def _pick_clustered(
-        self, enc: _Encoder, post: _Posterior, cands: _Candidates, best: float, seen: set[Any],
-        n: int, rng: np.random.Generator
+        self,
+        enc: _Encoder,
+        post: _Posterior,
+        cands: _Candidates,
+        best: float,
+        seen: set[Any],
+        n: int,
+        rng: np.random.Generator,
     ) -> list[dict[str, Any]]:
         self._improve(enc, post, cands, best, seen)
         acq = self._acquisition(cands, best)
@@ -721,11 +807,20 @@ class GPSampler(Sampler):
         for label in range(int(labels.max()) + 1):
             members = np.flatnonzero(labels == label)
             if len(members):
-                picks.append(configs[int(members[0])])  # pool is sorted: first is the cluster's best
+                picks.append(
+                    configs[int(members[0])]
+                )  # pool is sorted: first is the cluster's best
         return picks
 
-    def _improve(self, enc: _Encoder, post: _Posterior, cands: _Candidates, best: float,
-                 seen: set[Any], n_starts: int = 4) -> None:
+    def _improve(
+        self,
+        enc: _Encoder,
+        post: _Posterior,
+        cands: _Candidates,
+        best: float,
+        seen: set[Any],
+        n_starts: int = 4,
+    ) -> None:
         """Add locally refined versions of the best unseen candidates to the pool."""
         acq = self._acquisition(cands, best)
         starts = []
@@ -763,8 +858,14 @@ class GPSampler(Sampler):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = minimize(objective, F0[:, cols].ravel(), jac=True, method="L-BFGS-B",
-                              bounds=[(0.0, 1.0)] * (m * len(cols)), options={"maxiter": 30})
+            result = minimize(
+                objective,
+                F0[:, cols].ravel(),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)] * (m * len(cols)),
+                options={"maxiter": 30},
+            )
         F = F0.copy()
         F[:, cols] = np.asarray(result.x).reshape(m, len(cols))
         return F

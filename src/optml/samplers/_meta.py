@@ -44,8 +44,10 @@ def _parse_family(name: str, spec: Any, where: str) -> Space:
     """A family's space from YAML/Python forms or from :meth:`Space.to_dict` (stored) form."""
     if isinstance(spec, Space):
         return spec
-    if isinstance(spec, Mapping) and spec and all(
-        isinstance(v, Mapping) and "type" in v for v in spec.values()
+    if (
+        isinstance(spec, Mapping)
+        and spec
+        and all(isinstance(v, Mapping) and "type" in v for v in spec.values())
     ):
         return Space.from_dict(spec)
     return parse_space(spec, where=where)
@@ -294,7 +296,9 @@ class _SklearnGP:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-        kernel = ConstantKernel() * Matern(nu=2.5, length_scale=np.full(X.shape[1], 0.3)) + WhiteKernel(1e-3)
+        kernel = ConstantKernel() * Matern(
+            nu=2.5, length_scale=np.full(X.shape[1], 0.3)
+        ) + WhiteKernel(1e-3)
         self._model = GaussianProcessRegressor(
             kernel, normalize_y=True, random_state=int(rng.integers(2**31 - 1))
         ).fit(X, y)
@@ -347,7 +351,9 @@ class MetaSampler(Sampler):
         n_candidates: int = 300,
     ) -> None:
         if surrogate not in _SURROGATES:
-            raise SpecError(f"meta: surrogate {surrogate!r} is unknown; choose one of {list(_SURROGATES)}")
+            raise SpecError(
+                f"meta: surrogate {surrogate!r} is unknown; choose one of {list(_SURROGATES)}"
+            )
         for label, value, ok in (
             ("epsilon", epsilon, 0.0 <= epsilon <= 1.0),
             ("decay", decay, 0.0 < decay <= 1.0),
@@ -436,9 +442,9 @@ class MetaSampler(Sampler):
             observed[family][0].append(families[family].encode(own))
             observed[family][1].append(float(value))
         lied: dict[str, list[np.ndarray]] = {f: [] for f in names}
-        for config in ctx.pending:
-            if config.get(MODEL_KEY) in families:
-                family, own = space.split(config)
+        for params in ctx.pending:
+            if params.get(MODEL_KEY) in families:
+                family, own = space.split(params)
                 if set(own) == set(families[family].names):
                     lied[family].append(families[family].encode(own))
 
@@ -452,7 +458,8 @@ class MetaSampler(Sampler):
         start = len(ctx.trials)
         for j in range(n):
             available = [
-                f for f in names
+                f
+                for f in names
                 if not (families[f].is_finite and counts[f] >= families[f].grid_size)
             ]
             if not available:
@@ -469,7 +476,9 @@ class MetaSampler(Sampler):
                 explore = rng.random() < self.epsilon_at(start + j)
                 candidates = [_pick(available, rng)] if explore else available
                 for f in candidates:
-                    scores[f] = self._best_point(ctx, space, f, observed[f], lied[f], models, seen, rng)
+                    scores[f] = self._best_point(
+                        ctx, space, f, observed[f], lied[f], models, seen, rng
+                    )
                 family = min(candidates, key=lambda f: scores[f][0])
                 if not np.isfinite(scores[family][0]):
                     family = _pick(candidates, rng)  # no family can be modelled yet
@@ -477,7 +486,9 @@ class MetaSampler(Sampler):
             if config is None:
                 config = self._random_point(ctx, space, family, seen, rng)
             if config is None:
-                counts[family] = families[family].grid_size if families[family].is_finite else counts[family]
+                counts[family] = (
+                    families[family].grid_size if families[family].is_finite else counts[family]
+                )
                 continue
             seen.add(space.key(config))
             counts[family] += 1
@@ -488,13 +499,20 @@ class MetaSampler(Sampler):
             model = models.get(family)
             if model is not None and hasattr(model, "condition") and observed[family][1]:
                 # A GP takes the new lie without refitting its hyperparameters.
-                models[family] = model.condition(x[None, :], np.array([np.mean(observed[family][1])]))
+                models[family] = model.condition(
+                    x[None, :], np.array([np.mean(observed[family][1])])
+                )
             else:
                 models.pop(family, None)  # its data changed: refit before scoring it again
         return fill_unique(ctx, out, n, rng)
 
     def _random_point(
-        self, ctx: SearchContext, space: MetaSpace, family: str, seen: set[Any], rng: np.random.Generator
+        self,
+        ctx: SearchContext,
+        space: MetaSpace,
+        family: str,
+        seen: set[Any],
+        rng: np.random.Generator,
     ) -> dict[str, Any] | None:
         fspace = space.families[family]
         for _ in range(50):

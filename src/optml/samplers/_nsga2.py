@@ -53,8 +53,12 @@ class NSGA2Sampler(Sampler):
         eta_mutation: float = 5.0,
         mutation_prob: float | None = None,
     ) -> None:
-        if population_size is not None and (not isinstance(population_size, int) or population_size < 2):
-            raise SpecError(f"nsga2: population_size must be an integer >= 2, got {population_size!r}")
+        if population_size is not None and (
+            not isinstance(population_size, int) or population_size < 2
+        ):
+            raise SpecError(
+                f"nsga2: population_size must be an integer >= 2, got {population_size!r}"
+            )
         for label, value in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob)):
             if value is not None and not 0.0 <= float(value) <= 1.0:
                 raise SpecError(f"nsga2: {label} must be in [0, 1], got {value!r}")

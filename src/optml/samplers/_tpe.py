@@ -147,7 +147,10 @@ class TPESampler(Sampler):
 
         dims = _Dims(space)
         good_density = _Parzen.fit(x_good, dims, self.prior_weight, self.multivariate)
-        seen = ctx.seen_keys()
+        # Keys of every known trial cost a pass over the whole history; with a continuous
+        # parameter a candidate repeats a known point with probability zero, and fill_unique
+        # checks again at the end, so only finite spaces (where repeats are likely) need them.
+        seen = ctx.seen_keys() if space.is_finite else set()
         proposals: list[dict[str, Any]] = []
         for _ in range(n):
             bad_density = _Parzen.fit(x_bad, dims, self.prior_weight, self.multivariate)

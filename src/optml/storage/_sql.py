@@ -215,8 +215,8 @@ class SQLStorage(Storage):
         self.url = url
         engine_url = _engine_url(url)
         # For messages: never print a password.
-        self._safe_url = engine_url.render_as_string(hide_password=True) if engine_url.password \
-            else url
+        given = sa.engine.make_url(url)
+        self._safe_url = given.render_as_string(hide_password=True) if given.password else url
         self._dialect = engine_url.get_backend_name()
         self._memory = self._dialect == "sqlite" and engine_url.database in (None, "", ":memory:")
         self._engine = _create_engine(engine_url, busy_timeout_s, self._memory)
@@ -227,9 +227,15 @@ class SQLStorage(Storage):
         self._metric_cache: dict[int, Metric] = {}
         try:
             self._upgrade()
-        except sa.exc.OperationalError as exc:
+        except BaseException as exc:
             self._engine.dispose()
-            raise StorageError(f"cannot open storage {self._safe_url}: {_reason(exc)}") from exc
+            cause = exc.__cause__
+            if isinstance(exc, StorageError) and isinstance(cause, sa.exc.OperationalError):
+                # An unreachable server or an unreadable file.
+                raise StorageError(
+                    f"cannot open storage {self._safe_url}: {_reason(cause)}"
+                ) from cause
+            raise
 
     def __repr__(self) -> str:
         return f"SQLStorage({self._safe_url!r})"

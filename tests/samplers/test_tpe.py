@@ -1,0 +1,259 @@
+"""The TPE sampler: better than random on small problems, deterministic, batch- and type-aware."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optml.errors import SpecError
+from optml.samplers import SearchContext, make_sampler
+from optml.samplers._base import Metric, Sampler
+from optml.samplers._simple import SobolSampler
+from optml.samplers._tpe import TPESampler, _Dims, _Parzen
+from optml.space import Categorical, Float, Int, Space
+from optml.trial import Trial, TrialState
+
+MIXED = Space(
+    [
+        Float("x", -5.0, 5.0),
+        Float("lr", 1e-6, 1.0, log=True),
+        Int("units", 1, 256, log=True),
+        Int("layers", 1, 6),
+        Categorical("act", ("relu", "tanh", "sigmoid")),
+    ]
+)
+
+
+def _mixed_loss(c: dict[str, Any]) -> float:
+    return (
+        (c["x"] - 1.0) ** 2 / 25
+        + (math.log10(c["lr"]) + 4) ** 2 / 10
+        + (math.log2(c["units"]) - 5) ** 2 / 20
+        + abs(c["layers"] - 3) / 3
+        + {"relu": 0.0, "tanh": 0.5, "sigmoid": 1.0}[c["act"]]
+    )
+
+
+def _branin(c: dict[str, Any]) -> float:
+    x, y = c["x"], c["y"]
+    b, cc, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (y - b * x**2 + cc * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10
+
+
+def _quadratic(c: dict[str, Any]) -> float:
+    return sum((v - 0.3) ** 2 for v in c.values())
+
+
+def _run(
+    sampler: Sampler,
+    space: Space,
+    loss: Callable[[dict[str, Any]], float],
+    seed: int,
+    n: int,
+    batch: int = 1,
+) -> list[Trial]:
+    rng = np.random.default_rng(seed)
+    trials: list[Trial] = []
+    while len(trials) < n:
+        ctx = SearchContext(space=space, trials=trials, seed=seed)
+        for config in sampler.propose(ctx, batch, rng):
+            value = loss(config)
+            trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=value))
+    return trials
+
+
+def _done(space: Space, configs: list[dict[str, Any]], loss: Callable[[dict[str, Any]], float]) -> list[Trial]:
+    return [Trial(i, TrialState.COMPLETE, c, value=loss(c)) for i, c in enumerate(configs)]
+
+
+QUADRATIC = Space([Float(f"x{i}", -1.0, 1.0) for i in range(3)])
+BRANIN = Space([Float("x", -5.0, 10.0), Float("y", 0.0, 15.0)])
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+@pytest.mark.parametrize(
+    ("space", "loss"), [(QUADRATIC, _quadratic), (BRANIN, _branin)], ids=["quadratic", "branin"]
+)
+def test_beats_random_search_on_most_seeds(space: Space, loss: Callable[..., float], multivariate: bool) -> None:
+    wins = 0
+    for seed in range(5):
+        tpe = min(t.value for t in _run(TPESampler(multivariate=multivariate), space, loss, seed, 50))  # type: ignore[type-var]
+        rand = min(t.value for t in _run(make_sampler("random"), space, loss, seed, 50))  # type: ignore[type-var]
+        wins += tpe < rand
+    assert wins >= 4
+
+
+def test_beats_random_on_a_mixed_space_in_batches() -> None:
+    wins = 0
+    for seed in range(5):
+        tpe = min(t.value for t in _run(TPESampler(), MIXED, _mixed_loss, seed, 60, batch=4))  # type: ignore[type-var]
+        rand = min(t.value for t in _run(make_sampler("random"), MIXED, _mixed_loss, seed, 60))  # type: ignore[type-var]
+        wins += tpe < rand
+    assert wins >= 4
+
+
+def test_log_parameters_are_searched_in_log_space() -> None:
+    # The optimum lr=1e-4 sits at 1/3 of the log range; uniform search would put 0.01% of its
+    # points below 1e-4, log-uniform a third.
+    trials = _run(TPESampler(), MIXED, _mixed_loss, seed=0, n=60)
+    late = np.log10([t.params["lr"] for t in trials[30:]])
+    assert abs(np.median(late) + 4) < 1.5
+    units = [t.params["units"] for t in trials[30:]]
+    assert 8 <= np.median(units) <= 128
+
+
+def test_proposal_types_follow_the_space() -> None:
+    trials = _done(MIXED, MIXED.sample(np.random.default_rng(0), 30), _mixed_loss)
+    ctx = SearchContext(space=MIXED, trials=trials)
+    for multivariate in (False, True):
+        for config in TPESampler(multivariate=multivariate).propose(ctx, 16, np.random.default_rng(1)):
+            assert type(config["x"]) is float and -5 <= config["x"] <= 5
+            assert type(config["lr"]) is float and 1e-6 <= config["lr"] <= 1
+            assert type(config["units"]) is int and 1 <= config["units"] <= 256
+            assert type(config["layers"]) is int and 1 <= config["layers"] <= 6
+            assert config["act"] in ("relu", "tanh", "sigmoid")
+            assert MIXED.validate(config) == config
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_fixed_rng_gives_the_same_batch(multivariate: bool) -> None:
+    trials = _done(MIXED, MIXED.sample(np.random.default_rng(0), 25), _mixed_loss)
+    ctx = SearchContext(space=MIXED, trials=trials)
+    first = TPESampler(multivariate=multivariate).propose(ctx, 5, np.random.default_rng(3))
+    again = make_sampler(TPESampler(multivariate=multivariate).to_spec()).propose(
+        ctx, 5, np.random.default_rng(3)
+    )
+    other = TPESampler(multivariate=multivariate).propose(ctx, 5, np.random.default_rng(4))
+    assert first == again
+    assert first != other
+
+
+def test_batches_hold_no_duplicates_and_avoid_pending() -> None:
+    space = Space([Int("a", 0, 9), Categorical("b", ("x", "y", "z"))])  # 30 points
+    configs = space.sample(np.random.default_rng(0), 40)
+    unique = list({space.key(c): c for c in configs}.values())[:15]
+    trials = _done(space, unique[:12], lambda c: (c["a"] - 2) ** 2 + (c["b"] != "y"))
+    trials += [Trial(12 + i, TrialState.RUNNING, c) for i, c in enumerate(unique[12:])]
+    ctx = SearchContext(space=space, trials=trials)
+    batch = TPESampler(n_startup=5).propose(ctx, 10, np.random.default_rng(0))
+    keys = [space.key(c) for c in batch]
+    assert len(batch) == 10
+    assert len(set(keys)) == 10
+    assert not set(keys) & ctx.seen_keys()
+
+
+def test_finite_space_is_exhausted_then_nothing_more() -> None:
+    space = Space([Categorical("a", (1, 2, 3)), Int("b", 0, 1)])
+    trials = _run(TPESampler(n_startup=2), space, lambda c: c["a"] + c["b"], seed=0, n=6, batch=2)
+    assert len({space.key(t.params) for t in trials}) == 6
+    ctx = SearchContext(space=space, trials=trials)
+    assert TPESampler(n_startup=2).propose(ctx, 3, np.random.default_rng(0)) == []
+
+
+def test_pending_points_act_as_bad_observations() -> None:
+    # All good points sit near x=0.3; a pending point there should push proposals away from it.
+    space = Space([Float("x", 0.0, 1.0)])
+    rng = np.random.default_rng(0)
+    xs = rng.random(30)
+    trials = _done(space, [{"x": float(x)} for x in xs], lambda c: (c["x"] - 0.3) ** 2)
+    best = min(trials, key=lambda t: t.value or 0.0).params["x"]
+    liars = [Trial(30 + i, TrialState.RUNNING, {"x": best + d}) for i, d in enumerate((-0.01, 0.0, 0.01))]
+    sampler = TPESampler()
+    alone = sampler.propose(SearchContext(space=space, trials=trials), 8, np.random.default_rng(1))
+    crowded = sampler.propose(SearchContext(space=space, trials=trials + liars), 8, np.random.default_rng(1))
+    near = lambda batch: sum(abs(c["x"] - best) < 0.02 for c in batch)  # noqa: E731
+    assert near(crowded) < near(alone)
+
+
+def test_startup_uses_the_quasi_random_sequence() -> None:
+    trials = _done(MIXED, MIXED.sample(np.random.default_rng(0), 9), _mixed_loss)
+    ctx = SearchContext(space=MIXED, trials=trials, seed=4)
+    tpe = TPESampler(n_startup=10).propose(ctx, 3, np.random.default_rng(2))
+    assert tpe == SobolSampler().propose(ctx, 3, np.random.default_rng(2))
+
+
+def test_all_trials_failed_or_unusable() -> None:
+    configs = MIXED.sample(np.random.default_rng(0), 20)
+    trials = [Trial(i, TrialState.FAILED, c, error="boom") for i, c in enumerate(configs[:14])]
+    trials += [
+        Trial(14 + i, TrialState.COMPLETE, c, value=v)
+        for i, (c, v) in enumerate(zip(configs[14:], [math.nan, math.inf, -math.inf, None, math.nan, 1.0]))
+    ]
+    ctx = SearchContext(space=MIXED, trials=trials)
+    assert len(ctx.completed) == 1
+    for n_startup in (1, 10):  # the model with a single good point, and the start-up fallback
+        batch = TPESampler(n_startup=n_startup).propose(ctx, 6, np.random.default_rng(0))
+        assert len(batch) == 6
+        assert len({MIXED.key(c) for c in batch}) == 6
+        for config in batch:
+            assert MIXED.validate(config) == config
+            assert all(math.isfinite(v) for v in config.values() if isinstance(v, float))
+
+
+def test_maximise_is_minimising_the_negation() -> None:
+    configs = MIXED.sample(np.random.default_rng(0), 30)
+    low = [Trial(i, TrialState.COMPLETE, c, value=_mixed_loss(c)) for i, c in enumerate(configs)]
+    high = [Trial(i, TrialState.COMPLETE, c, value=-_mixed_loss(c)) for i, c in enumerate(configs)]
+    a = TPESampler().propose(SearchContext(space=MIXED, trials=low), 4, np.random.default_rng(0))
+    b = TPESampler().propose(
+        SearchContext(space=MIXED, trials=high, metrics=(Metric("value", "maximize"),)),
+        4,
+        np.random.default_rng(0),
+    )
+    assert a == b
+
+
+def test_categorical_only_space_concentrates_on_the_best_choices() -> None:
+    choices = tuple("abcdefgh")
+    space = Space([Categorical(f"c{i}", choices) for i in range(3)])  # 512 points
+    cost = {ch: i / 7 for i, ch in enumerate("dbhaecgf")}  # "d" is best everywhere
+    loss = lambda c: sum(cost[v] for v in c.values())  # noqa: E731
+    hits = 0
+    for seed in range(3):
+        trials = _run(TPESampler(), space, loss, seed, 60, batch=2)
+        assert len({space.key(t.params) for t in trials}) == 60
+        hits += sum(v == "d" for t in trials[30:] for v in t.params.values())
+    # Random search would pick "d" in 1/8 of the values.
+    assert hits / (3 * 30 * 3) > 0.3
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_densities_are_normalised(multivariate: bool) -> None:
+    space = Space([Int("k", 1, 40, log=True), Int("j", 0, 9, step=3), Categorical("c", ("p", "q", "r"))])
+    configs = space.sample(np.random.default_rng(0), 7)
+    grid = np.array([space.encode(c) for c in space.grid()])
+    density = _Parzen.fit(space.encode_many(configs), _Dims(space), 1.0, multivariate)
+    assert np.exp(density.log_pdf(grid)).sum() == pytest.approx(1.0, abs=1e-9)
+    # A float dimension integrates to one over [0, 1] (midpoint rule).
+    line = Space([Float("x", 0.0, 1.0)])
+    density = _Parzen.fit(np.array([[0.02], [0.5], [0.51]]), _Dims(line), 1.0, multivariate)
+    u = (np.arange(20000) + 0.5)[:, None] / 20000
+    assert np.exp(density.log_pdf(u)).mean() == pytest.approx(1.0, abs=1e-6)
+    draws = density.sample(np.random.default_rng(0), 1000)
+    assert draws.min() >= 0 and draws.max() <= 1
+
+
+def test_long_histories_are_handled() -> None:
+    space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(5)])
+    configs = space.sample(np.random.default_rng(0), 1500)
+    trials = _done(space, configs, _quadratic)
+    batch = TPESampler(max_bad=64).propose(SearchContext(space=space, trials=trials), 4, np.random.default_rng(0))
+    assert len(batch) == 4
+    # The proposals lean towards the optimum at 0.3 in every dimension.
+    assert np.mean([_quadratic(c) for c in batch]) < np.mean([_quadratic(c) for c in configs])
+
+
+def test_spec_round_trip_and_bad_options() -> None:
+    sampler = TPESampler(n_startup=5, n_candidates=32, gamma=0.15, max_good=10, max_bad=100,
+                         prior_weight=2.0, multivariate=True)
+    spec = sampler.to_spec()
+    assert spec["name"] == "tpe"
+    assert make_sampler(spec).to_spec() == spec
+    for bad in ({"gamma": 0}, {"gamma": 1.5}, {"n_startup": 0}, {"n_candidates": 2.5},
+                {"max_bad": -1}, {"prior_weight": 0}, {"multivariate": "yes"}):
+        with pytest.raises(SpecError, match="tpe"):
+            TPESampler(**bad)  # type: ignore[arg-type]

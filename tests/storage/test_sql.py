@@ -1,0 +1,192 @@
+"""What only the SQL storage promises: URLs, SQLite settings, strict JSON, threads."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from optml.errors import MissingDependencyError, StorageError
+from optml.samplers._base import Metric
+from optml.storage import open_storage
+from optml.storage._sql import SQLStorage
+from optml.trial import TrialState
+
+
+def new_study(storage, name="s"):
+    return storage.create_study(name, metrics=[Metric("loss")], space={}, sampler={}, seed=0)
+
+
+def test_open_storage_dispatches_sql_urls(sqlite_url):
+    storage = open_storage(sqlite_url)
+    assert isinstance(storage, SQLStorage) and storage.url == sqlite_url
+    storage.close()
+
+
+def test_sqlite_pragmas(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    with storage._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+    storage.close()
+
+
+def test_relative_sqlite_path_is_relative_to_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = SQLStorage("sqlite:///rel.db")
+    assert (tmp_path / "rel.db").exists()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    new_study(storage)  # still the file it opened, not a new one in the new directory
+    assert not (tmp_path / "elsewhere" / "rel.db").exists()
+    storage.close()
+    monkeypatch.chdir(tmp_path)
+    reopened = SQLStorage("sqlite:///rel.db")
+    assert reopened.load_study("s").name == "s"
+    reopened.close()
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(StorageError, match="does not exist"):
+        SQLStorage(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "sqlite:::bad", "not a url"])
+def test_bad_urls(url):
+    with pytest.raises(StorageError):
+        open_storage(url) if url != "mysql://u@h/db" else SQLStorage(url)
+
+
+def test_missing_postgres_driver_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_psycopg(name, *args, **kwargs):
+        if name == "psycopg":
+            raise ImportError("no psycopg")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    with pytest.raises(MissingDependencyError, match=r"optml\[postgres\]"):
+        SQLStorage("postgresql://u@127.0.0.1:1/db")
+
+
+def test_unreachable_postgres_is_a_storage_error():
+    pytest.importorskip("psycopg")
+    with pytest.raises(StorageError, match="cannot open storage postgresql://u:\\*\\*\\*@"):
+        SQLStorage("postgresql://u:secret@127.0.0.1:1/db?connect_timeout=2")
+
+
+def test_in_memory_sqlite_is_shared_by_threads():
+    storage = SQLStorage("sqlite://")
+    study = new_study(storage)
+    threads = [
+        threading.Thread(target=lambda: [storage.create_trial(study.id, {}) for _ in range(10)])
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [t.number for t in storage.get_trials(study.id)] == list(range(30))
+
+
+def test_threads_share_one_file(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    study = new_study(storage)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            for _ in range(15):
+                storage.create_trial(study.id, {})
+                trial = storage.claim_trial(study.id, worker=threading.current_thread().name)
+                if trial is not None:
+                    claimed.append(trial.number)
+                    storage.update_trial(study.id, trial.number, state=TrialState.COMPLETE,
+                                         value=1.0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [t.number for t in storage.get_trials(study.id)] == list(range(60))
+    assert len(claimed) == len(set(claimed))
+    storage.close()
+
+
+def test_json_columns_hold_strict_json(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    study = new_study(storage)
+    storage.create_trial(
+        study.id, {"x": np.float64(0.5), "n": np.int64(3), "v": np.array([1, 2])},
+        state=TrialState.COMPLETE, value=np.float32(math.nan),
+        metrics={"loss": math.nan, "other": -math.inf},
+        intermediate={np.int64(2): np.float64(math.inf)},
+    )
+    got = storage.get_trial(study.id, 0)
+    assert got.params == {"x": 0.5, "n": 3, "v": [1, 2]}
+    assert type(got.params["n"]) is int
+    assert math.isnan(got.value) and got.intermediate == {2: math.inf}
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in stored JSON"))
+
+    with storage._engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT params, metrics, intermediate, value FROM trials")).one()
+    assert strict(row.metrics) == {"loss": {"$float": "nan"}, "other": {"$float": "-inf"}}
+    strict(row.params), strict(row.intermediate)
+    assert row.value is None
+    storage.close()
+
+
+def test_unserialisable_values_name_the_field(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    study = new_study(storage)
+    with pytest.raises(StorageError, match="params cannot be stored as JSON"):
+        storage.create_trial(study.id, {"f": object()})
+    with pytest.raises(StorageError, match="user_attrs"):
+        storage.set_study_attrs(study.id, {"f": object()})
+    assert storage.create_trial(study.id, {}).number == 0
+    storage.close()
+
+
+def test_naive_datetimes_are_taken_as_utc(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    study = new_study(storage)
+    t = storage.create_trial(study.id, {}, started_at=datetime(2024, 3, 1, 12, 0))
+    assert t.started_at == datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    assert storage.get_trial(study.id, 0).started_at == t.started_at
+    storage.close()
+
+
+def test_bad_study_input(sqlite_url):
+    storage = SQLStorage(sqlite_url)
+    with pytest.raises(StorageError, match="255"):
+        storage.create_study("x" * 300, metrics=[Metric("m")], space={}, sampler={}, seed=0)
+    with pytest.raises(StorageError, match="metric"):
+        storage.create_study("x", metrics=[], space={}, sampler={}, seed=0)
+    study = new_study(storage)
+    with pytest.raises(StorageError, match="RUNNING"):
+        storage.set_study_state(study.id, "BOGUS")
+    storage.close()
+
+
+def test_repr_hides_password():
+    pytest.importorskip("psycopg")
+    with pytest.raises(StorageError) as info:
+        SQLStorage("postgresql://u:hunter2@127.0.0.1:1/db?connect_timeout=2")
+    assert "hunter2" not in str(info.value)
