@@ -35,12 +35,19 @@ STUDY = "bench"
 
 
 def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, out = [], None
+    """Median wall-clock seconds of ``repeat`` calls, and the last result."""
+    times, cpus, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        cpus.append(time.process_time() - c0)
+    median = statistics.median(times)
+    LAST_CPU.append(statistics.median(cpus))
+    return median, out
+
+
+LAST_CPU: list[float] = []
 
 
 def trial_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -78,7 +85,7 @@ def fill_optml(storage: SQLStorage, rows: list[dict[str, Any]]) -> int:
 
 
 def time_optml(storage: SQLStorage, study_id: int, repeat: int) -> dict[str, float]:
-    out = {}
+    out: dict[str, float] = {}
     out["load study"], _ = median_time(lambda: storage.load_study(STUDY), repeat)
     out["best trial"], best = median_time(lambda: storage.get_best_trial(study_id), repeat)
     out["list studies"], listing = median_time(storage.list_studies, repeat)
@@ -88,7 +95,14 @@ def time_optml(storage: SQLStorage, study_id: int, repeat: int) -> dict[str, flo
     )
     assert len(trials) == listing[0].n_trials and best.value == listing[0].best_value
     assert len(json.loads(text)) == len(trials)
+    add_cpu(out)
     return out
+
+
+def add_cpu(out: dict[str, float]) -> None:
+    """Pair each timing with the CPU time this process spent on it (same order)."""
+    for op, cpu in zip(list(out), LAST_CPU[-len(out):], strict=True):
+        out[op + " cpu"] = cpu
 
 
 def insert_optml(storage: SQLStorage, rows: list[dict[str, Any]]) -> float:
@@ -164,7 +178,7 @@ def time_optuna(storage, study_id: int, repeat: int) -> dict[str, float]:
         return (storage.get_study_directions(sid), storage.get_study_user_attrs(sid),
                 storage.get_study_system_attrs(sid))
 
-    out = {}
+    out: dict[str, float] = {}
     out["load study"], _ = median_time(load, repeat)
     out["best trial"], best = median_time(lambda: storage.get_best_trial(study_id), repeat)
     out["list studies"], listing = median_time(
@@ -177,6 +191,7 @@ def time_optuna(storage, study_id: int, repeat: int) -> dict[str, float]:
         lambda: optuna_export(storage.get_all_trials(study_id, deepcopy=False)), repeat
     )
     assert len(trials) == listing[0].n_trials and best.value == listing[0].best_trial.value
+    add_cpu(out)
     return out
 
 
@@ -251,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
             backends.append(("OptML PostgreSQL", args.postgres))
         for label, url in backends:
             storage = SQLStorage(url)
+            for name in (STUDY, STUDY + "-insert"):  # left by an earlier run on that database
+                if any(s.name == name for s in storage.list_studies()):
+                    storage.delete_study(name)
             t0 = time.perf_counter()
             study_id = fill_optml(storage, rows)
             fill[label] = time.perf_counter() - t0
@@ -298,12 +316,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}, optuna "
           f"{optuna.__version__}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print()
+    print("Wall-clock time (in brackets: CPU time of the benchmark process; PostgreSQL's server "
+          "works in its own processes).")
+    print()
     header = ["operation", *labels, "Optuna / OptML SQLite"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     ops = ["load study", "best trial", "list studies", "get all trials", "export JSON"]
     for op in ops:
-        cells = [fmt(results[label][op]) for label in labels]
+        cells = [f"{fmt(results[label][op])} ({fmt(results[label][op + ' cpu'])})"
+                 for label in labels]
         ratio = results["Optuna SQLite"][op] / results["OptML SQLite"][op]
         print(f"| {op} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
     print("| (set-up: add the trials) | " + " | ".join(fmt(fill[label]) for label in labels)

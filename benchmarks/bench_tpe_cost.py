@@ -9,10 +9,13 @@ timing, so the history grows by at most ``repeats`` trials per size.
 
     .venv/bin/python benchmarks/bench_tpe_cost.py [--sizes 20 100 500 1000 2000] [--repeats 25]
 
-Prints the median milliseconds per proposal and the ratio to the smallest history. The column
+Times are CPU time of this process (time.process_time), so that other load on a shared machine
+disturbs them less than wall time; both samplers run single-threaded here.
+Prints the median milliseconds per proposal and the ratio to the smallest history. The row
 "(of which ctx passes)" times the passes over the history that the shared SearchContext and
-fill_unique make per request (not per point), which are part of the OptML columns; "optml tpe, cached ctx" is the sampler's own work with
-those passes done once beforehand (what caching them on the immutable context would give).
+fill_unique make per request (not per point), which are part of the OptML rows; "optml tpe,
+cached ctx" is the sampler's own work with those passes done once beforehand (what caching them
+on the immutable context would give).
 """
 
 from __future__ import annotations
@@ -64,7 +67,12 @@ def time_optml(
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(DIMS)])
     x, y = _history(n)
     trials = [
-        Trial(i, TrialState.COMPLETE, {f"x{k}": float(v) for k, v in enumerate(row)}, value=float(loss))
+        Trial(
+            i,
+            TrialState.COMPLETE,
+            {f"x{k}": float(v) for k, v in enumerate(row)},
+            value=float(loss),
+        )
         for i, (row, loss) in enumerate(zip(x, y, strict=True))
     ]
     ctx = (_CachedContext if cached else SearchContext)(space=space, trials=trials, seed=0)
@@ -73,9 +81,9 @@ def time_optml(
     sampler.propose(ctx, batch, rng)  # warm-up (imports)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         sampler.propose(ctx, batch, rng)
-        times.append((time.perf_counter() - start) / batch)
+        times.append((time.process_time() - start) / batch)
     return statistics.median(times)
 
 
@@ -86,25 +94,30 @@ def time_context(n: int, repeats: int) -> float:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(DIMS)])
     x, y = _history(n)
     trials = [
-        Trial(i, TrialState.COMPLETE, {f"x{k}": float(v) for k, v in enumerate(row)}, value=float(loss))
+        Trial(
+            i,
+            TrialState.COMPLETE,
+            {f"x{k}": float(v) for k, v in enumerate(row)},
+            value=float(loss),
+        )
         for i, (row, loss) in enumerate(zip(x, y, strict=True))
     ]
     ctx = SearchContext(space=space, trials=trials, seed=0)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         ctx.losses(ctx.completed)
         ctx.seen_keys()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 
 def time_optuna(n: int, repeats: int, multivariate: bool) -> float:
     import optuna
-    from optuna.distributions import FloatDistribution
+    from optuna.distributions import BaseDistribution, FloatDistribution
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    dists = {f"x{i}": FloatDistribution(0.0, 1.0) for i in range(DIMS)}
+    dists: dict[str, BaseDistribution] = {f"x{i}": FloatDistribution(0.0, 1.0) for i in range(DIMS)}
     x, y = _history(n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # multivariate is flagged experimental
@@ -122,10 +135,10 @@ def time_optuna(n: int, repeats: int, multivariate: bool) -> float:
     )
     times = []
     for i in range(repeats + 1):
-        start = time.perf_counter()
+        start = time.process_time()
         trial = study.ask()
         point = [trial.suggest_float(f"x{k}", 0.0, 1.0) for k in range(DIMS)]
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         study.tell(trial, float(np.sum((np.array(point) - 0.3) ** 2)))
         if i:  # the first ask warms caches
             times.append(elapsed)
@@ -144,14 +157,18 @@ def main() -> None:
         "optml tpe mv": [time_optml(n, args.repeats, True) for n in args.sizes],
         "optml tpe batch8/pt": [time_optml(n, args.repeats, False, batch=8) for n in args.sizes],
         "(of which ctx passes)": [time_context(n, args.repeats) for n in args.sizes],
-        "optml tpe, cached ctx": [time_optml(n, args.repeats, False, cached=True) for n in args.sizes],
+        "optml tpe, cached ctx": [
+            time_optml(n, args.repeats, False, cached=True) for n in args.sizes
+        ],
     }
     if not args.no_optuna:
         columns["optuna tpe"] = [time_optuna(n, args.repeats, False) for n in args.sizes]
         columns["optuna tpe mv"] = [time_optuna(n, args.repeats, True) for n in args.sizes]
 
-    print(f"median ms per proposed point, {DIMS} float dims, {args.repeats} repeats "
-          "(x = ratio to the first size)")
+    print(
+        f"median CPU ms per proposed point, {DIMS} float dims, {args.repeats} repeats "
+        "(x = ratio to the first size)"
+    )
     for name, values in columns.items():
         cells = [f"{v * 1e3:8.2f} ({v / values[0]:5.1f}x)" for v in values]
         print(f"{name:>22}: " + "  ".join(cells))

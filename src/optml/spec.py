@@ -265,14 +265,11 @@ def study_from_spec(
             raise SpecError(f"{spec.name}: a grid_file runs its rows as a grid; algorithm must be grid, not {algorithm!r}")
         algorithm = {"name": "grid", "points": rows}
     elif isinstance(spec.space, list):
-        from optml.samplers._meta import meta_study_parts
+        from optml.samplers._meta import meta_space
 
-        space, algorithm = meta_study_parts(spec.space, algorithm)
+        space = meta_space(spec.space)
     else:
-        try:
-            space = parse_space(spec.space or {})
-        except OptMLError:
-            raise
+        space = parse_space(spec.space or {})
     return create_study(
         name,
         space=space,
@@ -282,4 +279,5 @@ def study_from_spec(
         seed=spec.seed,
         spec=stored,
         budget=spec.budget.trials,
+        constraints=spec.constraints,
     )

@@ -56,10 +56,11 @@ class Study:
     """
 
     def __init__(self, storage: Storage, record: StudyRecord, sampler: Sampler | None = None,
-                 space: Space | None = None) -> None:
+                 space: Space | None = None, constraints: Sequence[Any] = ()) -> None:
         self.storage = storage
         self._record = record
         self.space = space or Space.from_dict(record.space)
+        self.constraints = self._parse_constraints(constraints)
         self.sampler = sampler or make_sampler(record.sampler, space=self.space,
                                                n_metrics=len(record.metrics))
         self._cache: dict[int, Trial] | None = None
@@ -111,10 +112,21 @@ class Study:
     def get_trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
         return self.storage.get_trials(self.id, states)
 
+    def _best(self) -> Trial | None:
+        if not any(getattr(c, "kind", None) == "metric" for c in self.constraints):
+            return self.storage.get_best_trial(self.id)
+        from optml.constraints import is_feasible
+        from optml.storage._base import best_of
+
+        feasible = [t for t in self.get_trials([TrialState.COMPLETE])
+                    if is_feasible(t, self.constraints)]
+        return best_of(feasible, self.metric)
+
     @property
     def best_trial(self) -> Trial:
-        """The COMPLETE trial with the best value of the primary metric."""
-        best = self.storage.get_best_trial(self.id)
+        """The COMPLETE trial with the best value of the primary metric (feasible ones only,
+        when the study has constraints on metrics)."""
+        best = self._best()
         if best is None:
             raise OptMLError(f"study {self.name!r} has no completed trial yet")
         return best
@@ -133,11 +145,11 @@ class Study:
     def best_trials(self) -> list[Trial]:
         """The Pareto front over every metric (the best trial when there is one metric)."""
         if len(self.metrics) == 1:
-            best = self.storage.get_best_trial(self.id)
+            best = self._best()
             return [best] if best else []
         from optml.pareto import pareto_front
 
-        return pareto_front(self.get_trials([TrialState.COMPLETE]), self.metrics)
+        return pareto_front(self.get_trials([TrialState.COMPLETE]), self.metrics, self.constraints)
 
     def trials_table(self) -> list[dict[str, Any]]:
         """Every trial as a flat dict (one column per parameter and metric), pandas-free."""
@@ -290,16 +302,17 @@ class Study:
         trials = sorted(self._trial_cache().values(), key=lambda t: t.number)
         return SearchContext(
             space=self.space, trials=trials, metrics=self.metrics, seed=self.seed,
-            budget=budget, constraints=tuple(self._constraints()),
+            budget=budget, constraints=self.constraints,
         )
 
-    def _constraints(self) -> list[Any]:
-        specs = self._record.spec.get("constraints") if self._record.spec else None
+    def _parse_constraints(self, extra: Sequence[Any]) -> tuple[Any, ...]:
+        """Stored constraints (spec strings and dicts) plus ``extra`` ones (e.g. callables)."""
+        specs = list(self._record.spec.get("constraints") or []) + list(extra)
         if not specs:
-            return []
+            return ()
         from optml.constraints import parse_constraints
 
-        return list(parse_constraints(specs))
+        return tuple(parse_constraints(specs, names=self.space.names))
 
     def _start_trials(self, n: int, budget: int | None = None) -> list[Trial]:
         """Claim queued trials, then ask the sampler for the rest; all come back RUNNING."""
@@ -346,6 +359,7 @@ def create_study(
     load_if_exists: bool = False,
     spec: Mapping[str, Any] | None = None,
     budget: int | None = None,
+    constraints: Sequence[Any] = (),
 ) -> Study:
     """Create a study (or load it, with ``load_if_exists``).
 
@@ -354,6 +368,9 @@ def create_study(
     to optimise together; ``sampler`` is an algorithm name (``auto``, ``grid``, ``random``,
     ``sobol``, ``tpe``, ``gp``, ...), a ``{"name": ..., **options}`` dict, or a Sampler.
     ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``.
+    ``constraints`` are conditions on the parameters (``"units * layers <= 256"`` or a callable
+    ``params -> bool``) or limits on metrics (``{"metric": "memory_mb", "max": 500}``); strings
+    and dicts are stored with the study, callables live only as long as this Study object.
     """
     store = open_storage(storage)
     if name is None:
@@ -367,11 +384,19 @@ def create_study(
     metrics = _metrics_from(metric, direction)
     chosen = make_sampler(sampler, space=parsed, budget=budget, n_metrics=len(metrics))
     seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)  # type: ignore[operator]
+    stored_spec = dict(spec or {})
+    storable = [c for c in constraints if isinstance(c, str | Mapping)]
+    if storable:
+        stored_spec["constraints"] = storable
+    from optml.constraints import parse_constraints
+
+    parse_constraints(list(constraints), names=parsed.names)  # fail before anything is written
     record = store.create_study(
         name, metrics=metrics, space=parsed.to_dict(), sampler=chosen.to_spec(), seed=seed,
-        spec=dict(spec or {}),
+        spec=stored_spec,
     )
-    return Study(store, record, sampler=chosen, space=parsed)
+    callables = [c for c in constraints if not isinstance(c, str | Mapping)]
+    return Study(store, record, sampler=chosen, space=parsed, constraints=callables)
 
 
 def load_study(name: str, storage: str | Storage | None = None) -> Study:

@@ -379,6 +379,8 @@ def test_long_history_proposes() -> None:
         {"n_candidates": 2},
         {"max_fit_points": 1},
         {"n_restarts": -1},
+        {"n_candidates": "many"},
+        {"n_startup": 2.5},
     ],
 )
 def test_bad_options_raise_spec_error(options: dict) -> None:

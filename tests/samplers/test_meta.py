@@ -12,7 +12,8 @@ import pytest
 
 from optml.errors import SpaceError, SpecError
 from optml.samplers import Metric, SearchContext, make_sampler
-from optml.samplers._meta import MetaSampler, MetaSpace, is_meta_dict, meta_space, space_from_dict
+from optml.samplers._meta import MetaSampler, MetaSpace, is_meta_dict, meta_space
+from optml.space import Space
 from optml.space import Space
 from optml.trial import Trial, TrialState
 
@@ -90,7 +91,7 @@ def test_sampling_grids_encoding_and_storage() -> None:
     assert is_meta_dict(stored) and not is_meta_dict(
         Space.from_dict({"x": {"type": "float", "low": 0, "high": 1}}).to_dict()
     )
-    again = space_from_dict(stored)
+    again = Space.from_dict(stored)
     assert isinstance(again, MetaSpace) and again == space and again.names == space.names
     finite = meta_space({"a": {"k": [1, 2, 3]}, "b": {"k": [1, 2], "w": [True, False]}})
     assert finite.is_finite and finite.grid_size == 7

@@ -66,8 +66,14 @@ def _run(
     return trials
 
 
-def _done(space: Space, configs: list[dict[str, Any]], loss: Callable[[dict[str, Any]], float]) -> list[Trial]:
+def _done(
+    space: Space, configs: list[dict[str, Any]], loss: Callable[[dict[str, Any]], float]
+) -> list[Trial]:
     return [Trial(i, TrialState.COMPLETE, c, value=loss(c)) for i, c in enumerate(configs)]
+
+
+def _best(trials: list[Trial]) -> float:
+    return min(t.value for t in trials if t.value is not None)
 
 
 QUADRATIC = Space([Float(f"x{i}", -1.0, 1.0) for i in range(3)])
@@ -78,21 +84,21 @@ BRANIN = Space([Float("x", -5.0, 10.0), Float("y", 0.0, 15.0)])
 @pytest.mark.parametrize(
     ("space", "loss"), [(QUADRATIC, _quadratic), (BRANIN, _branin)], ids=["quadratic", "branin"]
 )
-def test_beats_random_search_on_most_seeds(space: Space, loss: Callable[..., float], multivariate: bool) -> None:
+def test_beats_random_search_on_most_seeds(
+    space: Space, loss: Callable[..., float], multivariate: bool
+) -> None:
     wins = 0
     for seed in range(5):
-        tpe = min(t.value for t in _run(TPESampler(multivariate=multivariate), space, loss, seed, 50))  # type: ignore[type-var]
-        rand = min(t.value for t in _run(make_sampler("random"), space, loss, seed, 50))  # type: ignore[type-var]
-        wins += tpe < rand
+        tpe = _best(_run(TPESampler(multivariate=multivariate), space, loss, seed, 50))
+        wins += tpe < _best(_run(make_sampler("random"), space, loss, seed, 50))
     assert wins >= 4
 
 
 def test_beats_random_on_a_mixed_space_in_batches() -> None:
     wins = 0
     for seed in range(5):
-        tpe = min(t.value for t in _run(TPESampler(), MIXED, _mixed_loss, seed, 60, batch=4))  # type: ignore[type-var]
-        rand = min(t.value for t in _run(make_sampler("random"), MIXED, _mixed_loss, seed, 60))  # type: ignore[type-var]
-        wins += tpe < rand
+        tpe = _best(_run(TPESampler(), MIXED, _mixed_loss, seed, 60, batch=4))
+        wins += tpe < _best(_run(make_sampler("random"), MIXED, _mixed_loss, seed, 60))
     assert wins >= 4
 
 
@@ -110,7 +116,9 @@ def test_proposal_types_follow_the_space() -> None:
     trials = _done(MIXED, MIXED.sample(np.random.default_rng(0), 30), _mixed_loss)
     ctx = SearchContext(space=MIXED, trials=trials)
     for multivariate in (False, True):
-        for config in TPESampler(multivariate=multivariate).propose(ctx, 16, np.random.default_rng(1)):
+        for config in TPESampler(multivariate=multivariate).propose(
+            ctx, 16, np.random.default_rng(1)
+        ):
             assert type(config["x"]) is float and -5 <= config["x"] <= 5
             assert type(config["lr"]) is float and 1e-6 <= config["lr"] <= 1
             assert type(config["units"]) is int and 1 <= config["units"] <= 256
@@ -161,10 +169,14 @@ def test_pending_points_act_as_bad_observations() -> None:
     xs = rng.random(30)
     trials = _done(space, [{"x": float(x)} for x in xs], lambda c: (c["x"] - 0.3) ** 2)
     best = min(trials, key=lambda t: t.value or 0.0).params["x"]
-    liars = [Trial(30 + i, TrialState.RUNNING, {"x": best + d}) for i, d in enumerate((-0.01, 0.0, 0.01))]
+    liars = [
+        Trial(30 + i, TrialState.RUNNING, {"x": best + d}) for i, d in enumerate((-0.01, 0.0, 0.01))
+    ]
     sampler = TPESampler()
     alone = sampler.propose(SearchContext(space=space, trials=trials), 8, np.random.default_rng(1))
-    crowded = sampler.propose(SearchContext(space=space, trials=trials + liars), 8, np.random.default_rng(1))
+    crowded = sampler.propose(
+        SearchContext(space=space, trials=trials + liars), 8, np.random.default_rng(1)
+    )
     near = lambda batch: sum(abs(c["x"] - best) < 0.02 for c in batch)  # noqa: E731
     assert near(crowded) < near(alone)
 
@@ -181,7 +193,9 @@ def test_all_trials_failed_or_unusable() -> None:
     trials = [Trial(i, TrialState.FAILED, c, error="boom") for i, c in enumerate(configs[:14])]
     trials += [
         Trial(14 + i, TrialState.COMPLETE, c, value=v)
-        for i, (c, v) in enumerate(zip(configs[14:], [math.nan, math.inf, -math.inf, None, math.nan, 1.0]))
+        for i, (c, v) in enumerate(
+            zip(configs[14:], [math.nan, math.inf, -math.inf, None, math.nan, 1.0], strict=True)
+        )
     ]
     ctx = SearchContext(space=MIXED, trials=trials)
     assert len(ctx.completed) == 1
@@ -223,7 +237,9 @@ def test_categorical_only_space_concentrates_on_the_best_choices() -> None:
 
 @pytest.mark.parametrize("multivariate", [False, True])
 def test_densities_are_normalised(multivariate: bool) -> None:
-    space = Space([Int("k", 1, 40, log=True), Int("j", 0, 9, step=3), Categorical("c", ("p", "q", "r"))])
+    space = Space(
+        [Int("k", 1, 40, log=True), Int("j", 0, 9, step=3), Categorical("c", ("p", "q", "r"))]
+    )
     configs = space.sample(np.random.default_rng(0), 7)
     grid = np.array([space.encode(c) for c in space.grid()])
     density = _Parzen.fit(space.encode_many(configs), _Dims(space), 1.0, multivariate)
@@ -241,19 +257,51 @@ def test_long_histories_are_handled() -> None:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(5)])
     configs = space.sample(np.random.default_rng(0), 1500)
     trials = _done(space, configs, _quadratic)
-    batch = TPESampler(max_bad=64).propose(SearchContext(space=space, trials=trials), 4, np.random.default_rng(0))
+    batch = TPESampler(max_bad=64).propose(
+        SearchContext(space=space, trials=trials), 4, np.random.default_rng(0)
+    )
     assert len(batch) == 4
     # The proposals lean towards the optimum at 0.3 in every dimension.
     assert np.mean([_quadratic(c) for c in batch]) < np.mean([_quadratic(c) for c in configs])
 
 
 def test_spec_round_trip_and_bad_options() -> None:
-    sampler = TPESampler(n_startup=5, n_candidates=32, gamma=0.15, max_good=10, max_bad=100,
-                         prior_weight=2.0, multivariate=True)
+    sampler = TPESampler(
+        n_startup=5,
+        n_candidates=32,
+        gamma=0.15,
+        max_good=10,
+        max_bad=100,
+        prior_weight=2.0,
+        multivariate=True,
+    )
     spec = sampler.to_spec()
     assert spec["name"] == "tpe"
     assert make_sampler(spec).to_spec() == spec
-    for bad in ({"gamma": 0}, {"gamma": 1.5}, {"n_startup": 0}, {"n_candidates": 2.5},
-                {"max_bad": -1}, {"prior_weight": 0}, {"multivariate": "yes"}):
+    for bad in (
+        {"gamma": 0},
+        {"gamma": 1.5},
+        {"n_startup": 0},
+        {"n_candidates": 2.5},
+        {"max_bad": -1},
+        {"prior_weight": 0},
+        {"multivariate": "yes"},
+    ):
         with pytest.raises(SpecError, match="tpe"):
             TPESampler(**bad)  # type: ignore[arg-type]
+
+
+def test_parameter_constraints_are_met_by_the_model_choice() -> None:
+    from optml.constraints import parse_constraints
+
+    # The optimum (0.3, 0.3) lies just inside x + y <= 0.7; the model must search along it.
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    constraints = tuple(parse_constraints(["x + y <= 0.7"]))
+    rng = np.random.default_rng(0)
+    trials: list[Trial] = []
+    while len(trials) < 40:
+        ctx = SearchContext(space=space, trials=trials, constraints=constraints)
+        for config in TPESampler().propose(ctx, 2, rng):
+            assert config["x"] + config["y"] <= 0.7
+            trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=_quadratic(config)))
+    assert _best(trials) < 0.002

@@ -336,8 +336,6 @@ def test_returned_objects_are_snapshots(storage, kind):
     t = storage.create_trial(study.id, params, user_attrs={"tags": ["a"]})
     params["x"] = 9.0
     assert storage.get_trial(study.id, 0).params["x"] == 0.5
-    if kind == "memory":
-        pytest.xfail("InMemoryStorage hands out the dicts it keeps (shallow copies only)")
     t.params["nested"]["k"] = 2
     t.user_attrs["tags"].append("b")
     got = storage.get_trial(study.id, 0)
@@ -346,13 +344,16 @@ def test_returned_objects_are_snapshots(storage, kind):
     assert storage.get_trial(study.id, 0).params["x"] == 0.5
 
 
-def test_datetimes_are_utc(storage):
+def test_datetimes_are_utc(storage, kind):
     study = new_study(storage)
     local = timezone(timedelta(hours=5, minutes=30))
     start = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=local)
     storage.create_trial(study.id, {}, started_at=start)
-    got = storage.get_trial(study.id, 0).started_at
-    assert got == start
+    for got in (storage.get_trial(study.id, 0).started_at,
+                storage.get_trials(study.id)[0].started_at):
+        assert got == start
+        if kind != "memory":
+            assert got.tzinfo is UTC
 
 
 def test_changes_are_durable_when_methods_return(kind, opener):

@@ -278,7 +278,7 @@ class CMAESSampler(Sampler):
                 if key not in seen:
                     seen.add(key)
                     out.append(config)
-        if len(out) == n:  # already unique against every known trial; skip a second pass
+        if len(out) == n and not ctx.param_constraints:  # unique already: skip a second pass
             return out
         return fill_unique(ctx, out, n, rng)
 

@@ -246,7 +246,7 @@ class ForestSampler(Sampler):
                 seen.add(space.key(found))
                 out.append(found)
                 lied.append(space.encode(found))
-        if len(out) == n:  # already unique against every known trial; skip a second pass
+        if len(out) == n and not ctx.param_constraints:  # unique already: skip a second pass
             return out
         return fill_unique(ctx, out, n, rng)
 

@@ -187,7 +187,7 @@ def _tri_inverse(L: np.ndarray) -> np.ndarray:
     inv, info = dtrtri(L, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"triangular inverse failed (info={info})")
-    return np.tril(inv)
+    return inv  # trtri leaves the (zero) upper triangle of numpy's Cholesky factor as it was
 
 
 def _neg_log_posterior(
@@ -276,7 +276,7 @@ def _map_estimate(
                 jac=True,
                 method="L-BFGS-B",
                 bounds=bounds,
-                options={"maxiter": maxiter},
+                options={"maxiter": maxiter, "ftol": 1e-7},
             )
         if np.isfinite(result.fun) and result.fun < best_value:
             best_theta, best_value = np.asarray(result.x, dtype=float), float(result.fun)
@@ -387,7 +387,7 @@ class GaussianProcess:
             rows = np.concatenate([order[:8], rest])
             sub = (X[rows], ys[rows])
             theta, _ = _map_estimate(*sub, prior_mean, prior_sd, starts, 1, self.maxiter)
-            theta, value = _map_estimate(X, ys, prior_mean, prior_sd, [theta], 1, 20)
+            theta, value = _map_estimate(X, ys, prior_mean, prior_sd, [theta], 1, 10)
         else:
             climbs = 2 if n <= 40 else 1
             theta, value = _map_estimate(X, ys, prior_mean, prior_sd, starts, climbs, self.maxiter)
@@ -576,6 +576,14 @@ class _Candidates:
         self.var = np.maximum(self.var - row * row, 1e-12)
 
 
+def _int_option(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise SpecError(f"algorithm gp: {name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"algorithm gp: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 class GPSampler(Sampler):
     """Bayesian optimisation with a Gaussian process and log expected improvement.
 
@@ -608,8 +616,8 @@ class GPSampler(Sampler):
         max_fit_points: int = 256,
         n_restarts: int = 2,
     ) -> None:
-        if n_startup is not None and (isinstance(n_startup, bool) or int(n_startup) < 1):
-            raise SpecError(f"algorithm gp: n_startup must be an integer >= 1, got {n_startup!r}")
+        if n_startup is not None:
+            n_startup = _int_option("n_startup", n_startup, 1)
         if batch_strategy not in ("liar", "cluster"):
             raise SpecError(
                 f"algorithm gp: batch_strategy {batch_strategy!r} is unknown; "
@@ -619,12 +627,9 @@ class GPSampler(Sampler):
             raise SpecError(
                 f"algorithm gp: liar {liar!r} is unknown; use 'mean', 'best' or 'worst'"
             )
-        if int(n_candidates) < 16:
-            raise SpecError(f"algorithm gp: n_candidates must be >= 16, got {n_candidates!r}")
-        if int(max_fit_points) < 8:
-            raise SpecError(f"algorithm gp: max_fit_points must be >= 8, got {max_fit_points!r}")
-        if int(n_restarts) < 0:
-            raise SpecError(f"algorithm gp: n_restarts must be >= 0, got {n_restarts!r}")
+        n_candidates = _int_option("n_candidates", n_candidates, 16)
+        max_fit_points = _int_option("max_fit_points", max_fit_points, 8)
+        n_restarts = _int_option("n_restarts", n_restarts, 0)
         self.n_startup = None if n_startup is None else int(n_startup)
         self.batch_strategy = batch_strategy
         self.liar = liar
@@ -691,10 +696,8 @@ class GPSampler(Sampler):
                 f, config = found
                 picks.append(config)
                 seen.add(ctx.space.key(config))
-                before = len(post.y)
                 best = self._fantasise(post, f, liar_value, best)
-                if len(post.y) > before:
-                    cands.observe(post, *self._last_row(post))
+                cands.observe(post, *self._last_row(post))
         return fill_unique(ctx, picks, n, rng)
 
     def _startup(

@@ -25,7 +25,6 @@ their predictions are on one scale and the acquisition optima can be compared ac
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -254,11 +253,6 @@ def is_meta_dict(data: Any) -> bool:
     return isinstance(entry, Mapping) and entry.get("type") == _META_TYPE
 
 
-def space_from_dict(data: Mapping[str, Any]) -> Space:
-    """Rebuild a stored space, plain or meta (what ``Space.from_dict`` should dispatch to)."""
-    return MetaSpace.from_dict(data) if is_meta_dict(data) else Space.from_dict(data)
-
-
 def meta_space(subspaces: Any) -> MetaSpace:
     """The space of a meta study from ``{family: space}`` or ``[{model: family, space: ...}]``."""
     return MetaSpace(subspaces)
@@ -269,44 +263,14 @@ def meta_space(subspaces: Any) -> MetaSpace:
 
 def _make_surrogate(kind: str, space: Space) -> Any:
     """A fresh surrogate with ``fit(X, y, rng)`` and ``predict(X) -> (mean, std)``."""
-    targets = {
-        "gp": ("optml.samplers._gp", "GaussianProcess"),
-        "forest": ("optml.samplers._forest", "ForestSurrogate"),
-    }
-    order = [kind] + [k for k in ("gp", "forest") if k != kind]
-    for name in order:
-        module_name, class_name = targets[name]
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            continue
+    if kind == "forest":
+        from optml.samplers._forest import ForestSurrogate
+
         # A smaller forest than the forest sampler's: a meta study fits one per family.
-        options: dict[str, Any] = {"space": space, "n_trees": 32} if name == "forest" else {}
-        try:
-            return cls(**options)
-        except TypeError:
-            return cls()
-    return _SklearnGP()
+        return ForestSurrogate(space=space, n_trees=32)
+    from optml.samplers._gp import GaussianProcess
 
-
-class _SklearnGP:
-    """Last-resort surrogate when neither optml's GP nor its forest can be imported."""
-
-    def fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> _SklearnGP:
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-        kernel = ConstantKernel() * Matern(
-            nu=2.5, length_scale=np.full(X.shape[1], 0.3)
-        ) + WhiteKernel(1e-3)
-        self._model = GaussianProcessRegressor(
-            kernel, normalize_y=True, random_state=int(rng.integers(2**31 - 1))
-        ).fit(X, y)
-        return self
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, std = self._model.predict(X, return_std=True)
-        return mean, std
+    return GaussianProcess()
 
 
 # -- the sampler --------------------------------------------------------------------------
@@ -588,5 +552,4 @@ __all__ = [
     "is_meta_dict",
     "meta_space",
     "parse_subspaces",
-    "space_from_dict",
 ]

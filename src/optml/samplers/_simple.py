@@ -30,7 +30,7 @@ class GridSampler(Sampler):
             if self.points is not None:
                 point = ctx.space.validate(point, where=f"grid point {i + 1}")
             key = ctx.space.key(point)
-            if key in seen:
+            if key in seen or not ctx.allows(point):
                 continue
             seen.add(key)
             out.append(point)

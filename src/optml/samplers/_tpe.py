@@ -6,32 +6,40 @@ parameters are already on a log axis):
 1. The completed trials are ranked by loss. The best ``min(ceil(gamma * n), max_good)`` of them
    (at least one) are the *good* ones; the rest, plus every pending trial (the constant liar: a
    point being evaluated right now counts as a bad result, so workers spread out), are *bad*.
+   ``gamma`` defaults to 0.2, not Optuna's 0.1: on 3-5 dimensional test functions with 50
+   evaluations (20 seeds) 0.2 to 0.25 found clearly better points, and the cap of 25 keeps long
+   runs as sharp as 0.1 would.
 2. A Parzen estimator (a weighted mixture of kernels, one per point, plus one wide *prior*
-   component) is built for each group: ``l(x)`` from the good points, ``g(x)`` from the bad.
-   Floats get Gaussians truncated to [0, 1]; integers the same Gaussian integrated over each
-   integer's cell of the unit interval (a discretised kernel); categoricals a distribution that
-   puts most of its mass on the point's choice and the rest evenly on all choices. The prior
-   component is N(0.5, 1) truncated to [0, 1] for numbers and uniform for choices.
+   component of weight ``prior_weight``) is built for each group: ``l(x)`` from the good points,
+   ``g(x)`` from the bad. Floats get Gaussians truncated to [0, 1]; integers the same Gaussian
+   integrated over each integer's cell of the unit interval (a discretised kernel; the cells are
+   those of ``Int.from_unit``, so log-scale integers have cells that shrink with the value);
+   categoricals a kernel that blends the point's choice (weight 1) with the uniform prior (weight
+   ``prior_weight``), i.e. by default half the mass on the choice and half spread evenly. The
+   prior component is N(0.5, 1) truncated to [0, 1] for numbers and uniform for choices.
 3. ``n_candidates`` points are drawn from ``l`` and the one with the largest ``log l - log g``
    that is not a known point is proposed. In a batch it becomes a pending liar for the next.
 
 Bandwidths: in the default (independent) mode every kernel of every dimension gets the distance
-to its farther neighbour among the sorted points (the bounds 0 and 1 count as neighbours), so
-kernels are narrow where points crowd and wide where they are sparse. With ``multivariate=True``
-one kernel spans all dimensions (the density keeps correlations between parameters) and its
-per-dimension width follows Scott's rule, ``std * m ** (-1 / (d + 4))``. Both are clipped below
-by ``1 / min(100, m + 1)`` for ``m`` points, so a few points never make a needle and many points
-never resolve finer than a hundredth of a range; integer kernels are never narrower than half a
-cell.
+to its farther neighbour among the sorted points (the outermost points: to their one
+neighbour), so kernels are narrow where points crowd and wide where they are sparse. With
+``multivariate=True`` one kernel spans all dimensions (the density keeps correlations between
+parameters) and its width is Scott's rule for a spread of a fifth of the range,
+``0.2 * m ** (-1 / (d + 4))`` for ``m`` points in ``d`` dimensions. Both are clipped to at least
+``1 / min(100, m + 1)``, so a few points never make a needle and many points never resolve
+finer than a hundredth of a range; integer kernels are never narrower than half a cell.
 
 Cost with long histories: the good group is capped at ``max_good`` (25) and only the
-``max_bad`` (256) most recent bad trials are modelled. The bandwidth floor above means ``g``
-cannot resolve more than about a hundred positions per dimension anyway, so a few hundred points
-describe it as well as thousands do; the recent ones are those near where the search now works,
-which is where candidates from ``l`` are drawn and where ``g`` must be accurate, and the regions
-of older points stay covered by the prior component. The per-proposal work is then bounded by
-``n_candidates * (max_good + max_bad + 1) * d`` vectorised kernel evaluations, whatever the
-length of the history; only ranking the losses grows with it.
+``max_bad`` (256) most recent bad trials (plus the pending ones) are modelled. The bandwidth
+floor above means ``g`` cannot resolve more than about a hundred positions per dimension anyway,
+so a few hundred points describe it as well as thousands do; the recent ones are those near
+where the search now works, which is where candidates from ``l`` are drawn and where ``g`` must
+be accurate, and the regions of older points stay covered by the prior component. (Measured: on
+400-trial runs of a 4-D quadratic and 5-D Rosenbrock, 6 seeds, ``max_bad`` of 32, 128, 256 and
+unlimited found equally good points.) The kernel work per proposal is then bounded by
+``n_candidates * (max_good + max_bad + 1) * d`` whatever the length of the history; what still
+grows with it are single passes over the trials (ranking the losses, and the context's own
+``completed``/``pending``/``seen_keys``).
 """
 
 from __future__ import annotations
@@ -151,6 +159,9 @@ class TPESampler(Sampler):
         # parameter a candidate repeats a known point with probability zero, and fill_unique
         # checks again at the end, so only finite spaces (where repeats are likely) need them.
         seen = ctx.seen_keys() if space.is_finite else set()
+        # Candidates that break a parameter constraint are passed over here rather than dropped
+        # by fill_unique, so the proposal is still the model's best allowed candidate.
+        allows = ctx.allows if ctx.param_constraints else None
         proposals: list[dict[str, Any]] = []
         for _ in range(n):
             bad_density = _Parzen.fit(x_bad, dims, self.prior_weight, self.multivariate)
@@ -159,13 +170,13 @@ class TPESampler(Sampler):
             for j in np.argsort(-score, kind="stable"):
                 config = space.decode(candidates[j])
                 key = space.key(config)
-                if key not in seen:
+                if key not in seen and (allows is None or allows(config)):
                     seen.add(key)
                     proposals.append(config)
                     x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
                     break
-            # When every candidate is a known point (a small finite space), fill_unique tops
-            # the batch up at random below.
+            # When every candidate is a known or forbidden point (a small finite space, a tight
+            # constraint), fill_unique tops the batch up at random below.
         return fill_unique(ctx, proposals, n, rng)
 
 
@@ -179,10 +190,12 @@ class _Dims:
 
     def __init__(self, space: Space) -> None:
         params = space.params
-        self.num = np.array([i for i, p in enumerate(params) if not isinstance(p, Categorical)],
-                            dtype=int)
-        self.cat = np.array([i for i, p in enumerate(params) if isinstance(p, Categorical)],
-                            dtype=int)
+        self.num = np.array(
+            [i for i, p in enumerate(params) if not isinstance(p, Categorical)], dtype=int
+        )
+        self.cat = np.array(
+            [i for i, p in enumerate(params) if isinstance(p, Categorical)], dtype=int
+        )
         numeric = [params[i] for i in self.num]
         self.n_choices = np.array([params[i].size for i in self.cat], dtype=int)  # type: ignore[union-attr]
         self.is_int = np.array([isinstance(p, Int) for p in numeric], dtype=bool)
@@ -236,7 +249,9 @@ class _Parzen:
     multivariate: bool
 
     @classmethod
-    def fit(cls, points: np.ndarray, dims: _Dims, prior_weight: float, multivariate: bool) -> _Parzen:
+    def fit(
+        cls, points: np.ndarray, dims: _Dims, prior_weight: float, multivariate: bool
+    ) -> _Parzen:
         m = len(points)
         floor = 1.0 / min(100.0, m + 1.0)
         x = points[:, dims.num]
@@ -259,8 +274,9 @@ class _Parzen:
         # A categorical kernel is the point's choice (weight 1) blended with the prior (weight
         # prior_weight): with less spread, TPE locked onto the first choice that did well.
         smooth = prior_weight / (1.0 + prior_weight)
-        return cls(dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, smooth,
-                   multivariate)
+        return cls(
+            dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, smooth, multivariate
+        )
 
     def _components(self, rng: np.random.Generator, n: int, width: int) -> np.ndarray:
         cumulative = np.cumsum(np.exp(self.log_weights))

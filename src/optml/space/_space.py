@@ -150,6 +150,12 @@ class Space:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Space:
+        """Rebuild a stored space (:meth:`to_dict`), including a CASH meta space."""
+        entry = data.get("model") if isinstance(data, Mapping) else None
+        if cls is Space and isinstance(entry, Mapping) and entry.get("type") == "meta":
+            from optml.samplers._meta import MetaSpace
+
+            return MetaSpace.from_dict(data)
         return cls([param_from_dict(name, d) for name, d in data.items()])
 
 

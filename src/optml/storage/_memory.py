@@ -1,7 +1,8 @@
-"""In-memory storage: fast, thread-safe, gone when the process ends."""
+"""In-memory storage: thread-safe, gone when the process ends; hands out deep copies."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -114,7 +115,7 @@ class InMemoryStorage(Storage):
             trials = self._trials_of(study_id)
             base = Trial(number=len(trials), state=TrialState.WAITING, params=dict(params))
             trial = base.with_changes(**check_update(base, {"state": state, **fields}))
-            trials.append(trial)
+            trials.append(copy.deepcopy(trial))
             return trial
 
     def _trials_of(self, study_id: int) -> list[Trial]:
@@ -140,21 +141,22 @@ class InMemoryStorage(Storage):
         with self._lock:
             trials = self._trials_of(study_id)
             trial = self.get_trial(study_id, number)
-            trials[number] = trial.with_changes(**check_update(trial, fields))
-            return trials[number]
+            updated = trial.with_changes(**check_update(trial, fields))
+            trials[number] = copy.deepcopy(updated)
+            return updated
 
     def get_trial(self, study_id: int, number: int) -> Trial:
         with self._lock:
             trials = self._trials_of(study_id)
             if not 0 <= number < len(trials):
                 raise StorageError(f"study {study_id} has no trial {number}")
-            return trials[number]
+            return copy.deepcopy(trials[number])
 
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None
     ) -> list[Trial]:
         with self._lock:
-            trials = list(self._trials_of(study_id))
+            trials = copy.deepcopy(self._trials_of(study_id))
         if states is not None:
             wanted = set(states)
             trials = [t for t in trials if t.state in wanted]
@@ -162,7 +164,7 @@ class InMemoryStorage(Storage):
 
     def get_best_trial(self, study_id: int) -> Trial | None:
         with self._lock:
-            return best_of(self._trials_of(study_id), self._by_id(study_id).metrics[0])
+            return copy.deepcopy(best_of(self._trials_of(study_id), self._by_id(study_id).metrics[0]))
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}

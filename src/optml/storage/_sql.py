@@ -154,6 +154,14 @@ _TRIAL_COLS = (
     trials.c.worker,
     trials.c.user_attrs,
 )
+# The same for bulk reads, with the datetimes and flag left raw: _rows_to_trials converts them
+# in its own loop, cheaper than SQLAlchemy's per-value result processors.
+_BULK_TRIAL_COLS = tuple(
+    sa.type_coerce(c, sa.String).label(c.name) if isinstance(c.type, _UTCDateTime)
+    else sa.type_coerce(c, sa.Integer).label(c.name) if c.name == "value_is_nan"
+    else c
+    for c in _TRIAL_COLS
+)
 _STUDY_COLS = (
     studies.c.id,
     studies.c.name,
@@ -192,6 +200,32 @@ _FIRST_WAITING = (
     .limit(1)
     .with_for_update(skip_locked=True)
 )
+
+
+def _best_statement(direction: str) -> sa.Select:
+    # The best value first (an index probe: ORDER BY value in one direction, LIMIT 1), then the
+    # lowest-numbered trial with it (the index again, in number order). A single ORDER BY value
+    # DESC, number ASC mixes directions, and PostgreSQL then sorts every COMPLETE trial; MIN/MAX
+    # is planned as a scan of them all while the table has no statistics.
+    where = (trials.c.study_id == _bp("sid"), trials.c.state == _bp("complete"))
+    order = trials.c.value.asc() if direction == "minimize" else trials.c.value.desc()
+    best_value = (
+        sa.select(trials.c.value)
+        .where(*where, trials.c.value.is_not(None))
+        .order_by(order)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(*_TRIAL_COLS)
+        .where(*where, trials.c.value == best_value)
+        .order_by(trials.c.number)
+        .limit(1)
+    )
+
+
+_BEST_MIN = _best_statement("minimize")
+_BEST_MAX = _best_statement("maximize")
 _STUDY_EXISTS = sa.select(studies.c.id).where(studies.c.id == _bp("sid"))
 _STATES = {s.value: s for s in TrialState}
 _COMPLETE = TrialState.COMPLETE.value
@@ -533,7 +567,7 @@ class SQLStorage(Storage):
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None
     ) -> list[Trial]:
-        stmt = sa.select(*_TRIAL_COLS).where(trials.c.study_id == study_id)
+        stmt = sa.select(*_BULK_TRIAL_COLS).where(trials.c.study_id == study_id)
         if states is not None:
             stmt = stmt.where(trials.c.state.in_([TrialState(s).value for s in states]))
         stmt = stmt.order_by(trials.c.number)
@@ -549,14 +583,9 @@ class SQLStorage(Storage):
     def get_best_trial(self, study_id: int) -> Trial | None:
         def query(conn: Connection) -> Trial | None:
             metric = self._metric(conn, study_id)
-            order = trials.c.value.asc() if metric.direction == "minimize" else \
-                trials.c.value.desc()
             row = conn.execute(
-                sa.select(*_TRIAL_COLS)
-                .where(trials.c.study_id == study_id, trials.c.state == _COMPLETE,
-                       trials.c.value.is_not(None))
-                .order_by(order, trials.c.number.asc())
-                .limit(1)
+                _BEST_MIN if metric.direction == "minimize" else _BEST_MAX,
+                {"sid": study_id, "complete": _COMPLETE},
             ).first()
             if row is None:
                 self._require_study(conn, study_id)
@@ -817,6 +846,15 @@ def _row_to_trial(row: Sequence[Any]) -> Trial:
     )
 
 
+def _as_utc(value: str | datetime) -> datetime:
+    """A stored datetime, raw from the driver, as an aware UTC datetime (see _UTCDateTime)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
 def _loads_many(texts: Sequence[str]) -> list[Any]:
     """Decode many JSON texts in one call: much faster than one ``json.loads`` per text."""
     joined = "[" + ",".join(texts) + "]"
@@ -847,8 +885,8 @@ def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
                 error=error,
                 logs=logs,
                 attempts=attempts,
-                started_at=started_at,
-                finished_at=finished_at,
+                started_at=None if started_at is None else _as_utc(started_at),
+                finished_at=None if finished_at is None else _as_utc(finished_at),
                 duration_s=duration_s,
                 worker=worker,
                 user_attrs=u,
