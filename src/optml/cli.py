@@ -137,6 +137,9 @@ def _print_run_stats(study: Any, console: Any) -> None:
     stats = study.last_run
     if stats is None or not stats.trials:
         return
+    if stats.busy_s < 1.0:  # trials too short for a speedup to mean anything
+        console.print(f"{stats.trials} trial(s) in {stats.wall_s:.2f} s on {stats.workers} worker(s)")
+        return
     console.print(
         f"{stats.trials} trial(s) in {stats.wall_s:.1f} s on {stats.workers} worker(s); one after "
         f"another they would take {stats.busy_s:.1f} s: speedup [bold]{stats.speedup:.2f}x[/], "

@@ -274,7 +274,6 @@ class SQLStorage(Storage):
     def __repr__(self) -> str:
         return f"SQLStorage({self._safe_url!r})"
 
-
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Connection]:
@@ -386,7 +385,9 @@ class SQLStorage(Storage):
                 raise DuplicateStudyError(
                     f"a study named {name!r} already exists in {self._safe_url}"
                 )
-            return conn.execute(studies.insert().values(**row)).inserted_primary_key[0]
+            return int(
+                conn.execute(studies.insert().values(**row).returning(studies.c.id)).scalar_one()
+            )
 
         try:
             study_id = self._write(insert)
