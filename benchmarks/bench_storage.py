@@ -72,14 +72,24 @@ def trial_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
 # -- OptML ---------------------------------------------------------------------------------
 def fill_optml(storage: SQLStorage, rows: list[dict[str, Any]]) -> int:
     study = storage.create_study(
-        STUDY, metrics=[Metric("loss")], space={"x": {}, "k": {}, "kind": {}},
-        sampler={"name": "random"}, seed=0,
+        STUDY,
+        metrics=[Metric("loss")],
+        space={"x": {}, "k": {}, "kind": {}},
+        sampler={"name": "random"},
+        seed=0,
     )
     for r in rows:
         storage.create_trial(
-            study.id, r["params"], state=TrialState.COMPLETE, value=r["value"],
-            metrics={"loss": r["value"]}, attempts=1, started_at=r["started_at"],
-            finished_at=r["finished_at"], duration_s=2.5, worker="w0",
+            study.id,
+            r["params"],
+            state=TrialState.COMPLETE,
+            value=r["value"],
+            metrics={"loss": r["value"]},
+            attempts=1,
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            duration_s=2.5,
+            worker="w0",
         )
     return study.id
 
@@ -101,7 +111,7 @@ def time_optml(storage: SQLStorage, study_id: int, repeat: int) -> dict[str, flo
 
 def add_cpu(out: dict[str, float]) -> None:
     """Pair each timing with the CPU time this process spent on it (same order)."""
-    for op, cpu in zip(list(out), LAST_CPU[-len(out):], strict=True):
+    for op, cpu in zip(list(out), LAST_CPU[-len(out) :], strict=True):
         out[op + " cpu"] = cpu
 
 
@@ -114,8 +124,13 @@ def insert_optml(storage: SQLStorage, rows: list[dict[str, Any]]) -> float:
         storage.create_trial(study.id, r["params"])
         trial = storage.claim_trial(study.id, worker="w0")
         storage.update_trial(
-            study.id, trial.number, state=TrialState.COMPLETE, value=r["value"],
-            metrics={"loss": r["value"]}, finished_at=datetime.now(UTC), duration_s=0.0,
+            study.id,
+            trial.number,
+            state=TrialState.COMPLETE,
+            value=r["value"],
+            metrics={"loss": r["value"]},
+            finished_at=datetime.now(UTC),
+            duration_s=0.0,
         )
     return time.perf_counter() - t0
 
@@ -139,7 +154,9 @@ def fill_optuna(storage, rows: list[dict[str, Any]]) -> int:
     study.add_trials(
         [
             optuna.trial.create_trial(
-                params=r["params"], distributions=dists, value=r["value"],
+                params=r["params"],
+                distributions=dists,
+                value=r["value"],
                 state=optuna.trial.TrialState.COMPLETE,
             )
             for r in rows
@@ -175,8 +192,11 @@ def time_optuna(storage, study_id: int, repeat: int) -> dict[str, float]:
     def load():
         # What OptML's StudyRecord holds: id, direction, attributes.
         sid = storage.get_study_id_from_name(STUDY)
-        return (storage.get_study_directions(sid), storage.get_study_user_attrs(sid),
-                storage.get_study_system_attrs(sid))
+        return (
+            storage.get_study_directions(sid),
+            storage.get_study_user_attrs(sid),
+            storage.get_study_system_attrs(sid),
+        )
 
     out: dict[str, float] = {}
     out["load study"], _ = median_time(load, repeat)
@@ -213,8 +233,9 @@ def insert_optuna_storage(storage, rows: list[dict[str, Any]]) -> float:
     from optuna.trial import TrialState as OptunaState
 
     dists = optuna_distributions()
-    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE],
-                                        STUDY + "-insert-raw")
+    study_id = storage.create_new_study(
+        [optuna.study.StudyDirection.MINIMIZE], STUDY + "-insert-raw"
+    )
     t0 = time.perf_counter()
     for r in rows:
         trial_id = storage.create_new_trial(study_id)
@@ -247,8 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--insert", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--insert-few", type=int, default=200,
-                        help="trials for the slow Optuna insert variants (ask/tell, fsync)")
+    parser.add_argument(
+        "--insert-few",
+        type=int,
+        default=200,
+        help="trials for the slow Optuna insert variants (ask/tell, fsync)",
+    )
     parser.add_argument("--postgres", default=os.environ.get("OPTML_BENCH_POSTGRES_URL"))
     args = parser.parse_args(argv)
 
@@ -296,49 +321,63 @@ def main(argv: list[str] | None = None) -> None:
         }
         if "OptML PostgreSQL" in results:
             inserts["OptML PostgreSQL: create, claim, finish"] = (
-                args.insert, results["OptML PostgreSQL"]["insert"]
+                args.insert,
+                results["OptML PostgreSQL"]["insert"],
             )
         same = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna-wal.db")
         sqlite_pragmas(same, "journal_mode = WAL", "synchronous = NORMAL")
         inserts["Optuna RDBStorage calls, WAL + NORMAL"] = (
-            args.insert, insert_optuna_storage(same, insert_rows)
+            args.insert,
+            insert_optuna_storage(same, insert_rows),
         )
         inserts["Optuna study.ask + tell, WAL + NORMAL"] = (
-            few, insert_optuna(same, insert_rows[:few])
+            few,
+            insert_optuna(same, insert_rows[:few]),
         )
         default = optuna.storages.RDBStorage(f"sqlite:///{tmp}/optuna-default.db")
         inserts["Optuna RDBStorage calls, its defaults (fsync)"] = (
-            few, insert_optuna_storage(default, insert_rows[:few])
+            few,
+            insert_optuna_storage(default, insert_rows[:few]),
         )
 
     labels = list(results)
-    print(f"# {args.trials:,} finished trials; median of {args.repeat} runs; python "
-          f"{sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}, optuna "
-          f"{optuna.__version__}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"# {args.trials:,} finished trials; median of {args.repeat} runs; python "
+        f"{sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}, optuna "
+        f"{optuna.__version__}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     print()
-    print("Wall-clock time (in brackets: CPU time of the benchmark process; PostgreSQL's server "
-          "works in its own processes).")
+    print(
+        "Wall-clock time (in brackets: CPU time of the benchmark process; PostgreSQL's server "
+        "works in its own processes)."
+    )
     print()
     header = ["operation", *labels, "Optuna / OptML SQLite"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     ops = ["load study", "best trial", "list studies", "get all trials", "export JSON"]
     for op in ops:
-        cells = [f"{fmt(results[label][op])} ({fmt(results[label][op + ' cpu'])})"
-                 for label in labels]
+        cells = [
+            f"{fmt(results[label][op])} ({fmt(results[label][op + ' cpu'])})" for label in labels
+        ]
         ratio = results["Optuna SQLite"][op] / results["OptML SQLite"][op]
         print(f"| {op} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
-    print("| (set-up: add the trials) | " + " | ".join(fmt(fill[label]) for label in labels)
-          + " | |")
+    print(
+        "| (set-up: add the trials) | " + " | ".join(fmt(fill[label]) for label in labels) + " | |"
+    )
     print()
     base = results["OptML SQLite"]["insert"] / args.insert
-    print(f"| insert one trial at a time | trials | total | per trial | "
-          f"~{args.trials:,} trials | / OptML SQLite |")
+    print(
+        f"| insert one trial at a time | trials | total | per trial | "
+        f"~{args.trials:,} trials | / OptML SQLite |"
+    )
     print("|---|---|---|---|---|---|")
     for label, (n, seconds) in inserts.items():
         per = seconds / n
-        print(f"| {label} | {n:,} | {fmt(seconds)} | {per * 1000:.2f} ms | "
-              f"{fmt(per * args.trials)} | {per / base:.1f}x |")
+        print(
+            f"| {label} | {n:,} | {fmt(seconds)} | {per * 1000:.2f} ms | "
+            f"{fmt(per * args.trials)} | {per / base:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

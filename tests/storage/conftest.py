@@ -41,7 +41,9 @@ def postgres_server_url():
     folder = tempfile.mkdtemp(prefix="optml-pg.", dir="/tmp")
     started = subprocess.run(
         ["bash", str(POSTGRES_SCRIPT), "start", folder],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     if started.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
@@ -49,8 +51,9 @@ def postgres_server_url():
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(["bash", str(POSTGRES_SCRIPT), "stop", folder],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(POSTGRES_SCRIPT), "stop", folder], capture_output=True, timeout=60
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -16,9 +16,7 @@ from optml.trial import FINISHED_STATES, TrialState
 S = TrialState
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.infra)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
 def kind(request) -> str:
     return request.param
 
@@ -61,8 +59,7 @@ def new_study(storage: Storage, name: str = "s", direction: str = "minimize") ->
     )
 
 
-def finish(storage: Storage, study_id: int, value: float | None, state: S = S.COMPLETE,
-           **fields):
+def finish(storage: Storage, study_id: int, value: float | None, state: S = S.COMPLETE, **fields):
     t = storage.create_trial(study_id, {"x": 0.5})
     storage.claim_trial(study_id)
     return storage.update_trial(study_id, t.number, state=state, value=value, **fields)
@@ -152,8 +149,13 @@ def test_study_state_and_attrs(storage):
 def test_trial_numbers_count_per_study(storage):
     a = new_study(storage, "a")
     b = new_study(storage, "b")
-    numbers = [(storage.create_trial(a.id, {"x": i / 10}).number,
-                storage.create_trial(b.id, {"x": i / 10}).number) for i in range(5)]
+    numbers = [
+        (
+            storage.create_trial(a.id, {"x": i / 10}).number,
+            storage.create_trial(b.id, {"x": i / 10}).number,
+        )
+        for i in range(5)
+    ]
     assert numbers == [(i, i) for i in range(5)]
     assert [t.number for t in storage.get_trials(a.id)] == list(range(5))
     assert [t.params["x"] for t in storage.get_trials(b.id)] == [i / 10 for i in range(5)]
@@ -221,8 +223,13 @@ def test_update_trial(storage):
     assert step.intermediate == {1: 0.7} and step.state is S.RUNNING
     assert step.started_at == running.started_at
     done = storage.update_trial(
-        study.id, 0, state="COMPLETE", value=0.3, metrics={"loss": 0.3, "time": 2.0},
-        finished_at=datetime.now(UTC), duration_s=2.0,
+        study.id,
+        0,
+        state="COMPLETE",
+        value=0.3,
+        metrics={"loss": 0.3, "time": 2.0},
+        finished_at=datetime.now(UTC),
+        duration_s=2.0,
     )
     assert done.state is S.COMPLETE and done.value == 0.3
     assert storage.get_trial(study.id, 0) == done
@@ -243,9 +250,7 @@ def test_finished_trials_are_immutable(storage, state):
             storage.update_trial(study.id, done.number, **change)
     tagged = storage.update_trial(study.id, done.number, user_attrs={"seen": True})
     assert tagged.user_attrs == {"seen": True}
-    assert storage.get_trial(study.id, done.number) == done.with_changes(
-        user_attrs={"seen": True}
-    )
+    assert storage.get_trial(study.id, done.number) == done.with_changes(user_attrs={"seen": True})
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
@@ -280,7 +285,9 @@ def test_infinite_values_are_kept_and_ranked(storage, direction, extreme):
 def test_nan_and_inf_round_trip(storage):
     study = new_study(storage)
     t = finish(
-        storage, study.id, math.nan,
+        storage,
+        study.id,
+        math.nan,
         metrics={"loss": math.nan, "time": math.inf, "neg": -math.inf},
         user_attrs={"curve": [1.0, math.nan]},
     )
@@ -307,7 +314,10 @@ def test_counts_and_state_filter(storage):
     storage.create_trial(study.id, {})
     storage.claim_trial(study.id)
     assert storage.count_trials(study.id) == {
-        "COMPLETE": 2, "FAILED": 1, "RUNNING": 1, "WAITING": 1
+        "COMPLETE": 2,
+        "FAILED": 1,
+        "RUNNING": 1,
+        "WAITING": 1,
     }
     assert [t.number for t in storage.get_trials(study.id, [S.COMPLETE, S.WAITING])] == [0, 1, 4]
     assert [t.number for t in storage.get_trials(study.id, [S.RUNNING])] == [3]
@@ -349,8 +359,10 @@ def test_datetimes_are_utc(storage, kind):
     local = timezone(timedelta(hours=5, minutes=30))
     start = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=local)
     storage.create_trial(study.id, {}, started_at=start)
-    for got in (storage.get_trial(study.id, 0).started_at,
-                storage.get_trials(study.id)[0].started_at):
+    for got in (
+        storage.get_trial(study.id, 0).started_at,
+        storage.get_trials(study.id)[0].started_at,
+    ):
         assert got == start
         if kind != "memory":
             assert got.tzinfo is UTC

@@ -85,7 +85,9 @@ def check_v1_data(storage: SQLStorage) -> None:
     assert study.created_at is not None and study.created_at.isoformat().endswith("+00:00")
     trials = storage.get_trials(study.id)
     assert [(t.number, t.state) for t in trials] == [
-        (0, TrialState.COMPLETE), (1, TrialState.COMPLETE), (2, TrialState.FAILED)
+        (0, TrialState.COMPLETE),
+        (1, TrialState.COMPLETE),
+        (2, TrialState.FAILED),
     ]
     assert trials[0].intermediate == {1: 0.5} and trials[0].duration_s == 1.5
     assert trials[1].value != trials[1].value  # NaN

@@ -50,9 +50,10 @@ def run_workers(url: str, processes: int, per_process: int, tmp_path) -> list[di
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, "shared", f"w{i}", str(per_process),
-             str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", WORKER, url, "shared", f"w{i}", str(per_process), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(processes)
     ]

@@ -112,8 +112,9 @@ def test_threads_share_one_file(sqlite_url):
                 trial = storage.claim_trial(study.id, worker=threading.current_thread().name)
                 if trial is not None:
                     claimed.append(trial.number)
-                    storage.update_trial(study.id, trial.number, state=TrialState.COMPLETE,
-                                         value=1.0)
+                    storage.update_trial(
+                        study.id, trial.number, state=TrialState.COMPLETE, value=1.0
+                    )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -132,8 +133,10 @@ def test_json_columns_hold_strict_json(sqlite_url):
     storage = SQLStorage(sqlite_url)
     study = new_study(storage)
     storage.create_trial(
-        study.id, {"x": np.float64(0.5), "n": np.int64(3), "v": np.array([1, 2])},
-        state=TrialState.COMPLETE, value=np.float32(math.nan),
+        study.id,
+        {"x": np.float64(0.5), "n": np.int64(3), "v": np.array([1, 2])},
+        state=TrialState.COMPLETE,
+        value=np.float32(math.nan),
         metrics={"loss": math.nan, "other": -math.inf},
         intermediate={np.int64(2): np.float64(math.inf)},
     )

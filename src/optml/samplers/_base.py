@@ -77,11 +77,21 @@ class SearchContext:
 
     @property
     def pending(self) -> list[dict[str, Any]]:
-        return [t.params for t in self.trials if not t.state.is_finished]
+        """Configurations being evaluated or queued (computed once per context; a fresh list)."""
+        return list(self._pending)
+
+    @functools.cached_property
+    def _pending(self) -> tuple[dict[str, Any], ...]:
+        return tuple(t.params for t in self.trials if not t.state.is_finished)
 
     @property
     def completed(self) -> list[Trial]:
-        """Trials that finished with a usable value of every metric, in trial-number order."""
+        """Trials that finished with a usable value of every metric, in trial-number order
+        (computed once per context; a fresh list)."""
+        return list(self._completed)
+
+    @functools.cached_property
+    def _completed(self) -> tuple[Trial, ...]:
         out = []
         for t in self.trials:
             if t.state is not TrialState.COMPLETE or t.value is None:
@@ -89,7 +99,7 @@ class SearchContext:
             if all(_finite(t.metrics.get(m.name, t.value if i == 0 else None)) for i, m in
                    enumerate(self.metrics)):
                 out.append(t)
-        return out
+        return tuple(out)
 
     def losses(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise.

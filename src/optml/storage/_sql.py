@@ -115,8 +115,9 @@ trials = sa.Table(
     "trials",
     _md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("params", sa.Text, nullable=False),
@@ -157,8 +158,10 @@ _TRIAL_COLS = (
 # The same for bulk reads, with the datetimes and flag left raw: _rows_to_trials converts them
 # in its own loop, cheaper than SQLAlchemy's per-value result processors.
 _BULK_TRIAL_COLS = tuple(
-    sa.type_coerce(c, sa.String).label(c.name) if isinstance(c.type, _UTCDateTime)
-    else sa.type_coerce(c, sa.Integer).label(c.name) if c.name == "value_is_nan"
+    sa.type_coerce(c, sa.String).label(c.name)
+    if isinstance(c.type, _UTCDateTime)
+    else sa.type_coerce(c, sa.Integer).label(c.name)
+    if c.name == "value_is_nan"
     else c
     for c in _TRIAL_COLS
 )
@@ -398,15 +401,23 @@ class SQLStorage(Storage):
             ) from None
         self._metric_cache[study_id] = metrics[0]
         return _row_to_study(
-            (study_id, name, row["metrics"], row["space"], row["sampler"], row["seed"],
-             "CREATED", row["spec"], row["created_at"], row["user_attrs"])
+            (
+                study_id,
+                name,
+                row["metrics"],
+                row["space"],
+                row["sampler"],
+                row["seed"],
+                "CREATED",
+                row["spec"],
+                row["created_at"],
+                row["user_attrs"],
+            )
         )
 
     def load_study(self, name: str) -> StudyRecord:
         row = self._read(
-            lambda conn: conn.execute(
-                sa.select(*_STUDY_COLS).where(studies.c.name == name)
-            ).first()
+            lambda conn: conn.execute(sa.select(*_STUDY_COLS).where(studies.c.name == name)).first()
         )
         if row is None:
             raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
@@ -417,20 +428,27 @@ class SQLStorage(Storage):
     def list_studies(self) -> list[StudySummary]:
         def query(conn: Connection) -> list[StudySummary]:
             rows = conn.execute(
-                sa.select(studies.c.id, studies.c.name, studies.c.state, studies.c.metrics,
-                          studies.c.created_at).order_by(studies.c.id)
+                sa.select(
+                    studies.c.id,
+                    studies.c.name,
+                    studies.c.state,
+                    studies.c.metrics,
+                    studies.c.created_at,
+                ).order_by(studies.c.id)
             ).all()
             counts: dict[int, dict[str, int]] = {}
             for study_id, state, n in conn.execute(
-                sa.select(trials.c.study_id, trials.c.state, sa.func.count())
-                .group_by(trials.c.study_id, trials.c.state)
+                sa.select(trials.c.study_id, trials.c.state, sa.func.count()).group_by(
+                    trials.c.study_id, trials.c.state
+                )
             ):
                 counts.setdefault(study_id, {})[state] = n
             extremes = {
                 study_id: (lo, hi)
                 for study_id, lo, hi in conn.execute(
-                    sa.select(trials.c.study_id, sa.func.min(trials.c.value),
-                              sa.func.max(trials.c.value))
+                    sa.select(
+                        trials.c.study_id, sa.func.min(trials.c.value), sa.func.max(trials.c.value)
+                    )
                     .where(trials.c.state == _COMPLETE)
                     .group_by(trials.c.study_id)
                 )
@@ -456,9 +474,7 @@ class SQLStorage(Storage):
 
     def delete_study(self, name: str) -> None:
         def delete(conn: Connection) -> int:
-            study_id = conn.execute(
-                sa.select(studies.c.id).where(studies.c.name == name)
-            ).scalar()
+            study_id = conn.execute(sa.select(studies.c.id).where(studies.c.name == name)).scalar()
             if study_id is None:
                 raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
             # Explicit: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
@@ -490,7 +506,8 @@ class SQLStorage(Storage):
                 raise self._no_study(study_id)
             merged = {**_loads(old), **attrs}
             conn.execute(
-                studies.update().where(studies.c.id == study_id)
+                studies.update()
+                .where(studies.c.id == study_id)
                 .values(user_attrs=_dumps(merged, "user_attrs"))
             )
 
@@ -518,8 +535,13 @@ class SQLStorage(Storage):
             values, trial = _encode_changes(base, changes)
             conn.execute(
                 _INSERT_TRIAL,
-                {**_DEFAULT_ROW, **values, "study_id": study_id, "number": number,
-                 "params": params_json},
+                {
+                    **_DEFAULT_ROW,
+                    **values,
+                    "study_id": study_id,
+                    "number": number,
+                    "params": params_json,
+                },
             )
             return trial
 
@@ -533,8 +555,11 @@ class SQLStorage(Storage):
                     self._require_study(conn, study_id)
                     return None
                 trial = _row_to_trial(row[1:])
-                changes = {"state": TrialState.RUNNING, "worker": worker,
-                           "started_at": datetime.now(UTC)}
+                changes = {
+                    "state": TrialState.RUNNING,
+                    "worker": worker,
+                    "started_at": datetime.now(UTC),
+                }
                 values, claimed = _encode_changes(trial, check_update(trial, changes))
                 done = conn.execute(_CLAIM_TRIAL, {**values, "tid": row[0], "waiting": _WAITING})
                 if done.rowcount == 1:
@@ -565,9 +590,7 @@ class SQLStorage(Storage):
 
         return self._read(query)
 
-    def get_trials(
-        self, study_id: int, states: Iterable[TrialState] | None = None
-    ) -> list[Trial]:
+    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         stmt = sa.select(*_BULK_TRIAL_COLS).where(trials.c.study_id == study_id)
         if states is not None:
             stmt = stmt.where(trials.c.state.in_([TrialState(s).value for s in states]))
@@ -677,8 +700,9 @@ def _engine_url(url: str) -> sa.engine.URL:
 def _create_engine(url: sa.engine.URL, busy_timeout_s: float, memory: bool) -> Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s,
-                                               "check_same_thread": False}}
+    kwargs: dict[str, Any] = {
+        "connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}
+    }
     if memory:
         kwargs["poolclass"] = sa.pool.StaticPool
     engine = sa.create_engine(url, **kwargs)
@@ -757,8 +781,9 @@ def _dumps(obj: Any, what: str) -> str:
         return json.dumps(obj, allow_nan=False, separators=(",", ":"), default=_plain)
     except ValueError:
         try:
-            return json.dumps(_tag_nonfinite(obj), allow_nan=False, separators=(",", ":"),
-                              default=_plain)
+            return json.dumps(
+                _tag_nonfinite(obj), allow_nan=False, separators=(",", ":"), default=_plain
+            )
         except (TypeError, ValueError) as exc:
             raise StorageError(f"{what} cannot be stored as JSON: {exc}") from exc
     except TypeError as exc:
@@ -826,15 +851,31 @@ def _encode_changes(trial: Trial, changes: Mapping[str, Any]) -> tuple[dict[str,
 
 
 def _row_to_trial(row: Sequence[Any]) -> Trial:
-    (number, state, params, value, value_is_nan, metrics, intermediate, error, logs, attempts,
-     started_at, finished_at, duration_s, worker, user_attrs) = row
+    (
+        number,
+        state,
+        params,
+        value,
+        value_is_nan,
+        metrics,
+        intermediate,
+        error,
+        logs,
+        attempts,
+        started_at,
+        finished_at,
+        duration_s,
+        worker,
+        user_attrs,
+    ) = row
     return Trial(
         number=number,
         state=_STATES[state],
         params=_loads(params),
         value=math.nan if value_is_nan else value,
         metrics=_loads(metrics),
-        intermediate={int(k): v for k, v in _loads(intermediate).items()} if intermediate != "{}"
+        intermediate={int(k): v for k, v in _loads(intermediate).items()}
+        if intermediate != "{}"
         else {},
         error=error,
         logs=logs,
@@ -872,8 +913,23 @@ def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
     params, metrics, user_attrs = (_loads_many(columns[i]) for i in (2, 5, 14))
     out = []
     for row, p, m, u in zip(rows, params, metrics, user_attrs, strict=True):
-        (number, state, _, value, value_is_nan, _, intermediate, error, logs, attempts,
-         started_at, finished_at, duration_s, worker, _) = row
+        (
+            number,
+            state,
+            _,
+            value,
+            value_is_nan,
+            _,
+            intermediate,
+            error,
+            logs,
+            attempts,
+            started_at,
+            finished_at,
+            duration_s,
+            worker,
+            _,
+        ) = row
         out.append(
             Trial(
                 number=number,
@@ -882,7 +938,8 @@ def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
                 value=math.nan if value_is_nan else value,
                 metrics=m,
                 intermediate={int(k): v for k, v in _loads(intermediate).items()}
-                if intermediate != "{}" else {},
+                if intermediate != "{}"
+                else {},
                 error=error,
                 logs=logs,
                 attempts=attempts,
