@@ -42,8 +42,13 @@ def optml_throughput(n: int, workers: int, executor: str, tmp: Path) -> float:
     import optml
 
     db = tmp / f"optml-{executor}-{workers}-{time.monotonic_ns()}.db"
-    study = optml.create_study("noop", space={"x": {"uniform": [0, 1]}}, sampler="random",
-                               storage=f"sqlite:///{db}", seed=0)
+    study = optml.create_study(
+        "noop",
+        space={"x": {"uniform": [0, 1]}},
+        sampler="random",
+        storage=f"sqlite:///{db}",
+        seed=0,
+    )
     start = time.perf_counter()
     study.optimize(noop, n_trials=n, workers=workers, executor=executor)
     elapsed = time.perf_counter() - start
@@ -56,8 +61,9 @@ def optuna_throughput(n: int, n_jobs: int, tmp: Path) -> float:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     db = tmp / f"optuna-{n_jobs}-{time.monotonic_ns()}.db"
-    study = optuna.create_study(storage=f"sqlite:///{db}",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        storage=f"sqlite:///{db}", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     start = time.perf_counter()
     study.optimize(lambda t: noop(t.suggest_float("x", 0, 1)), n_trials=n, n_jobs=n_jobs)
     elapsed = time.perf_counter() - start
@@ -73,11 +79,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="optml-bench-"))
 
     overhead = statistics.median(executor_overhead(300, workers=1) for _ in range(args.repeats))
-    print(f"local executor: median per-trial overhead {overhead * 1e3:.3f} ms (no-op trials, 1 worker)")
+    print(
+        f"local executor: median per-trial overhead {overhead * 1e3:.3f} ms (no-op trials, 1 worker)"
+    )
 
     rows = []
     for label, fn in [
-        ("OptML, local executor, 2 workers", lambda: optml_throughput(args.trials, 2, "local", tmp)),
+        (
+            "OptML, local executor, 2 workers",
+            lambda: optml_throughput(args.trials, 2, "local", tmp),
+        ),
         ("OptML, local executor, 1 worker", lambda: optml_throughput(args.trials, 1, "local", tmp)),
         ("OptML, serial (in process)", lambda: optml_throughput(args.trials, 1, "serial", tmp)),
         ("Optuna, n_jobs=1 (in process)", lambda: optuna_throughput(args.trials, 1, tmp)),
@@ -86,8 +97,10 @@ def main() -> None:
         rates = [fn() for _ in range(args.repeats)]
         rows.append((label, statistics.median(rates)))
     optuna_best = max(r for label, r in rows if label.startswith("Optuna"))
-    print(f"\nno-op trials per second through optimize, SQLite storage, {args.trials} trials, "
-          f"median of {args.repeats}:")
+    print(
+        f"\nno-op trials per second through optimize, SQLite storage, {args.trials} trials, "
+        f"median of {args.repeats}:"
+    )
     print(f"| {'runner':40s} | trials/s | vs best Optuna |")
     print(f"|{'-' * 42}|---------:|---------------:|")
     for label, rate in rows:

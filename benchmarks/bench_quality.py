@@ -183,10 +183,14 @@ def _seeds(data: dict[str, dict[str, list[list[float]]]], o: str) -> str:
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
-def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
+def render(
+    out: Path, budget: int, batches: list[int], min_seeds: int, only: list[str] | None = None
+) -> str:
     lines: list[str] = []
     for batch in batches:
         data = load(out, batch, budget)
+        if only:
+            data = {o: v for o, v in data.items() if o in {canonical(x) for x in only}}
         if not data:
             continue
         mode = "sequential" if batch == 1 else f"batches of {batch}"
@@ -284,7 +288,7 @@ def render(out: Path, budget: int, batches: list[int], min_seeds: int) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    print(render(args.out, args.budget, args.batch, args.min_seeds))
+    print(render(args.out, args.budget, args.batch, args.min_seeds, args.optimizers))
 
 
 parser_defaults = {"seeds": 10}
@@ -338,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="only functions that every optimiser ran with this many seeds",
     )
+    rep.add_argument("--optimizers", nargs="*", metavar="NAME", help="only these (default: all)")
     rep.add_argument("--out", type=Path, default=OUT)
     rep.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)

@@ -49,9 +49,11 @@ def main() -> None:
         serial_wall, _, n = run_grid(spec, "serial", 1, tmp / f"{grid}.db")
         par_wall, par_busy, n2 = run_grid(spec, "local", args.workers, tmp / f"{grid}.db")
         assert n == n2
-        print(f"| {grid.upper()} | {n} | {serial_wall:.2f} | {par_wall:.2f} | "
-              f"{serial_wall / par_wall:.2f}x | {par_busy / (args.workers * par_wall):.3f} |",
-              flush=True)
+        print(
+            f"| {grid.upper()} | {n} | {serial_wall:.2f} | {par_wall:.2f} | "
+            f"{serial_wall / par_wall:.2f}x | {par_busy / (args.workers * par_wall):.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

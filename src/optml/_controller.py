@@ -43,7 +43,9 @@ def as_objective(objective: Callable[..., Any] | Objective, data: str | None = N
         return objective
     if callable(objective) or isinstance(objective, str):
         return FunctionObjective(objective, data=data)
-    raise OptMLError(f"objective must be a callable or an Objective, got {type(objective).__name__}")
+    raise OptMLError(
+        f"objective must be a callable or an Objective, got {type(objective).__name__}"
+    )
 
 
 class Controller:
@@ -136,8 +138,9 @@ class Controller:
         study.storage.set_study_state(
             study.id, "INTERRUPTED" if stop_reason == "stopped" else "COMPLETE"
         )
-        stats = RunStats(self.finished, time.monotonic() - start, self.busy_s,
-                         self.executor.workers, stop_reason)
+        stats = RunStats(
+            self.finished, time.monotonic() - start, self.busy_s, self.executor.workers, stop_reason
+        )
         study.last_run = stats
         return stats
 
@@ -154,8 +157,11 @@ class Controller:
 
     def _target_reached(self) -> bool:
         metric = self.study.metric
-        best = [t.value for t in self.study._trial_cache().values()
-                if t.state is TrialState.COMPLETE and t.value is not None]
+        best = [
+            t.value
+            for t in self.study._trial_cache().values()
+            if t.state is TrialState.COMPLETE and t.value is not None
+        ]
         if not best:
             return False
         assert self.target is not None
@@ -163,8 +169,12 @@ class Controller:
 
     def _submit(self, number: int, params: dict[str, Any], attempt: int) -> None:
         task = TrialTask(
-            number=number, params=params, metric=self.study.metric.name, attempt=attempt,
-            timeout=self.trial_timeout, data=self.data,
+            number=number,
+            params=params,
+            metric=self.study.metric.name,
+            attempt=attempt,
+            timeout=self.trial_timeout,
+            data=self.data,
         )
         self.inflight[number] = task
         self.executor.submit(task)
@@ -175,8 +185,11 @@ class Controller:
         task = self.inflight.pop(outcome.number)
         study = self.study
         if outcome.state == "FAILED" and task.attempt < self.retries:
-            study._write(outcome.number, attempts=task.attempt + 1,
-                         error=f"attempt {task.attempt + 1} failed: {outcome.error}")
+            study._write(
+                outcome.number,
+                attempts=task.attempt + 1,
+                error=f"attempt {task.attempt + 1} failed: {outcome.error}",
+            )
             self._submit(outcome.number, task.params, attempt=task.attempt + 1)
             return
         fields: dict[str, Any] = {
@@ -257,8 +270,11 @@ class _Progress:
         c = self.controller
         best = ""
         metric = c.study.metric
-        values = [t.value for t in c.study._trial_cache().values()
-                  if t.state is TrialState.COMPLETE and t.value is not None]
+        values = [
+            t.value
+            for t in c.study._trial_cache().values()
+            if t.state is TrialState.COMPLETE and t.value is not None
+        ]
         if values:
             best = f"best {metric.name} {min(values, key=metric.loss):.6g}"
         self.progress.update(self.task, completed=c.finished, best=best)

@@ -18,7 +18,10 @@ app = typer.Typer(
 )
 
 StorageOpt = typer.Option(
-    None, "--storage", "-s", help="Database URL: sqlite:///optml.db (default), postgresql://..., memory://",
+    None,
+    "--storage",
+    "-s",
+    help="Database URL: sqlite:///optml.db (default), postgresql://..., memory://",
     show_default=False,
 )
 
@@ -53,8 +56,16 @@ def _load(name: str, storage: str | None) -> Any:
 def run(
     spec_file: Path = typer.Argument(..., help="The study spec (YAML).", show_default=False),
     storage: str | None = StorageOpt,
-    workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials (default: the spec's, else one per CPU)."),
-    name: str | None = typer.Option(None, "--name", "-n", help="Study name (default: the spec's name)."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        "-w",
+        min=1,
+        help="Parallel trials (default: the spec's, else one per CPU).",
+    ),
+    name: str | None = typer.Option(
+        None, "--name", "-n", help="Study name (default: the spec's name)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Run the study described by SPEC_FILE; exits 0 when it finishes.
@@ -85,8 +96,10 @@ def resume(
 
     study = _load(name, storage)
     if not study.spec:
-        _fail(f"study {name!r} was not created from a spec, so there is no objective to resume it with; "
-              "continue it from Python with load_study(...).optimize(...)")
+        _fail(
+            f"study {name!r} was not created from a spec, so there is no objective to resume it with; "
+            "continue it from Python with load_study(...).optimize(...)"
+        )
     spec = parse_spec(study.spec, source=f"stored spec of {name!r}")
     _optimize(study, spec, workers=workers, quiet=quiet)
 
@@ -125,7 +138,8 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
         waiting = len(study.get_trials([TrialState.WAITING]))
         _console(stderr=True).print(
             f"\n[yellow]interrupted:[/] {waiting} trial(s) are queued again; "
-            f"continue with: optml resume {study.name}" + (f" --storage {study.storage.url}" if study.storage.url else "")
+            f"continue with: optml resume {study.name}"
+            + (f" --storage {study.storage.url}" if study.storage.url else "")
         )
         raise typer.Exit(130) from None
     if not quiet:
@@ -138,7 +152,9 @@ def _print_run_stats(study: Any, console: Any) -> None:
     if stats is None or not stats.trials:
         return
     if stats.busy_s < 1.0:  # trials too short for a speedup to mean anything
-        console.print(f"{stats.trials} trial(s) in {stats.wall_s:.2f} s on {stats.workers} worker(s)")
+        console.print(
+            f"{stats.trials} trial(s) in {stats.wall_s:.2f} s on {stats.workers} worker(s)"
+        )
         return
     console.print(
         f"{stats.trials} trial(s) in {stats.wall_s:.1f} s on {stats.workers} worker(s); one after "
@@ -192,7 +208,9 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     console.print(table)
     if best is not None:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        console.print(f"Best: trial {best.number}: {study.metric.name} = {_fmt(best.value)} with {params}")
+        console.print(
+            f"Best: trial {best.number}: {study.metric.name} = {_fmt(best.value)} with {params}"
+        )
     else:
         console.print("No trial has completed yet.")
 
@@ -212,12 +230,19 @@ def studies(storage: str | None = StorageOpt) -> None:
         return
     table = Table(title=f"Studies in {store.url}", title_justify="left")
     for col in ("name", "state", "trials", "complete", "failed", "metric", "best", "created"):
-        table.add_column(col, justify="right" if col in ("trials", "complete", "failed", "best") else "left")
+        table.add_column(
+            col, justify="right" if col in ("trials", "complete", "failed", "best") else "left"
+        )
     for s in rows:
         failed = s.counts.get("FAILED", 0) + s.counts.get("TIMEOUT", 0)
         table.add_row(
-            s.name, s.state, str(s.n_trials), str(s.counts.get("COMPLETE", 0)), str(failed),
-            f"{s.metric.name} ({s.metric.direction[:3]})", _fmt(s.best_value),
+            s.name,
+            s.state,
+            str(s.n_trials),
+            str(s.counts.get("COMPLETE", 0)),
+            str(failed),
+            f"{s.metric.name} ({s.metric.direction[:3]})",
+            _fmt(s.best_value),
             s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
         )
     console.print(table)
@@ -244,7 +269,9 @@ def show(
 def export(
     name: str = typer.Argument(..., help="The study to export.", show_default=False),
     fmt: str = typer.Option("json", "--format", "-f", help="csv or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout."
+    ),
     storage: str | None = StorageOpt,
 ) -> None:
     """Export a study's trials as CSV or JSON (a list of trials: number, state, params, value, metrics, duration_s, error)."""

@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from optml.errors import OptMLError, SpecError
+from optml.errors import SpecError
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
+)
 
 
 def parse_duration(value: Any) -> float | None:
@@ -102,7 +104,9 @@ class StudySpec(_Model):
     @model_validator(mode="after")
     def _space_or_file(self) -> StudySpec:
         if (self.space is None) == (self.grid_file is None):
-            raise ValueError("give either space (the parameters to search) or grid_file, not both or neither")
+            raise ValueError(
+                "give either space (the parameters to search) or grid_file, not both or neither"
+            )
         return self
 
     @property
@@ -123,7 +127,11 @@ def spec_error(exc: ValidationError, source: str) -> SpecError:
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         given = err.get("input")
-        shown = f" (got {given!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, dict) else ""
+        shown = (
+            f" (got {given!r})"
+            if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, dict)
+            else ""
+        )
         parts.append(f"{loc or 'spec'}: {msg}{shown}")
     # The same field can fail each member of a union: keep each message once.
     unique = list(dict.fromkeys(parts))
@@ -133,7 +141,9 @@ def spec_error(exc: ValidationError, source: str) -> SpecError:
 def parse_spec(data: Any, source: str = "spec", base_dir: str | Path | None = None) -> StudySpec:
     """Validate a spec dict; resolve relative paths against ``base_dir``."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: expected a mapping of fields (name, objective, space, ...), got {type(data).__name__}")
+        raise SpecError(
+            f"{source}: expected a mapping of fields (name, objective, space, ...), got {type(data).__name__}"
+        )
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
@@ -209,9 +219,17 @@ def _resolve_paths(spec: StudySpec, base: Path) -> StudySpec:
     if spec.data:
         changes["data"] = _resolve(base, spec.data)
     if spec.grid_file is not None:
-        grid = spec.grid_file if isinstance(spec.grid_file, GridFileSpec) else GridFileSpec(path=spec.grid_file)
+        grid = (
+            spec.grid_file
+            if isinstance(spec.grid_file, GridFileSpec)
+            else GridFileSpec(path=spec.grid_file)
+        )
         changes["grid_file"] = GridFileSpec(path=_resolve(base, grid.path), columns=grid.columns)
-    if spec.storage and spec.storage.startswith("sqlite:///") and not spec.storage.startswith("sqlite:////"):
+    if (
+        spec.storage
+        and spec.storage.startswith("sqlite:///")
+        and not spec.storage.startswith("sqlite:////")
+    ):
         changes["storage"] = "sqlite:///" + _resolve(base, spec.storage.removeprefix("sqlite:///"))
     return spec.model_copy(update=changes)
 
@@ -229,9 +247,7 @@ def build_objective(spec: StudySpec) -> Any:
     return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env)
 
 
-def study_from_spec(
-    spec: StudySpec, storage: str | None = None, name: str | None = None
-) -> Any:
+def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | None = None) -> Any:
     """Create the study a spec describes (or return the existing one of that name if its spec
     is the same)."""
     from optml.errors import StudyNotFoundError
@@ -247,9 +263,9 @@ def study_from_spec(
     except StudyNotFoundError:
         record = None
     if record is not None:
-        same = {k: v for k, v in record.spec.items() if k not in ("name", "storage", "execution")} == {
-            k: v for k, v in stored.items() if k not in ("name", "storage", "execution")
-        }
+        same = {
+            k: v for k, v in record.spec.items() if k not in ("name", "storage", "execution")
+        } == {k: v for k, v in stored.items() if k not in ("name", "storage", "execution")}
         if not same:
             raise SpecError(
                 f"a study named {name!r} already exists in {store.url} with a different spec; "
@@ -259,10 +275,16 @@ def study_from_spec(
 
     algorithm: Any = spec.algorithm
     if spec.grid_file is not None:
-        grid = spec.grid_file if isinstance(spec.grid_file, GridFileSpec) else GridFileSpec(path=spec.grid_file)
+        grid = (
+            spec.grid_file
+            if isinstance(spec.grid_file, GridFileSpec)
+            else GridFileSpec(path=spec.grid_file)
+        )
         space, rows = read_grid_file(grid.path, grid.columns)
         if algorithm not in ("grid", "auto"):
-            raise SpecError(f"{spec.name}: a grid_file runs its rows as a grid; algorithm must be grid, not {algorithm!r}")
+            raise SpecError(
+                f"{spec.name}: a grid_file runs its rows as a grid; algorithm must be grid, not {algorithm!r}"
+            )
         algorithm = {"name": "grid", "points": rows}
     elif isinstance(spec.space, list):
         from optml.samplers._meta import meta_space

@@ -39,7 +39,9 @@ def _metrics_from(
             out.append(Metric(str(m), (direction or "minimize")))  # type: ignore[arg-type]
     for m in out:
         if m.direction not in ("minimize", "maximize"):
-            raise SpecError(f"metric {m.name!r}: direction must be minimize or maximize, not {m.direction!r}")
+            raise SpecError(
+                f"metric {m.name!r}: direction must be minimize or maximize, not {m.direction!r}"
+            )
     return tuple(out)
 
 
@@ -55,14 +57,21 @@ class Study:
     True
     """
 
-    def __init__(self, storage: Storage, record: StudyRecord, sampler: Sampler | None = None,
-                 space: Space | None = None, constraints: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        record: StudyRecord,
+        sampler: Sampler | None = None,
+        space: Space | None = None,
+        constraints: Sequence[Any] = (),
+    ) -> None:
         self.storage = storage
         self._record = record
         self.space = space or Space.from_dict(record.space)
         self.constraints = self._parse_constraints(constraints)
-        self.sampler = sampler or make_sampler(record.sampler, space=self.space,
-                                               n_metrics=len(record.metrics))
+        self.sampler = sampler or make_sampler(
+            record.sampler, space=self.space, n_metrics=len(record.metrics)
+        )
         self._cache: dict[int, Trial] | None = None
         self._stop_requested = False
         self.last_run: Any = None
@@ -118,8 +127,9 @@ class Study:
         from optml.constraints import is_feasible
         from optml.storage._base import best_of
 
-        feasible = [t for t in self.get_trials([TrialState.COMPLETE])
-                    if is_feasible(t, self.constraints)]
+        feasible = [
+            t for t in self.get_trials([TrialState.COMPLETE]) if is_feasible(t, self.constraints)
+        ]
         return best_of(feasible, self.metric)
 
     @property
@@ -186,8 +196,12 @@ class Study:
         return self._write_new(config, TrialState.WAITING)
 
     def add_trial(
-        self, params: Mapping[str, Any], value: float | Mapping[str, float] | None = None, *,
-        state: TrialState | str = TrialState.COMPLETE, error: str | None = None,
+        self,
+        params: Mapping[str, Any],
+        value: float | Mapping[str, float] | None = None,
+        *,
+        state: TrialState | str = TrialState.COMPLETE,
+        error: str | None = None,
     ) -> Trial:
         """Record a trial evaluated elsewhere (warm start)."""
         config = self.space.validate(params, where="added trial")
@@ -196,8 +210,9 @@ class Study:
             raise OptMLError(f"add_trial records finished trials; {state.value} is not finished")
         fields: dict[str, Any] = {"error": error, "finished_at": datetime.now(UTC)}
         if value is not None:
-            metrics = normalize_result(dict(value) if isinstance(value, Mapping) else value,
-                                       self.metric.name)
+            metrics = normalize_result(
+                dict(value) if isinstance(value, Mapping) else value, self.metric.name
+            )
             fields.update(metrics=metrics, value=primary_value(metrics, self.metric.name))
         elif state is TrialState.COMPLETE:
             raise OptMLError("add_trial: a COMPLETE trial needs a value")
@@ -218,16 +233,21 @@ class Study:
         return trials
 
     def tell(
-        self, trial: Trial | int, value: float | Mapping[str, float] | None = None, *,
-        state: TrialState | str = TrialState.COMPLETE, error: str | None = None,
+        self,
+        trial: Trial | int,
+        value: float | Mapping[str, float] | None = None,
+        *,
+        state: TrialState | str = TrialState.COMPLETE,
+        error: str | None = None,
     ) -> Trial:
         """Finish a trial started with :meth:`ask` with its value (or metrics) or another state."""
         number = trial.number if isinstance(trial, Trial) else int(trial)
         state = TrialState(state)
         fields: dict[str, Any] = {"state": state, "error": error, "finished_at": datetime.now(UTC)}
         if value is not None:
-            metrics = normalize_result(dict(value) if isinstance(value, Mapping) else value,
-                                       self.metric.name)
+            metrics = normalize_result(
+                dict(value) if isinstance(value, Mapping) else value, self.metric.name
+            )
             fields["metrics"] = metrics
             try:
                 fields["value"] = primary_value(metrics, self.metric.name)
@@ -272,9 +292,18 @@ class Study:
         from optml._controller import Controller
 
         self.last_run = Controller(
-            self, objective, n_trials=n_trials, timeout=timeout, workers=workers,
-            executor=executor, trial_timeout=trial_timeout, retries=retries, target=target,
-            callbacks=callbacks, data=data, show_progress=show_progress,
+            self,
+            objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            workers=workers,
+            executor=executor,
+            trial_timeout=trial_timeout,
+            retries=retries,
+            target=target,
+            callbacks=callbacks,
+            data=data,
+            show_progress=show_progress,
         ).run()
 
     # -- internals shared by ask/tell and the controller ----------------------------------
@@ -301,8 +330,12 @@ class Study:
         """What the sampler sees now."""
         trials = sorted(self._trial_cache().values(), key=lambda t: t.number)
         return SearchContext(
-            space=self.space, trials=trials, metrics=self.metrics, seed=self.seed,
-            budget=budget, constraints=self.constraints,
+            space=self.space,
+            trials=trials,
+            metrics=self.metrics,
+            seed=self.seed,
+            budget=budget,
+            constraints=self.constraints,
         )
 
     def _parse_constraints(self, extra: Sequence[Any]) -> tuple[Any, ...]:
@@ -329,9 +362,11 @@ class Study:
             ctx = self.context(budget)
             rng = np.random.default_rng([self.seed, len(ctx.trials)])
             for config in self.sampler.propose(ctx, want, rng)[:want]:
-                started.append(self._write_new(
-                    config, TrialState.RUNNING, worker=me, started_at=datetime.now(UTC)
-                ))
+                started.append(
+                    self._write_new(
+                        config, TrialState.RUNNING, worker=me, started_at=datetime.now(UTC)
+                    )
+                )
         return started
 
     def requeue_orphans(self) -> list[Trial]:
@@ -339,10 +374,17 @@ class Study:
         requeued = []
         for t in self.storage.get_trials(self.id, [TrialState.RUNNING]):
             if not controller_alive(t.worker):
-                requeued.append(self._write(
-                    t.number, state=TrialState.WAITING, worker=None,
-                    user_attrs={**t.user_attrs, "requeued": t.user_attrs.get("requeued", 0) + 1},
-                ))
+                requeued.append(
+                    self._write(
+                        t.number,
+                        state=TrialState.WAITING,
+                        worker=None,
+                        user_attrs={
+                            **t.user_attrs,
+                            "requeued": t.user_attrs.get("requeued", 0) + 1,
+                        },
+                    )
+                )
         return requeued
 
 
@@ -392,7 +434,11 @@ def create_study(
 
     parse_constraints(list(constraints), names=parsed.names)  # fail before anything is written
     record = store.create_study(
-        name, metrics=metrics, space=parsed.to_dict(), sampler=chosen.to_spec(), seed=seed,
+        name,
+        metrics=metrics,
+        space=parsed.to_dict(),
+        sampler=chosen.to_spec(),
+        seed=seed,
         spec=stored_spec,
     )
     callables = [c for c in constraints if not isinstance(c, str | Mapping)]

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 
-class TrialState(str, enum.Enum):
+class TrialState(enum.StrEnum):
     """Where a trial is in its life: WAITING → RUNNING → one of the finished states."""
 
     WAITING = "WAITING"
@@ -22,9 +22,6 @@ class TrialState(str, enum.Enum):
     @property
     def is_finished(self) -> bool:
         return self not in (TrialState.WAITING, TrialState.RUNNING)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED, TrialState.TIMEOUT)

@@ -30,14 +30,22 @@ class CLI:
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.command(*args), cwd=self.workdir, capture_output=True, text=True,
-            timeout=timeout, env=self.env(),
+            self.command(*args),
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(*args), cwd=self.workdir, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=self.env(),
+            self.command(*args),
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
         )
 
 

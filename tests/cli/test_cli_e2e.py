@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import time
@@ -15,7 +14,7 @@ import pytest
 from optml import load_study
 from optml.trial import TrialState
 
-OBJECTIVES = '''
+OBJECTIVES = """
 import os, time, json, subprocess, sys
 
 def quadratic(x, n):
@@ -41,7 +40,7 @@ def slow(a, b):
     with open("runs.log", "a") as f:
         f.write(json.dumps({"a": a, "b": b}) + "\\n")
     return a * 10 + b
-'''
+"""
 
 
 @pytest.fixture
@@ -52,7 +51,9 @@ def objectives(cli):
 
 def test_grid_study_completes_every_trial_in_sqlite(objectives) -> None:
     cli = objectives
-    cli.write("grid.yaml", """
+    cli.write(
+        "grid.yaml",
+        """
         name: tiny-grid
         objective: {function: objectives.py:quadratic}
         metric: {name: loss, direction: minimize}
@@ -61,7 +62,8 @@ def test_grid_study_completes_every_trial_in_sqlite(objectives) -> None:
           n: [1, 2]
         algorithm: grid
         execution: {workers: 2}
-    """)
+    """,
+    )
     result = cli.run("run", "grid.yaml", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
     assert "★ best" in result.stdout and "speedup" in result.stdout
@@ -79,25 +81,32 @@ def test_grid_study_completes_every_trial_in_sqlite(objectives) -> None:
     exported = cli.run("export", "tiny-grid", "--format", "json", "--storage", cli.storage)
     trials = json.loads(exported.stdout)
     assert len(trials) == 6
-    assert {"number", "state", "params", "value", "metrics", "duration_s", "error"} <= set(trials[0])
+    assert {"number", "state", "params", "value", "metrics", "duration_s", "error"} <= set(
+        trials[0]
+    )
     csv_text = cli.run("export", "tiny-grid", "--format", "csv", "--storage", cli.storage).stdout
     assert csv_text.splitlines()[0].startswith("number,state,params.x,params.n,value")
     assert len(csv_text.strip().splitlines()) == 7
 
     again = cli.run("run", "grid.yaml", "--storage", cli.storage)
     assert again.returncode == 0
-    assert len(load_study("tiny-grid", storage=cli.storage).trials) == 6, "re-run must not repeat trials"
+    assert len(load_study("tiny-grid", storage=cli.storage).trials) == 6, (
+        "re-run must not repeat trials"
+    )
 
 
 def test_timeout_kills_the_whole_process_tree(objectives) -> None:
     cli = objectives
-    cli.write("sleepy.yaml", """
+    cli.write(
+        "sleepy.yaml",
+        """
         name: sleepy
         objective: {function: objectives.py:sleepy}
         space: {x: [0, 1]}
         algorithm: grid
         execution: {workers: 2, trial_timeout: 2s}
-    """)
+    """,
+    )
     result = cli.run("run", "sleepy.yaml", "--storage", cli.storage, timeout=60)
     assert result.returncode == 0, result.stderr
     states = {t.params["x"]: t for t in load_study("sleepy", storage=cli.storage).trials}
@@ -114,13 +123,16 @@ def test_timeout_kills_the_whole_process_tree(objectives) -> None:
 
 def test_failing_trial_is_recorded_and_the_study_goes_on(objectives) -> None:
     cli = objectives
-    cli.write("flaky.yaml", """
+    cli.write(
+        "flaky.yaml",
+        """
         name: flaky
         objective: {function: objectives.py:flaky}
         space: {x: [1, 2, 3]}
         algorithm: grid
         execution: {workers: 2, retries: 1}
-    """)
+    """,
+    )
     result = cli.run("run", "flaky.yaml", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
     trials = {t.params["x"]: t for t in load_study("flaky", storage=cli.storage).trials}
@@ -148,7 +160,9 @@ def _wait_for_completed(cli, study_name: str, count: int, proc) -> None:
         if cli.db.exists():
             try:
                 with sqlite3.connect(cli.db) as con:
-                    done = con.execute("SELECT COUNT(*) FROM trials WHERE state='COMPLETE'").fetchone()[0]
+                    done = con.execute(
+                        "SELECT COUNT(*) FROM trials WHERE state='COMPLETE'"
+                    ).fetchone()[0]
                 if done >= count:
                     return
             except sqlite3.OperationalError:
@@ -185,7 +199,10 @@ def test_sigkill_of_the_controller_then_resume_runs_each_configuration_once(obje
     result = cli.run("resume", "slow-grid", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
     _assert_each_config_done_once(cli)
-    runs = Counter(tuple(json.loads(line).values()) for line in (cli.workdir / "runs.log").read_text().splitlines())
+    runs = Counter(
+        tuple(json.loads(line).values())
+        for line in (cli.workdir / "runs.log").read_text().splitlines()
+    )
     for config in finished_before:
         assert runs[config] == 1, f"finished trial {config} was run again"
 
@@ -210,13 +227,26 @@ def test_ctrl_c_requeues_running_trials_and_resume_finishes(objectives) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("bad_spec.yaml", "name: s\nobjective: {function: objectives.py:flaky}\nspace: {x: [1]}\nexecution: {workers: 0}\n",
-         "bad_spec.yaml: execution.workers"),
-        ("bad_space.yaml", "name: s\nobjective: {function: objectives.py:flaky}\nspace: {x: {uniform: [5, 1]}}\nalgorithm: random\n",
-         "bad_space.yaml: space.x"),
-        ("bad_yaml.yaml", "name: s\nobjective: {function: x\nspace: [\n", "bad_yaml.yaml:3: invalid YAML"),
-        ("bad_grid.yaml", "name: s\nobjective: {function: objectives.py:flaky}\ngrid_file: grid.txt\n",
-         "grid.txt:3: expected 1 values (x), found 2"),
+        (
+            "bad_spec.yaml",
+            "name: s\nobjective: {function: objectives.py:flaky}\nspace: {x: [1]}\nexecution: {workers: 0}\n",
+            "bad_spec.yaml: execution.workers",
+        ),
+        (
+            "bad_space.yaml",
+            "name: s\nobjective: {function: objectives.py:flaky}\nspace: {x: {uniform: [5, 1]}}\nalgorithm: random\n",
+            "bad_space.yaml: space.x",
+        ),
+        (
+            "bad_yaml.yaml",
+            "name: s\nobjective: {function: x\nspace: [\n",
+            "bad_yaml.yaml:3: invalid YAML",
+        ),
+        (
+            "bad_grid.yaml",
+            "name: s\nobjective: {function: objectives.py:flaky}\ngrid_file: grid.txt\n",
+            "grid.txt:3: expected 1 values (x), found 2",
+        ),
     ],
 )
 def test_bad_input_gives_a_one_line_error_naming_where(objectives, name, text, expected) -> None:
@@ -232,7 +262,12 @@ def test_bad_input_gives_a_one_line_error_naming_where(objectives, name, text, e
 
 
 def test_help_says_what_each_command_does(cli) -> None:
-    for command, words in [("run", "spec"), ("resume", "interrupted"), ("studies", "List"),
-                           ("show", "trials"), ("export", "CSV")]:
+    for command, words in [
+        ("run", "spec"),
+        ("resume", "interrupted"),
+        ("studies", "List"),
+        ("show", "trials"),
+        ("export", "CSV"),
+    ]:
         result = cli.run(command, "--help")
         assert result.returncode == 0 and words in result.stdout, command

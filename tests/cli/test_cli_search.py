@@ -6,7 +6,7 @@ from __future__ import annotations
 from optml import load_study
 from optml.trial import TrialState
 
-OBJECTIVE = '''
+OBJECTIVE = """
 def two_families(model, **p):
     if model == "lin":
         return (p["a"] - 1) ** 2
@@ -14,12 +14,14 @@ def two_families(model, **p):
 
 def two_metrics(x, y):
     return {"error": (x - 1) ** 2 + y, "cost": x + y}
-'''
+"""
 
 
 def test_cash_spec_with_constraint(cli) -> None:
     cli.write("obj.py", OBJECTIVE)
-    cli.write("cash.yaml", """
+    cli.write(
+        "cash.yaml",
+        """
         name: cash
         objective: {function: obj.py:two_families}
         space:
@@ -31,7 +33,8 @@ def test_cash_spec_with_constraint(cli) -> None:
         budget: {trials: 12}
         seed: 3
         execution: {workers: 2}
-    """)
+    """,
+    )
     result = cli.run("run", "cash.yaml", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
     assert "meta" in result.stdout, "auto must say what it picked"
@@ -48,7 +51,9 @@ def test_cash_spec_with_constraint(cli) -> None:
 
 def test_two_metrics_keep_a_pareto_front(cli) -> None:
     cli.write("obj.py", OBJECTIVE)
-    cli.write("mo.yaml", """
+    cli.write(
+        "mo.yaml",
+        """
         name: mo
         objective: {function: obj.py:two_metrics}
         metric:
@@ -59,7 +64,8 @@ def test_two_metrics_keep_a_pareto_front(cli) -> None:
           y: {uniform: [0, 1]}
         budget: {trials: 16}
         seed: 1
-    """)
+    """,
+    )
     result = cli.run("run", "mo.yaml", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
     assert "nsga2" in result.stdout
@@ -69,19 +75,27 @@ def test_two_metrics_keep_a_pareto_front(cli) -> None:
     done = study.get_trials([TrialState.COMPLETE])
     for f in front:  # nothing in the study dominates a front member
         for t in done:
-            assert not (t.metrics["error"] <= f.metrics["error"] and t.metrics["cost"] <= f.metrics["cost"]
-                        and (t.metrics["error"] < f.metrics["error"] or t.metrics["cost"] < f.metrics["cost"]))
+            assert not (
+                t.metrics["error"] <= f.metrics["error"]
+                and t.metrics["cost"] <= f.metrics["cost"]
+                and (
+                    t.metrics["error"] < f.metrics["error"] or t.metrics["cost"] < f.metrics["cost"]
+                )
+            )
 
 
 def test_bad_constraint_is_a_one_line_error(cli) -> None:
     cli.write("obj.py", OBJECTIVE)
-    cli.write("bad.yaml", """
+    cli.write(
+        "bad.yaml",
+        """
         name: bad
         objective: {function: obj.py:two_metrics}
         space: {x: {uniform: [0, 2]}, y: {uniform: [0, 1]}}
         constraints: ["x + z < 1"]
         budget: {trials: 4}
-    """)
+    """,
+    )
     result = cli.run("run", "bad.yaml", "--storage", cli.storage)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

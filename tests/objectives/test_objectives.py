@@ -38,14 +38,18 @@ def test_command_reads_the_last_json_object_on_stdout(tmp_path) -> None:
 
 def test_command_result_file_wins_and_params_reach_the_environment(tmp_path) -> None:
     script = tmp_path / "train.sh"
-    script.write_text('echo "{\\"loss\\": 99}"\necho "{\\"loss\\": $1, \\"n\\": $OPTML_TRIAL_NUMBER}" > "$OPTML_RESULT_FILE"\n')
+    script.write_text(
+        'echo "{\\"loss\\": 99}"\necho "{\\"loss\\": $1, \\"n\\": $OPTML_TRIAL_NUMBER}" > "$OPTML_RESULT_FILE"\n'
+    )
     out = _run(CommandObjective("bash train.sh {lr}", cwd=str(tmp_path)), {"lr": 0.25})
     assert out.metrics == {"loss": 0.25, "n": 0.0}
 
 
 def test_command_bare_number_and_shell_quoting() -> None:
-    out = _run(CommandObjective(f"{PY} -c \"import sys; print(len(sys.argv[1]))\" {{name}}"),
-               {"name": "a b; rm -rf /"})
+    out = _run(
+        CommandObjective(f'{PY} -c "import sys; print(len(sys.argv[1]))" {{name}}'),
+        {"name": "a b; rm -rf /"},
+    )
     assert out.state == "COMPLETE" and out.metrics == {"loss": 13.0}
 
 
@@ -76,7 +80,8 @@ def test_command_timeout_kills_its_process_tree(tmp_path) -> None:
 
 def test_model_module_protocol(tmp_path) -> None:
     module = tmp_path / "model.py"
-    module.write_text(textwrap.dedent("""
+    module.write_text(
+        textwrap.dedent("""
         CALLS = []
         def generate_data(path=None):
             CALLS.append(path)
@@ -90,12 +95,15 @@ def test_model_module_protocol(tmp_path) -> None:
             return abs(model["fit"] - 6.0)
         def metrics(model, data):
             return {"calls": len(CALLS)}
-    """))
+    """)
+    )
     obj = ModuleObjective(str(module), data="data.csv")
     first = _run(obj, {"scale": 2.0})
     second = _run(obj, {"scale": 1.0})
     assert first.metrics == {"test_error": 6.0, "calls": 1.0}
-    assert second.metrics == {"test_error": 0.0, "calls": 1.0}, "generate_data runs once per process"
+    assert second.metrics == {"test_error": 0.0, "calls": 1.0}, (
+        "generate_data runs once per process"
+    )
 
 
 def test_model_module_missing_functions(tmp_path) -> None:
@@ -107,9 +115,12 @@ def test_model_module_missing_functions(tmp_path) -> None:
 
 
 def test_function_by_name_from_a_file(tmp_path) -> None:
-    (tmp_path / "obj.py").write_text("def f(a, data=None):\n    return {'loss': a, 'd': len(data)}\n")
-    out = run_trial(FunctionObjective(f"{tmp_path / 'obj.py'}:f"),
-                    TrialTask(0, {"a": 2.0}, "loss", data="abc"))
+    (tmp_path / "obj.py").write_text(
+        "def f(a, data=None):\n    return {'loss': a, 'd': len(data)}\n"
+    )
+    out = run_trial(
+        FunctionObjective(f"{tmp_path / 'obj.py'}:f"), TrialTask(0, {"a": 2.0}, "loss", data="abc")
+    )
     assert out.metrics == {"loss": 2.0, "d": 3.0}
     bad = _run(FunctionObjective(f"{tmp_path / 'obj.py'}:g"), {"a": 1})
     assert bad.state == "FAILED" and "has no 'g'" in bad.error
@@ -151,7 +162,9 @@ def test_worker_that_dies_is_reported_and_replaced() -> None:
                 outcomes += ex.wait(1)
     finally:
         ex.shutdown()
-    assert outcomes[0].state == "FAILED" and "exited unexpectedly with status 3" in outcomes[0].error
+    assert (
+        outcomes[0].state == "FAILED" and "exited unexpectedly with status 3" in outcomes[0].error
+    )
     assert outcomes[1].state == "COMPLETE"
 
 

@@ -7,9 +7,8 @@ import importlib
 import numpy as np
 import pytest
 
-from optml.samplers import SearchContext, available_samplers, make_sampler
+from optml.samplers import _REGISTRY, SearchContext, available_samplers, make_sampler
 from optml.samplers._base import Metric
-from optml.samplers import _REGISTRY
 from optml.space import Categorical, Float, Int, Space
 from optml.trial import Trial, TrialState
 
@@ -44,7 +43,9 @@ def _history(space: Space, n: int, seed: int = 0, running: int = 0) -> list[Tria
         u = space.encode(config)
         value = float(np.sum((u - 0.3) ** 2))
         if i < n:
-            trials.append(Trial(i, TrialState.COMPLETE, config, value=value, metrics={"value": value}))
+            trials.append(
+                Trial(i, TrialState.COMPLETE, config, value=value, metrics={"value": value})
+            )
         else:
             trials.append(Trial(i, TrialState.RUNNING, config))
     return trials
@@ -85,9 +86,16 @@ def test_grid_walks_every_point_once_then_stops() -> None:
         batch = sampler.propose(SearchContext(space=space, trials=trials), 4, rng)
         if not batch:
             break
-        trials += [Trial(len(trials) + i, TrialState.COMPLETE, c, value=0.0) for i, c in enumerate(batch)]
+        trials += [
+            Trial(len(trials) + i, TrialState.COMPLETE, c, value=0.0) for i, c in enumerate(batch)
+        ]
     assert [(t.params["lr"], t.params["n"]) for t in trials] == [
-        (0.1, 1), (0.1, 2), (0.1, 3), (0.5, 1), (0.5, 2), (0.5, 3)
+        (0.1, 1),
+        (0.1, 2),
+        (0.1, 3),
+        (0.5, 1),
+        (0.5, 2),
+        (0.5, 3),
     ]
 
 
@@ -95,9 +103,9 @@ def test_grid_with_explicit_points_skips_pending() -> None:
     space = Space([Categorical("lr", (0.1, 0.5))])
     sampler = make_sampler({"name": "grid", "points": [{"lr": 0.5}, {"lr": 0.1}]})
     pending = [Trial(0, TrialState.RUNNING, {"lr": 0.5})]
-    assert sampler.propose(SearchContext(space=space, trials=pending), 5, np.random.default_rng()) == [
-        {"lr": 0.1}
-    ]
+    assert sampler.propose(
+        SearchContext(space=space, trials=pending), 5, np.random.default_rng()
+    ) == [{"lr": 0.1}]
 
 
 @pytest.mark.parametrize("name", [n for n in MODEL_FREE if n != "grid"])
@@ -108,6 +116,8 @@ def test_finite_space_is_exhausted_without_repeats(name: str) -> None:
     sampler = make_sampler(name)
     for _ in range(4):
         batch = sampler.propose(SearchContext(space=space, trials=trials), 4, rng)
-        trials += [Trial(len(trials) + i, TrialState.COMPLETE, c, value=1.0) for i, c in enumerate(batch)]
+        trials += [
+            Trial(len(trials) + i, TrialState.COMPLETE, c, value=1.0) for i, c in enumerate(batch)
+        ]
     assert len(trials) == 6
     assert len({space.key(t.params) for t in trials}) == 6

@@ -14,7 +14,6 @@ from optml.errors import SpaceError, SpecError
 from optml.samplers import Metric, SearchContext, make_sampler
 from optml.samplers._meta import MetaSampler, MetaSpace, is_meta_dict, meta_space
 from optml.space import Space
-from optml.space import Space
 from optml.trial import Trial, TrialState
 
 FAMILIES = {

@@ -11,14 +11,16 @@ from optml.space import Categorical, Float, Int, Space, parse_space, read_grid_f
 
 
 def test_scipy_distributions_are_read_as_scipy_defines_them() -> None:
-    space = parse_space({
-        "dropout": stats.uniform(0.1, 0.4),
-        "lr": stats.loguniform(1e-4, 1e-1),
-        "units": stats.randint(8, 65),
-        "act": ["relu", "tanh"],
-        "layers": range(1, 5),
-        "even": range(2, 11, 2),
-    })
+    space = parse_space(
+        {
+            "dropout": stats.uniform(0.1, 0.4),
+            "lr": stats.loguniform(1e-4, 1e-1),
+            "units": stats.randint(8, 65),
+            "act": ["relu", "tanh"],
+            "layers": range(1, 5),
+            "even": range(2, 11, 2),
+        }
+    )
     assert space["dropout"] == Float("dropout", 0.1, 0.5)
     assert space["lr"] == Float("lr", 1e-4, 1e-1, log=True)
     assert space["units"] == Int("units", 8, 64)
@@ -42,15 +44,17 @@ def test_unsupported_scipy_distribution_names_what_is_accepted() -> None:
 
 
 def test_yaml_forms() -> None:
-    space = parse_space({
-        "a": {"uniform": [0, 1]},
-        "b": {"loguniform": [1e-3, 1]},
-        "c": {"int": [1, 10]},
-        "d": {"logint": [1, 1024]},
-        "e": {"int": [0, 10], "step": 5},
-        "f": {"choice": [True, False]},
-        "g": 3,
-    })
+    space = parse_space(
+        {
+            "a": {"uniform": [0, 1]},
+            "b": {"loguniform": [1e-3, 1]},
+            "c": {"int": [1, 10]},
+            "d": {"logint": [1, 1024]},
+            "e": {"int": [0, 10], "step": 5},
+            "f": {"choice": [True, False]},
+            "g": 3,
+        }
+    )
     assert space["b"].log and space["d"].log
     assert space["e"].values() == [0, 5, 10]
     assert space["g"].choices == (3,)
@@ -78,10 +82,16 @@ def test_malformed_space_names_the_field(definition, match) -> None:
 
 
 def test_unit_cube_round_trip(rng) -> None:
-    space = Space([
-        Float("x", -3, 7), Float("lr", 1e-5, 1.0, log=True), Int("n", 1, 9),
-        Int("u", 1, 512, log=True), Int("s", 0, 100, step=10), Categorical("c", ("a", "b", None)),
-    ])
+    space = Space(
+        [
+            Float("x", -3, 7),
+            Float("lr", 1e-5, 1.0, log=True),
+            Int("n", 1, 9),
+            Int("u", 1, 512, log=True),
+            Int("s", 0, 100, step=10),
+            Categorical("c", ("a", "b", None)),
+        ]
+    )
     for config in space.sample(rng, 200):
         u = space.encode(config)
         assert np.all((u >= 0) & (u <= 1))
@@ -126,7 +136,9 @@ def test_validate_names_missing_unknown_and_out_of_range() -> None:
 
 
 def test_space_survives_storage_round_trip() -> None:
-    space = parse_space({"a": {"logint": [1, 64]}, "b": [True, "x", 2.5], "c": {"loguniform": [1e-3, 1]}})
+    space = parse_space(
+        {"a": {"logint": [1, 64]}, "b": [True, "x", 2.5], "c": {"loguniform": [1e-3, 1]}}
+    )
     assert Space.from_dict(space.to_dict()) == space
 
 

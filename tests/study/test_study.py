@@ -35,7 +35,9 @@ def test_optimize_runs_exactly_n_trials_in_parallel_and_records_everything(tmp_p
 
 def test_maximize_and_extra_metrics_are_kept(tmp_path) -> None:
     study = _study(tmp_path, metric="acc", direction="maximize")
-    study.optimize(lambda x, n: {"acc": -abs(x), "loss": abs(x), "n": n}, n_trials=8, executor="serial")
+    study.optimize(
+        lambda x, n: {"acc": -abs(x), "loss": abs(x), "n": n}, n_trials=8, executor="serial"
+    )
     assert study.best_value == max(t.value for t in study.trials)
     assert set(study.best_trial.metrics) == {"acc", "loss", "n"}
 
@@ -55,8 +57,12 @@ def test_enqueued_configurations_run_first_and_added_trials_count(tmp_path) -> N
     with pytest.raises(OptMLError, match="x=9 is outside the space"):
         study.enqueue({"x": 9, "n": 1})
     seen = []
-    study.optimize(lambda x, n: x + n, n_trials=3, executor="serial",
-                   callbacks=[lambda s, t: seen.append(t.params)])
+    study.optimize(
+        lambda x, n: x + n,
+        n_trials=3,
+        executor="serial",
+        callbacks=[lambda s, t: seen.append(t.params)],
+    )
     assert seen[:2] == [{"x": 0.5, "n": 2}, {"x": -0.5, "n": 3}]
     assert len(study.trials) == 4 and study.trials[0].value == 1.0
 
@@ -111,7 +117,10 @@ def test_grid_ends_by_itself(tmp_path) -> None:
     study = _study(tmp_path, space={"a": [1, 2], "b": ["u", "v"]}, sampler="grid")
     study.optimize(lambda a, b: a, workers=2)
     assert sorted((t.params["a"], t.params["b"]) for t in study.trials) == [
-        (1, "u"), (1, "v"), (2, "u"), (2, "v")
+        (1, "u"),
+        (1, "v"),
+        (2, "u"),
+        (2, "v"),
     ]
 
 
@@ -149,9 +158,11 @@ def test_intermediate_values_are_recorded(tmp_path) -> None:
         return x
 
     study.optimize(objective, n_trials=1, workers=1)
-    assert study.trials[0].intermediate == {0: pytest.approx(study.trials[0].params["x"]),
-                                            1: pytest.approx(study.trials[0].params["x"] + 1),
-                                            2: pytest.approx(study.trials[0].params["x"] + 2)}
+    assert study.trials[0].intermediate == {
+        0: pytest.approx(study.trials[0].params["x"]),
+        1: pytest.approx(study.trials[0].params["x"] + 1),
+        2: pytest.approx(study.trials[0].params["x"] + 2),
+    }
 
 
 def test_table_export_is_pandas_free(tmp_path) -> None:
@@ -163,17 +174,31 @@ def test_table_export_is_pandas_free(tmp_path) -> None:
 
 
 def test_public_surface_is_exact() -> None:
-    assert sorted(optml.__all__) == sorted([
-        "Categorical", "Float", "Int", "Metric", "OptMLError", "Space", "Study", "Trial",
-        "TrialState", "__version__", "create_study", "load_study",
-    ])
+    assert sorted(optml.__all__) == sorted(
+        [
+            "Categorical",
+            "Float",
+            "Int",
+            "Metric",
+            "OptMLError",
+            "Space",
+            "Study",
+            "Trial",
+            "TrialState",
+            "__version__",
+            "create_study",
+            "load_study",
+        ]
+    )
 
 
 def test_import_optml_stays_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, optml; heavy = [m for m in ('sqlalchemy', 'sklearn', 'scipy', 'rich', "
-            "'typer', 'pydantic', 'psutil') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, optml; heavy = [m for m in ('sqlalchemy', 'sklearn', 'scipy', 'rich', "
+        "'typer', 'pydantic', 'psutil') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -12,8 +12,9 @@ from optml.executors._serial import SerialExecutor
 _BACKENDS: dict[str, type[Executor]] = {"serial": SerialExecutor, "local": LocalExecutor}
 
 
-def make_executor(backend: str | Executor | None = None, workers: int | None = None,
-                  **options: Any) -> Executor:
+def make_executor(
+    backend: str | Executor | None = None, workers: int | None = None, **options: Any
+) -> Executor:
     """Build an executor by name (``local`` by default) with ``workers`` slots."""
     if isinstance(backend, Executor):
         return backend

@@ -58,8 +58,11 @@ def run_trial(objective: Objective, task: TrialTask, log_path: str | None = None
     :func:`read_log_tail`.)
     """
     context = TrialContext(
-        number=task.number, params=dict(task.params), attempt=task.attempt,
-        timeout=task.timeout, data=task.data,
+        number=task.number,
+        params=dict(task.params),
+        attempt=task.attempt,
+        timeout=task.timeout,
+        data=task.data,
     )
     started_at = datetime.now(UTC)
     start = time.perf_counter()
@@ -81,9 +84,15 @@ def run_trial(objective: Objective, task: TrialTask, log_path: str | None = None
     finally:
         logs = capture.stop() if capture else None
     return TrialOutcome(
-        number=task.number, state=state, metrics=metrics, error=error, logs=logs,
-        duration_s=time.perf_counter() - start, started_at=started_at,
-        finished_at=datetime.now(UTC), intermediate=dict(context.intermediate),
+        number=task.number,
+        state=state,
+        metrics=metrics,
+        error=error,
+        logs=logs,
+        duration_s=time.perf_counter() - start,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        intermediate=dict(context.intermediate),
         attempt=task.attempt,
     )
 

@@ -151,9 +151,14 @@ class LocalExecutor(Executor):
         w.conn.close()
         logs = read_log_tail(_log_path(self._log_dir or "", w.proc.pid, task.number))
         return TrialOutcome(
-            number=task.number, state=state, error=error, logs=logs,
-            duration_s=time.monotonic() - w.started, started_at=w.started_at,
-            finished_at=datetime.now(UTC), attempt=task.attempt,
+            number=task.number,
+            state=state,
+            error=error,
+            logs=logs,
+            duration_s=time.monotonic() - w.started,
+            started_at=w.started_at,
+            finished_at=datetime.now(UTC),
+            attempt=task.attempt,
         )
 
 

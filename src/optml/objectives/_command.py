@@ -29,7 +29,10 @@ class CommandObjective(Objective):
     """
 
     def __init__(
-        self, command: str, data: str | None = None, cwd: str | None = None,
+        self,
+        command: str,
+        data: str | None = None,
+        cwd: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         if not command.strip():
@@ -65,8 +68,14 @@ class CommandObjective(Objective):
                 "OPTML_RESULT_FILE": str(result_file),
             }
             proc = subprocess.Popen(
-                line, shell=True, cwd=self.cwd, env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                line,
+                shell=True,
+                cwd=self.cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
             try:
                 out, err = proc.communicate(timeout=context.timeout)

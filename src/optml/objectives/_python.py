@@ -42,8 +42,10 @@ class FunctionObjective(Objective):
         return _call(fn, params, context)
 
     def describe(self) -> str:
-        name = self.function if isinstance(self.function, str) else getattr(
-            self.function, "__qualname__", repr(self.function)
+        name = (
+            self.function
+            if isinstance(self.function, str)
+            else getattr(self.function, "__qualname__", repr(self.function))
         )
         return f"function {name}"
 
@@ -67,7 +69,8 @@ def _call(fn: Callable[..., Any], params: dict[str, Any], context: TrialContext)
     if "data" in names and "data" not in params:
         extras["data"] = context.data
     positional = [
-        p for p in names.values()
+        p
+        for p in names.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in extras
     ]
     if accepts_kwargs or all(n in names for n in params):
@@ -92,7 +95,9 @@ def load_callable(target: str) -> Callable[..., Any]:
     try:
         fn = getattr(module, attr)
     except AttributeError:
-        raise ObjectiveError(f"objective.function {target!r}: {module_name} has no {attr!r}") from None
+        raise ObjectiveError(
+            f"objective.function {target!r}: {module_name} has no {attr!r}"
+        ) from None
     if not callable(fn):
         raise ObjectiveError(f"objective.function {target!r} is not callable")
     return fn  # type: ignore[no-any-return]

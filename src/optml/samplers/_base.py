@@ -96,8 +96,10 @@ class SearchContext:
         for t in self.trials:
             if t.state is not TrialState.COMPLETE or t.value is None:
                 continue
-            if all(_finite(t.metrics.get(m.name, t.value if i == 0 else None)) for i, m in
-                   enumerate(self.metrics)):
+            if all(
+                _finite(t.metrics.get(m.name, t.value if i == 0 else None))
+                for i, m in enumerate(self.metrics)
+            ):
                 out.append(t)
         return tuple(out)
 
@@ -119,8 +121,10 @@ class SearchContext:
         """Every metric of ``trials`` as an (n, k) array of values to minimise."""
         trials = self.completed if trials is None else trials
         rows = [
-            [m.loss(t.metrics.get(m.name, t.value if i == 0 else np.nan))  # type: ignore[arg-type]
-             for i, m in enumerate(self.metrics)]
+            [
+                m.loss(t.metrics.get(m.name, t.value if i == 0 else np.nan))  # type: ignore[arg-type]
+                for i, m in enumerate(self.metrics)
+            ]
             for t in trials
         ]
         return np.array(rows, dtype=float).reshape(len(trials), len(self.metrics))
@@ -249,7 +253,8 @@ def fill_unique(
                     break
     if len(out) < n and ctx.space.is_finite and ctx.space.grid_size <= 100_000:
         rest = [
-            c for c in ctx.space.grid()
+            c
+            for c in ctx.space.grid()
             if ctx.space.key(c) not in seen and (allows is None or allows(c))
         ]
         for i in rng.permutation(len(rest))[: n - len(out)]:

@@ -94,7 +94,9 @@ class LatinHypercubeSampler(Sampler):
         for index in range(start, start + n):
             b = index // block
             if b not in designs:
-                designs[b] = qmc.LatinHypercube(len(ctx.space), rng=np.random.default_rng([ctx.seed, b])).random(block)
+                designs[b] = qmc.LatinHypercube(
+                    len(ctx.space), rng=np.random.default_rng([ctx.seed, b])
+                ).random(block)
             points.append(ctx.space.decode(designs[b][index % block]))
         return fill_unique(ctx, points, n, rng)
 

@@ -92,7 +92,9 @@ class Int:
             if isinstance(value, bool) or not (
                 isinstance(value, int) or (isinstance(value, float) and value.is_integer())
             ):
-                raise SpaceError(f"parameter {self.name!r}: {what} must be an integer, got {value!r}")
+                raise SpaceError(
+                    f"parameter {self.name!r}: {what} must be an integer, got {value!r}"
+                )
             object.__setattr__(self, what, int(value))
         if self.step < 1:
             raise SpaceError(f"parameter {self.name!r}: step must be >= 1, got {self.step}")
@@ -145,7 +147,13 @@ class Int:
         return list(range(self.low, self.high + 1, self.step))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "int", "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+        return {
+            "type": "int",
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            "step": self.step,
+        }
 
     def describe(self) -> str:
         step = f" step {self.step}" if self.step != 1 else ""
@@ -171,7 +179,9 @@ class Categorical:
                 )
         keys = [_choice_key(c) for c in choices]
         if len(set(keys)) != len(keys):
-            raise SpaceError(f"parameter {self.name!r}: the choices {list(choices)!r} repeat a value")
+            raise SpaceError(
+                f"parameter {self.name!r}: the choices {list(choices)!r} repeat a value"
+            )
         object.__setattr__(self, "choices", choices)
 
     @property
@@ -228,7 +238,9 @@ def param_from_dict(name: str, data: dict[str, Any]) -> Param:
     if kind == "float":
         return Float(name, data["low"], data["high"], bool(data.get("log", False)))
     if kind == "int":
-        return Int(name, data["low"], data["high"], bool(data.get("log", False)), data.get("step", 1))
+        return Int(
+            name, data["low"], data["high"], bool(data.get("log", False)), data.get("step", 1)
+        )
     if kind == "categorical":
         return Categorical(name, tuple(data["choices"]))
     raise SpaceError(f"parameter {name!r}: unknown stored type {kind!r}")

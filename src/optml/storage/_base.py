@@ -143,9 +143,7 @@ class Storage(abc.ABC):
         """One trial; raise StorageError if it does not exist."""
 
     @abc.abstractmethod
-    def get_trials(
-        self, study_id: int, states: Iterable[TrialState] | None = None
-    ) -> list[Trial]:
+    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         """Trials of a study in number order, optionally only those in ``states``."""
 
     @abc.abstractmethod
@@ -156,7 +154,7 @@ class Storage(abc.ABC):
     def count_trials(self, study_id: int) -> dict[str, int]:
         """Number of trials per state (states with none are left out)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The storage must not be used afterwards."""
 
 
@@ -166,7 +164,9 @@ def check_update(trial: Trial, fields: Mapping[str, Any]) -> dict[str, Any]:
 
     unknown = set(fields) - TRIAL_FIELDS
     if unknown:
-        raise StorageError(f"trial {trial.number}: cannot update unknown field(s) {sorted(unknown)}")
+        raise StorageError(
+            f"trial {trial.number}: cannot update unknown field(s) {sorted(unknown)}"
+        )
     if trial.state.is_finished and set(fields) - {"user_attrs"}:
         raise StorageError(
             f"trial {trial.number} is already {trial.state.value}; a finished trial is immutable"

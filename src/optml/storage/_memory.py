@@ -152,9 +152,7 @@ class InMemoryStorage(Storage):
                 raise StorageError(f"study {study_id} has no trial {number}")
             return copy.deepcopy(trials[number])
 
-    def get_trials(
-        self, study_id: int, states: Iterable[TrialState] | None = None
-    ) -> list[Trial]:
+    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         with self._lock:
             trials = copy.deepcopy(self._trials_of(study_id))
         if states is not None:
@@ -164,7 +162,9 @@ class InMemoryStorage(Storage):
 
     def get_best_trial(self, study_id: int) -> Trial | None:
         with self._lock:
-            return copy.deepcopy(best_of(self._trials_of(study_id), self._by_id(study_id).metrics[0]))
+            return copy.deepcopy(
+                best_of(self._trials_of(study_id), self._by_id(study_id).metrics[0])
+            )
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}
