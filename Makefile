@@ -21,7 +21,7 @@ install-test: $(VENV)/.installed-test
 
 # The seed's experiment: 20 ANN configurations on local worker processes, results in ./optml.db.
 demo: install
-	-@$(VENV)/bin/optml delete ann-grid --yes --storage sqlite:///optml.db >/dev/null 2>&1
+	@$(VENV)/bin/optml delete ann-grid --yes --storage sqlite:///optml.db >/dev/null 2>&1 || true
 	$(VENV)/bin/optml run examples/ann_grid.yaml --storage sqlite:///optml.db
 
 # Everything: unit, end-to-end, PostgreSQL (a real server, installed and started here) and slow tests.

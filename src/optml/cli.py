@@ -180,16 +180,24 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     extra_metrics: list[str] = []
     for t in trials:
         extra_metrics += [m for m in t.metrics if m != study.metric.name and m not in extra_metrics]
-    table = Table(title=f"{study.name}: {len(trials)} trial(s)", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("state")
+    goal = "minimising" if study.metric.direction == "minimize" else "maximising"
+    table = Table(
+        title=f"{study.name}: {len(trials)} trial(s), {goal} {study.metric.name}",
+        title_justify="left",
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True, min_width=8)
     for n in names:
-        table.add_column(n, justify="right")
-    table.add_column(f"{study.metric.name} ({study.metric.direction[:3]})", justify="right")
-    for m in extra_metrics[:4]:
-        table.add_column(m, justify="right")
-    table.add_column("time (s)", justify="right")
-    table.add_column("note")
+        table.add_column(n, justify="right", no_wrap=True, min_width=min(len(n), 14))
+    value_header = study.metric.name
+    table.add_column(value_header, justify="right", no_wrap=True, min_width=min(len(value_header), 16))
+    # Extra metrics only as far as the terminal has room for them.
+    used = 24 + sum(min(len(n), 14) + 3 for n in names) + min(len(value_header), 16) + 3 + 11 + 8
+    extras = extra_metrics[: max(0, min(4, (console.width - used) // 14))]
+    for m in extras:
+        table.add_column(m, justify="right", no_wrap=True)
+    table.add_column("secs", justify="right", no_wrap=True)
+    table.add_column("note", min_width=6, no_wrap=True, overflow="ellipsis")
     shown = trials if limit is None else trials[-limit:]
     colours = {"COMPLETE": "green", "FAILED": "red", "TIMEOUT": "magenta", "PRUNED": "yellow"}
     for t in shown:
@@ -200,7 +208,7 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
             f"[{colours.get(t.state.value, 'white')}]{t.state.value}[/]",
             *[_fmt(t.params.get(n)) for n in names],
             _fmt(t.value),
-            *[_fmt(t.metrics.get(m)) for m in extra_metrics[:4]],
+            *[_fmt(t.metrics.get(m)) for m in extras],
             _fmt(round(t.duration_s, 2) if t.duration_s is not None else None),
             note,
             style="bold" if is_best else None,
