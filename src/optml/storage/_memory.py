@@ -10,7 +10,14 @@ from typing import Any
 
 from optml.errors import DuplicateStudyError, StorageError, StudyNotFoundError
 from optml.samplers._base import Metric
-from optml.storage._base import Storage, StudyRecord, StudySummary, best_of, check_update
+from optml.storage._base import (
+    STUDY_STATES,
+    Storage,
+    StudyRecord,
+    StudySummary,
+    best_of,
+    check_update,
+)
 from optml.trial import Trial, TrialState
 
 
@@ -95,6 +102,8 @@ class InMemoryStorage(Storage):
         self._studies[record.name] = replace(record, **changes)
 
     def set_study_state(self, study_id: int, state: str) -> None:
+        if state not in STUDY_STATES:
+            raise StorageError(f"study state {state!r} is not one of {list(STUDY_STATES)}")
         with self._lock:
             self._replace_study(study_id, state=state)
 
