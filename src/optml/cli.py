@@ -40,16 +40,23 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _storage_url(url: str | None) -> str:
+def _storage_url(url: str | None, must_exist: bool = False) -> str:
+    """The storage URL; for reading commands, a SQLite file that is not there is an error
+    (rather than a new empty database left behind)."""
     from optml.storage import DEFAULT_STORAGE_URL
 
-    return url or DEFAULT_STORAGE_URL
+    url = url or DEFAULT_STORAGE_URL
+    if must_exist and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            _fail(f"no OptML database at {path}; give the one your studies are in with --storage")
+    return url
 
 
 def _load(name: str, storage: str | None) -> Any:
     from optml.study import load_study
 
-    return load_study(name, storage=_storage_url(storage))
+    return load_study(name, storage=_storage_url(storage, must_exist=True))
 
 
 @app.command()
@@ -230,7 +237,7 @@ def studies(storage: str | None = StorageOpt) -> None:
 
     from optml.storage import open_storage
 
-    store = open_storage(_storage_url(storage))
+    store = open_storage(_storage_url(storage, must_exist=True))
     rows = store.list_studies()
     console = _console()
     if not rows:
@@ -302,7 +309,7 @@ def delete(
     """Delete a study and all its trials."""
     from optml.storage import open_storage
 
-    store = open_storage(_storage_url(storage))
+    store = open_storage(_storage_url(storage, must_exist=True))
     store.load_study(name)
     if not yes and not typer.confirm(f"Delete study {name!r} and all its trials?"):
         raise typer.Exit(1)

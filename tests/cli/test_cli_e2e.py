@@ -271,3 +271,10 @@ def test_help_says_what_each_command_does(cli) -> None:
     ]:
         result = cli.run(command, "--help")
         assert result.returncode == 0 and words in result.stdout, command
+
+
+def test_reading_commands_do_not_create_a_database(cli) -> None:
+    for args in (["studies"], ["show", "x"], ["export", "x"], ["resume", "x"]):
+        result = cli.run(*args)
+        assert result.returncode == 2 and "no OptML database at optml.db" in result.stderr, args
+    assert not cli.db.exists()
