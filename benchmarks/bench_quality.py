@@ -32,6 +32,14 @@ from functions import FUNCTIONS, get_function  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "_out" / "quality"
 CHECKPOINTS = (20, 40, 80)
+# Median regrets below this count as "solved" (equal) when ranking and counting wins: the test
+# functions' values range over units to thousands, so 1e-5 against 3e-5 is no real difference.
+SOLVED = 1e-4
+
+
+def _key(regret: float) -> float:
+    """The value that ranks and comparisons use: 0 when solved, else 3 significant digits."""
+    return 0.0 if regret < SOLVED else float(f"{regret:.3g}")
 DEFAULT_OPTIMIZERS = [OPTML_PREFIX + s for s in OPTML] + PEERS
 
 
@@ -126,12 +134,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 # -- report ---------------------------------------------------------------------------------
 
 
-def load(out: Path, batch: int, budget: int) -> dict[str, dict[str, list[list[float]]]]:
-    """optimizer -> function -> list of value trajectories (one per seed)."""
+def load(
+    out: Path, batch: int, budget: int, seeds: int | None = None
+) -> dict[str, dict[str, list[list[float]]]]:
+    """optimizer -> function -> list of value trajectories (one per seed; seeds < ``seeds``)."""
     data: dict[str, dict[str, list[list[float]]]] = {}
     root = out / f"b{batch}_n{budget}"
     for path in sorted(root.glob("*/*/seed*.json")):
         record = json.loads(path.read_text())
+        if seeds is not None and record["seed"] >= seeds:
+            continue
         data.setdefault(record["optimizer"], {}).setdefault(record["function"], []).append(
             record["values"]
         )
@@ -164,8 +176,7 @@ def summarise(
     med = {o: {fn: _median_regret(fn, data[o][fn], at) for fn in functions} for o in optimizers}
     ranks: dict[str, list[float]] = {o: [] for o in optimizers}
     for fn in functions:
-        # Regrets equal to 4 significant digits count as ties.
-        r = rankdata([float(f"{med[o][fn]:.4g}") for o in optimizers], method="average")
+        r = rankdata([_key(med[o][fn]) for o in optimizers], method="average")
         for o, ri in zip(optimizers, r, strict=True):
             ranks[o].append(float(ri))
     mean_rank = {o: float(np.mean(ranks[o])) if functions else float("nan") for o in optimizers}
@@ -184,11 +195,16 @@ def _seeds(data: dict[str, dict[str, list[list[float]]]], o: str) -> str:
 
 
 def render(
-    out: Path, budget: int, batches: list[int], min_seeds: int, only: list[str] | None = None
+    out: Path,
+    budget: int,
+    batches: list[int],
+    min_seeds: int,
+    only: list[str] | None = None,
+    seeds: int | None = None,
 ) -> str:
     lines: list[str] = []
     for batch in batches:
-        data = load(out, batch, budget)
+        data = load(out, batch, budget, seeds)
         if only:
             data = {o: v for o, v in data.items() if o in {canonical(x) for x in only}}
         if not data:
@@ -211,8 +227,8 @@ def render(
         lines.append("|---|" + "---:|" * len(optimizers))
         for fn in functions:
             vals = [final["median"][o][fn] for o in optimizers]
-            best = min(float(f"{v:.4g}") for v in vals)
-            cells = [f"**{_fmt(v)}**" if float(f"{v:.4g}") == best else _fmt(v) for v in vals]
+            best = min(_key(v) for v in vals)
+            cells = [f"**{_fmt(v)}**" if _key(v) == best else _fmt(v) for v in vals]
             lines.append(f"| {fn} | " + " | ".join(cells) + " |")
         lines.append("")
         checks = [c for c in CHECKPOINTS if c < budget] + [budget]
@@ -246,8 +262,8 @@ def render(
                 w = t = 0
                 lost = []
                 for fn in functions:
-                    a = float(f"{final['median'][best][fn]:.4g}")
-                    b = float(f"{final['median'][p][fn]:.4g}")
+                    a = _key(final["median"][best][fn])
+                    b = _key(final["median"][p][fn])
                     if a < b:
                         w += 1
                     elif a == b:
@@ -288,7 +304,7 @@ def render(
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    print(render(args.out, args.budget, args.batch, args.min_seeds, args.optimizers))
+    print(render(args.out, args.budget, args.batch, args.min_seeds, args.optimizers, args.seeds))
 
 
 parser_defaults = {"seeds": 10}
@@ -343,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         help="only functions that every optimiser ran with this many seeds",
     )
     rep.add_argument("--optimizers", nargs="*", metavar="NAME", help="only these (default: all)")
+    rep.add_argument("--seeds", type=int, help="only seeds 0..N-1 (same seeds for everyone)")
     rep.add_argument("--out", type=Path, default=OUT)
     rep.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)

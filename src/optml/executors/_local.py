@@ -61,7 +61,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe()
-        proc = self._mp.Process(
+        proc = self._mp.Process(  # type: ignore[attr-defined]
             target=_worker_main,
             args=(child, self._objective, self._log_dir, self.threads_per_worker, os.getpid()),
             name="optml-worker",

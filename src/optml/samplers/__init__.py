@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from optml.errors import SpecError
@@ -33,7 +34,7 @@ def available_samplers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_sampler(spec: str | dict[str, Any] | Sampler, **context: Any) -> Sampler:
+def make_sampler(spec: str | Mapping[str, Any] | Sampler, **context: Any) -> Sampler:
     """Build a sampler from its name or ``{"name": ..., **options}`` (as :meth:`Sampler.to_spec`)."""
     if isinstance(spec, Sampler):
         return spec

@@ -112,7 +112,9 @@ class SearchContext:
         """
         trials = self.completed if trials is None else trials
         metric = self.metrics[0]
-        raw = np.array([metric.loss(t.value) for t in trials], dtype=float)  # type: ignore[arg-type]
+        raw = np.array(
+            [np.nan if t.value is None else metric.loss(t.value) for t in trials], dtype=np.float64
+        )
         if not self.constraints or not len(raw):
             return raw
         return penalise(raw, self.violations(trials))
