@@ -27,6 +27,7 @@ demo: install
 # Everything: unit, end-to-end, PostgreSQL (a real server, installed and started here) and slow tests.
 test: install-test
 	VENV=$(VENV) bash scripts/postgres.sh install
+	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 install-bench: install
@@ -38,7 +39,10 @@ bench: install-bench
 	$(PY) benchmarks/bench_storage.py
 
 lint: install-test
+	$(PIP) install mypy
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src
+	$(PY) -m mypy src
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache optml.db optml.db-*
