@@ -197,7 +197,9 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     for n in names:
         table.add_column(n, justify="right", no_wrap=True, min_width=min(len(n), 14))
     value_header = study.metric.name
-    table.add_column(value_header, justify="right", no_wrap=True, min_width=min(len(value_header), 16))
+    table.add_column(
+        value_header, justify="right", no_wrap=True, min_width=min(len(value_header), 16)
+    )
     # Extra metrics only as far as the terminal has room for them.
     used = 24 + sum(min(len(n), 14) + 3 for n in names) + min(len(value_header), 16) + 3 + 11 + 8
     extras = extra_metrics[: max(0, min(4, (console.width - used) // 14))]
