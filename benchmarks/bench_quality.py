@@ -217,8 +217,8 @@ def render(
         if not functions:
             lines += ["(no function has been run by every optimiser yet)", ""]
             continue
-        seeds = ", ".join(f"{o} {_seeds(data, o)}" for o in optimizers)
-        lines += [f"Seeds per optimiser: {seeds}.", ""]
+        seed_counts = ", ".join(f"{o} {_seeds(data, o)}" for o in optimizers)
+        lines += [f"Seeds per optimiser: {seed_counts}.", ""]
         lines += [
             f"Median simple regret after {budget} evaluations (lower is better; best in bold):",
             "",

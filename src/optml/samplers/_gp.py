@@ -584,6 +584,30 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+_WARPS = ("none", "log")
+# Minimum distance, in length scales, between points of one batch (and pending points).
+_MIN_SEPARATION = 0.1
+
+
+def _warp_losses(y: np.ndarray, kind: str) -> np.ndarray:
+    """A monotone transform of the losses before the GP sees them.
+
+    ``"log"``: ``log1p((y - min) / (median - min))``. Losses with a heavy upper tail (a few
+    diverged runs, Rosenbrock-like valleys) otherwise dominate the standardised outputs and
+    flatten the model near the optimum; the transform keeps the order of the trials, so the
+    best trial and the expected improvement over it stay meaningful.
+    """
+    if kind == "none" or len(y) < 3:
+        return y
+    low = float(np.min(y))
+    scale = float(np.median(y)) - low
+    if not scale > 0:
+        scale = float(np.max(y)) - low
+    if not scale > 0:
+        return y
+    return np.log1p((y - low) / scale)
+
+
 class GPSampler(Sampler):
     """Bayesian optimisation with a Gaussian process and log expected improvement.
 
@@ -615,7 +639,11 @@ class GPSampler(Sampler):
         n_candidates: int = 1024,
         max_fit_points: int = 256,
         n_restarts: int = 2,
+        warp: str = "log",
     ) -> None:
+        if warp not in _WARPS:
+            raise SpecError(f"algorithm gp: warp {warp!r} is unknown; use one of {list(_WARPS)}")
+        self.warp = warp
         if n_startup is not None:
             n_startup = _int_option("n_startup", n_startup, 1)
         if batch_strategy not in ("liar", "cluster"):
@@ -646,6 +674,7 @@ class GPSampler(Sampler):
             "n_candidates": self.n_candidates,
             "max_fit_points": self.max_fit_points,
             "n_restarts": self.n_restarts,
+            "warp": self.warp,
         }
 
     def startup_trials(self, space: Space) -> int:
@@ -668,7 +697,7 @@ class GPSampler(Sampler):
     ) -> list[dict[str, Any]]:
         enc = _Encoder(ctx.space)
         X = enc.from_configs([t.params for t in done])
-        y = self._scalarised_losses(ctx, done, rng)
+        y = _warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
         gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng)
         post = gp._require_fit()
         best = float(np.min(post.y))
@@ -689,12 +718,14 @@ class GPSampler(Sampler):
             picks = self._pick_clustered(enc, post, cands, best, seen, n, rng)
         else:
             picks = []
+            taken = list(pending)
             for _ in range(n):
-                found = self._pick_one(enc, post, cands, best, seen)
+                found = self._pick_one(enc, post, cands, best, seen, taken)
                 if found is None:
                     break
                 f, config = found
                 picks.append(config)
+                taken.append(f)
                 seen.add(ctx.space.key(config))
                 best = self._fantasise(post, f, liar_value, best)
                 cands.observe(post, *self._last_row(post))
@@ -772,10 +803,23 @@ class GPSampler(Sampler):
         return log_expected_improvement(cands.mean, np.sqrt(cands.var), best)
 
     def _pick_one(
-        self, enc: _Encoder, post: _Posterior, cands: _Candidates, best: float, seen: set[Any]
+        self,
+        enc: _Encoder,
+        post: _Posterior,
+        cands: _Candidates,
+        best: float,
+        seen: set[Any],
+        taken: Sequence[np.ndarray] = (),
     ) -> tuple[np.ndarray, dict[str, Any]] | None:
         self._improve(enc, post, cands, best, seen)
         acq = self._acquisition(cands, best)
+        if len(taken):
+            # A point within a tenth of a length scale of one being evaluated (or fantasised)
+            # is ~99% correlated with it: it would tell almost nothing new. Kriging-believer
+            # fantasies otherwise let EI creep along the mean's slope in tiny steps.
+            scaled = np.asarray(taken) / post.lengthscales
+            near = _sq_dist(cands.F / post.lengthscales, scaled).min(axis=1) < _MIN_SEPARATION**2
+            acq = np.where(near, -np.inf, acq)
         for i in np.argsort(-acq, kind="stable"):
             config = enc.to_config(cands.F[i])
             if enc.space.key(config) not in seen:
