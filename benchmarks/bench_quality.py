@@ -40,6 +40,8 @@ SOLVED = 1e-4
 def _key(regret: float) -> float:
     """The value that ranks and comparisons use: 0 when solved, else 3 significant digits."""
     return 0.0 if regret < SOLVED else float(f"{regret:.3g}")
+
+
 DEFAULT_OPTIMIZERS = [OPTML_PREFIX + s for s in OPTML] + PEERS
 
 

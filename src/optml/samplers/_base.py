@@ -144,6 +144,28 @@ class SearchContext:
         return frozenset(self.space.key(t.params) for t in self.trials)
 
 
+WARPS = ("none", "log")
+
+
+def warp_losses(y: np.ndarray, kind: str = "log") -> np.ndarray:
+    """A monotone transform of losses before a surrogate model sees them.
+
+    ``"log"``: ``log1p((y - min) / (median - min))``. Losses with a heavy upper tail (a few
+    diverged runs, Rosenbrock-like valleys) otherwise dominate a model fitted to raw values and
+    flatten it near the optimum. The transform keeps the order of the trials, so the best trial
+    and any improvement over it stay meaningful. ``"none"`` leaves the losses as they are.
+    """
+    if kind == "none" or len(y) < 3:
+        return y
+    low = float(np.min(y))
+    scale = float(np.median(y)) - low
+    if not scale > 0:
+        scale = float(np.max(y)) - low
+    if not scale > 0:
+        return y
+    return np.log1p((y - low) / scale)
+
+
 def penalise(losses: np.ndarray, violations: np.ndarray) -> np.ndarray:
     """Losses with every infeasible entry (violation > 0) moved behind all feasible ones.
 

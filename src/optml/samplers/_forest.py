@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optml.errors import SpecError
-from optml.samplers._base import Sampler, SearchContext, fill_unique
+from optml.samplers._base import Sampler, SearchContext, fill_unique, warp_losses
 from optml.space import Categorical, Int, Space
 
 SurrogateKind = Literal["extra_trees", "random_forest"]
@@ -231,7 +231,8 @@ class ForestSampler(Sampler):
         # remaining slots are filled at random below.
         if len(completed) >= 2:
             X = space.encode_many([t.params for t in completed])
-            y = ctx.losses(completed)
+            # Trees split on raw values would spend themselves on a heavy upper tail.
+            y = warp_losses(ctx.losses(completed))
             pending = [p for p in ctx.pending if _complete(space, p)]
             lie = float({"min": np.min(y), "mean": np.mean(y), "max": np.max(y)}[self.liar])
             lied = [space.encode(p) for p in pending] + chosen_units

@@ -26,7 +26,7 @@ from optml.samplers._acquisition import (
     log_expected_improvement,
     log_expected_improvement_grad,
 )
-from optml.samplers._base import Sampler, SearchContext, fill_unique
+from optml.samplers._base import WARPS, Sampler, SearchContext, fill_unique, warp_losses
 from optml.space import Categorical, Float, Int, Space
 
 _SQRT5 = math.sqrt(5.0)
@@ -584,28 +584,8 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-_WARPS = ("none", "log")
 # Minimum distance, in length scales, between points of one batch (and pending points).
 _MIN_SEPARATION = 0.1
-
-
-def _warp_losses(y: np.ndarray, kind: str) -> np.ndarray:
-    """A monotone transform of the losses before the GP sees them.
-
-    ``"log"``: ``log1p((y - min) / (median - min))``. Losses with a heavy upper tail (a few
-    diverged runs, Rosenbrock-like valleys) otherwise dominate the standardised outputs and
-    flatten the model near the optimum; the transform keeps the order of the trials, so the
-    best trial and the expected improvement over it stay meaningful.
-    """
-    if kind == "none" or len(y) < 3:
-        return y
-    low = float(np.min(y))
-    scale = float(np.median(y)) - low
-    if not scale > 0:
-        scale = float(np.max(y)) - low
-    if not scale > 0:
-        return y
-    return np.log1p((y - low) / scale)
 
 
 class GPSampler(Sampler):
@@ -641,8 +621,8 @@ class GPSampler(Sampler):
         n_restarts: int = 2,
         warp: str = "log",
     ) -> None:
-        if warp not in _WARPS:
-            raise SpecError(f"algorithm gp: warp {warp!r} is unknown; use one of {list(_WARPS)}")
+        if warp not in WARPS:
+            raise SpecError(f"algorithm gp: warp {warp!r} is unknown; use one of {list(WARPS)}")
         self.warp = warp
         if n_startup is not None:
             n_startup = _int_option("n_startup", n_startup, 1)
@@ -697,7 +677,7 @@ class GPSampler(Sampler):
     ) -> list[dict[str, Any]]:
         enc = _Encoder(ctx.space)
         X = enc.from_configs([t.params for t in done])
-        y = _warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
+        y = warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
         gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng)
         post = gp._require_fit()
         best = float(np.min(post.y))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from optml.errors import SpaceError, SpecError
-from optml.samplers._base import Sampler, SearchContext, fill_unique
+from optml.samplers._base import Sampler, SearchContext, fill_unique, warp_losses
 from optml.space import Categorical, Int, Space, parse_space
 
 MODEL_KEY = "model"
@@ -394,7 +394,7 @@ class MetaSampler(Sampler):
         losses = ctx.losses(done)
         finite = np.isfinite(losses)
         done = [t for t, ok in zip(done, finite, strict=True) if ok]
-        losses = losses[finite]
+        losses = warp_losses(losses[finite])
         # One scale for every family, so that the surrogates' optima are comparable.
         center = float(np.mean(losses)) if len(losses) else 0.0
         scale = float(np.std(losses)) if len(losses) > 1 else 1.0
