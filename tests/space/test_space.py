@@ -181,3 +181,21 @@ def test_malformed_hyperparameter_file_names_file_and_line(tmp_path, text, colum
 def test_missing_hyperparameter_file(tmp_path) -> None:
     with pytest.raises(SpaceError, match="cannot read the hyperparameter file"):
         read_grid_file(tmp_path / "nope.txt", ["a"])
+
+
+def test_encode_many_matches_encode(rng) -> None:
+    space = Space(
+        [
+            Float("x", -3, 7),
+            Float("lr", 1e-5, 1.0, log=True),
+            Int("n", 1, 9),
+            Int("u", 1, 512, log=True),
+            Int("s", 0, 100, step=10),
+            Categorical("c", ("a", 2, None)),
+        ]
+    )
+    configs = space.sample(rng, 50)
+    assert np.allclose(space.encode_many(configs), np.array([space.encode(c) for c in configs]))
+    assert space.encode_many([]).shape == (0, 6)
+    with pytest.raises(SpaceError, match="'zz' is not one of"):
+        space.encode_many([{**configs[0], "c": "zz"}])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from optml.errors import SpaceError
 
@@ -53,6 +56,13 @@ class Float:
         v = float(value)
         if self.log:
             return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (v - self.low) / (self.high - self.low)
+
+    def to_unit_many(self, values: Sequence[Any]) -> np.ndarray:
+        v = np.asarray(values, dtype=float)
+        if self.log:
+            lo = math.log(self.low)
+            return (np.log(v) - lo) / (math.log(self.high) - lo)
         return (v - self.low) / (self.high - self.low)
 
     def from_unit(self, u: float) -> float:
@@ -123,6 +133,13 @@ class Int:
         if self.log:
             lo, hi = math.log(self.low - 0.5 if self.low > 0.5 else 0.5), math.log(self.high + 0.5)
             return (math.log(v) - lo) / (hi - lo)
+        return ((v - self.low) // self.step + 0.5) / self.size
+
+    def to_unit_many(self, values: Sequence[Any]) -> np.ndarray:
+        v = np.asarray(values, dtype=float)
+        if self.log:
+            lo, hi = math.log(self.low - 0.5 if self.low > 0.5 else 0.5), math.log(self.high + 0.5)
+            return (np.log(v) - lo) / (hi - lo)
         return ((v - self.low) // self.step + 0.5) / self.size
 
     def from_unit(self, u: float) -> int:
@@ -201,6 +218,16 @@ class Categorical:
 
     def to_unit(self, value: Any) -> float:
         return (self.index(value) + 0.5) / self.size
+
+    def to_unit_many(self, values: Sequence[Any]) -> np.ndarray:
+        positions = {_choice_key(c): i for i, c in enumerate(self.choices)}
+        try:
+            index = [positions[_choice_key(v)] for v in values]
+        except KeyError:
+            bad = next(v for v in values if _choice_key(v) not in positions)
+            self.index(bad)  # raises the usual message
+            raise
+        return (np.asarray(index, dtype=float) + 0.5) / self.size
 
     def from_unit(self, u: float) -> Scalar:
         u = min(max(float(u), 0.0), 1.0)

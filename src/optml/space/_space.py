@@ -101,9 +101,11 @@ class Space:
         return np.array([p.to_unit(config[p.name]) for p in self], dtype=float)
 
     def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        if not configs:
-            return np.empty((0, len(self)))
-        return np.array([[p.to_unit(c[p.name]) for p in self] for c in configs], dtype=float)
+        """Map many configurations to the unit cube at once (one row each), column by column."""
+        out = np.empty((len(configs), len(self)))
+        for j, p in enumerate(self):
+            out[:, j] = p.to_unit_many([c[p.name] for c in configs])
+        return out
 
     def decode(self, point: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a point of the unit cube to a configuration (integers rounded, choices picked)."""
