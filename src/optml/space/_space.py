@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,7 +94,13 @@ class Space:
 
     def key(self, config: Mapping[str, Any]) -> tuple[Any, ...]:
         """A hashable key of a configuration: equal for configurations that are the same point."""
-        return tuple(_choice_key(config.get(n)) for n in self.names)
+        if self._numbers_only:  # 1 and 1.0 already hash alike; only choices need tagging
+            return tuple([config.get(n) for n in self._params])
+        return tuple([_choice_key(config.get(n)) for n in self._params])
+
+    @functools.cached_property
+    def _numbers_only(self) -> bool:
+        return all(not isinstance(p, Categorical) for p in self._params.values())
 
     # -- unit cube ------------------------------------------------------------------------
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
