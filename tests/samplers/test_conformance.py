@@ -121,3 +121,22 @@ def test_finite_space_is_exhausted_without_repeats(name: str) -> None:
         ]
     assert len(trials) == 6
     assert len({space.key(t.params) for t in trials}) == 6
+
+
+def test_grid_runs_the_longest_remaining_points_first_once_durations_are_known() -> None:
+    space = Space([Categorical("size", (2, 512)), Categorical("lr", (0.1, 0.2, 0.3))])
+    # The first row (size 2) has run: cheap. Size 512 took long in the trial that ran.
+    trials = [
+        Trial(0, TrialState.COMPLETE, {"size": 2, "lr": 0.1}, value=1.0, duration_s=0.1),
+        Trial(1, TrialState.COMPLETE, {"size": 512, "lr": 0.1}, value=1.0, duration_s=5.0),
+    ]
+    batch = make_sampler("grid").propose(
+        SearchContext(space=space, trials=trials), 2, np.random.default_rng(0)
+    )
+    assert batch == [{"size": 512, "lr": 0.2}, {"size": 512, "lr": 0.3}]
+    # Without durations (or values from elsewhere) the grid keeps its order.
+    untimed = [t.with_changes(duration_s=None) for t in trials]
+    batch = make_sampler("grid").propose(
+        SearchContext(space=space, trials=untimed), 2, np.random.default_rng(0)
+    )
+    assert batch == [{"size": 2, "lr": 0.2}, {"size": 2, "lr": 0.3}]

@@ -13,19 +13,27 @@ from optml.samplers._base import Sampler, SearchContext, fill_unique
 
 
 class GridSampler(Sampler):
-    """Every point of a finite space (or of an explicit list of ``points``), each once, in order.
+    """Every point of a finite space (or of an explicit list of ``points``), each once.
 
+    Points come in grid order (the last parameter varies fastest) until trials have finished;
+    from then on the next ``lookahead`` points are taken longest-first, each point's duration
+    predicted by the nearest finished trial. Parallel workers then end together instead of one
+    of them finishing a long trial alone at the end (longest-processing-time-first scheduling).
+    The order depends only on what is in storage, so a restarted study continues the same way.
     When all points have been proposed it returns nothing and the study ends.
     """
 
     name = "grid"
+
+    lookahead = 64
 
     def __init__(self, points: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.points = [dict(p) for p in points] if points is not None else None
 
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         seen = ctx.seen_keys()
-        out: list[dict[str, Any]] = []
+        window = max(n, self.lookahead)
+        ahead: list[dict[str, Any]] = []
         for i, point in enumerate(self.points if self.points is not None else ctx.space.grid()):
             if self.points is not None:
                 point = ctx.space.validate(point, where=f"grid point {i + 1}")
@@ -33,10 +41,10 @@ class GridSampler(Sampler):
             if key in seen or not ctx.allows(point):
                 continue
             seen.add(key)
-            out.append(point)
-            if len(out) == n:
+            ahead.append(point)
+            if len(ahead) == window:
                 break
-        return out
+        return _longest_first(ctx, ahead)[:n]
 
     def size(self, ctx: SearchContext) -> int:
         return len(self.points) if self.points is not None else ctx.space.grid_size
@@ -46,6 +54,19 @@ class GridSampler(Sampler):
         if self.points is not None:
             spec["points"] = self.points
         return spec
+
+
+def _longest_first(ctx: SearchContext, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` ordered by the duration of their nearest finished trial, longest first."""
+    timed = [t for t in ctx.trials if t.state.is_finished and t.duration_s is not None]
+    if len(points) < 2 or not timed:
+        return points
+    done = ctx.space.encode_many([t.params for t in timed])
+    todo = ctx.space.encode_many(points)
+    nearest = ((todo[:, None, :] - done[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    predicted = np.array([timed[j].duration_s for j in nearest])
+    order = np.argsort(-predicted, kind="stable")  # ties keep grid order
+    return [points[i] for i in order]
 
 
 class RandomSampler(Sampler):
