@@ -90,11 +90,10 @@ def test_target_stops_the_study(tmp_path) -> None:
 
 def test_timeout_stops_launching(tmp_path) -> None:
     study = _study(tmp_path)
-    start = time.monotonic()
     study.optimize(lambda x, n: time.sleep(0.05) or x, timeout=1.0, workers=2)
-    assert time.monotonic() - start < 30
+    assert study.last_run.stop_reason == "timeout"
     assert 2 <= len(study.trials)
-    assert all(t.state is TrialState.COMPLETE for t in study.trials)
+    assert all(t.state is TrialState.COMPLETE for t in study.trials), "running trials finish"
 
 
 def test_callback_can_stop_the_study(tmp_path) -> None:
