@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -92,16 +93,12 @@ class SearchContext:
 
     @functools.cached_property
     def _completed(self) -> tuple[Trial, ...]:
-        out = []
-        for t in self.trials:
-            if t.state is not TrialState.COMPLETE or t.value is None:
-                continue
-            if all(
-                _finite(t.metrics.get(m.name, t.value if i == 0 else None))
-                for i, m in enumerate(self.metrics)
-            ):
-                out.append(t)
-        return tuple(out)
+        complete = [t for t in self.trials if t.state is TrialState.COMPLETE and _finite(t.value)]
+        if len(self.metrics) == 1:  # the primary metric is the trial's value
+            return tuple(complete)
+        return tuple(
+            t for t in complete if all(_finite(t.metrics.get(m.name)) for m in self.metrics[1:])
+        )
 
     def losses(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise.
@@ -196,7 +193,10 @@ def penalise(losses: np.ndarray, violations: np.ndarray) -> np.ndarray:
 
 
 def _finite(value: Any) -> bool:
-    return value is not None and np.isfinite(value)
+    try:
+        return value is not None and math.isfinite(value)
+    except TypeError:
+        return False
 
 
 class Sampler(abc.ABC):
