@@ -11,7 +11,7 @@ import pytest
 
 from optml.errors import SpecError
 from optml.samplers import SearchContext, make_sampler
-from optml.samplers._forest import ForestSampler, ForestSurrogate, snap_to_grid
+from optml.samplers._forest import ForestSampler, ForestSurrogate
 from optml.space import Categorical, Float, Int, Space
 from optml.trial import Trial, TrialState
 
@@ -212,7 +212,7 @@ def test_surrogate_one_hot_learns_choices_out_of_index_order() -> None:
     assert np.all(mean[[0, 2, 4]] < 0.2) and np.all(mean[[1, 3]] > 0.8)
 
 
-def test_snap_to_grid_matches_decode_then_encode() -> None:
+def test_space_snap_matches_decode_then_encode() -> None:
     U = np.random.default_rng(2).random((200, len(MIXED)))
     expected = MIXED.encode_many([MIXED.decode(u) for u in U])
-    np.testing.assert_allclose(snap_to_grid(MIXED, U), expected, atol=1e-12)
+    np.testing.assert_allclose(MIXED.snap(U), expected, atol=1e-12)

@@ -21,7 +21,7 @@ import numpy as np
 
 from optml.errors import SpecError
 from optml.samplers._base import Sampler, SearchContext, fill_unique, warp_losses
-from optml.space import Categorical, Int, Space
+from optml.space import Categorical, Space
 
 SurrogateKind = Literal["extra_trees", "random_forest"]
 Liar = Literal["min", "mean", "max"]
@@ -113,27 +113,6 @@ class ForestSurrogate:
             [tree.predict(features, check_input=False) for tree in self._model.estimators_]
         )
         return per_tree.mean(axis=0), per_tree.std(axis=0)
-
-
-def snap_to_grid(space: Space, U: np.ndarray) -> np.ndarray:
-    """Move each row of ``U`` to the unit-cube point of the configuration it decodes to.
-
-    Integers and categoricals take a few discrete unit values; moving candidates there makes the
-    surrogate score the point that will actually be run. Vectorised, unlike decode + encode.
-    """
-    U = np.clip(np.asarray(U, dtype=float), 0.0, 1.0).copy()
-    for j, p in enumerate(space):
-        if isinstance(p, Categorical) or (isinstance(p, Int) and not p.log):
-            size = p.size
-            index = np.minimum((U[:, j] * size).astype(int), size - 1)
-            U[:, j] = (index + 0.5) / size
-        elif isinstance(p, Int):
-            # Log-scale integers: the same mapping as Int.from_unit / Int.to_unit, on arrays.
-            lo = math.log(p.low - 0.5 if p.low > 0.5 else 0.5)
-            hi = math.log(p.high + 0.5)
-            values = np.clip(np.rint(np.exp(lo + U[:, j] * (hi - lo))), p.low, p.high)
-            U[:, j] = (np.log(values) - lo) / (hi - lo)
-    return U
 
 
 class ForestSampler(Sampler):
@@ -265,7 +244,7 @@ class ForestSampler(Sampler):
         seen: set[tuple[Any, ...]],
         rng: np.random.Generator,
     ) -> dict[str, Any] | None:
-        candidates = snap_to_grid(space, _candidates(space, best, self.n_candidates, rng))
+        candidates = space.snap(_candidates(space, best, self.n_candidates, rng))
         mean, std = model.predict(candidates)
         score = mean - self.kappa * std
         # Most top-ranked candidates are new points; decoding only until one is found keeps the

@@ -25,7 +25,6 @@ their predictions are on one scale and the acquisition optima can be compared ac
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from optml.errors import SpaceError, SpecError
 from optml.samplers._base import Sampler, SearchContext, fill_unique, warp_losses
-from optml.space import Categorical, Int, Space, parse_space
+from optml.space import Categorical, Space, parse_space
 
 MODEL_KEY = "model"
 _META_TYPE = "meta"
@@ -515,7 +514,7 @@ class MetaSampler(Sampler):
         local = best[rng.integers(len(best), size=self.n_candidates // 2)]
         local = np.clip(local + rng.normal(0.0, 0.08, local.shape), 0.0, 1.0)
         # Score the points that would actually run: integers and choices snapped to their values.
-        U = _snap(fspace, np.vstack([uniform, local]))
+        U = fspace.snap(np.vstack([uniform, local]))
         mean, std = model.predict(U)
         score = np.asarray(mean, dtype=float) - self.kappa * np.asarray(std, dtype=float)
         for i in np.argsort(score, kind="stable"):
@@ -524,21 +523,6 @@ class MetaSampler(Sampler):
                 continue
             return float(score[i]), config
         return np.inf, None
-
-
-def _snap(space: Space, U: np.ndarray) -> np.ndarray:
-    """Rows of ``U`` moved to the unit point of the configuration each decodes to (vectorised)."""
-    U = np.clip(U, 0.0, 1.0)
-    for j, p in enumerate(space):
-        if isinstance(p, Categorical) or (isinstance(p, Int) and not p.log):
-            size = p.size
-            U[:, j] = (np.minimum((U[:, j] * size).astype(int), size - 1) + 0.5) / size
-        elif isinstance(p, Int):
-            lo = math.log(p.low - 0.5 if p.low > 0.5 else 0.5)
-            hi = math.log(p.high + 0.5)
-            values = np.clip(np.rint(np.exp(lo + U[:, j] * (hi - lo))), p.low, p.high)
-            U[:, j] = (np.log(values) - lo) / (hi - lo)
-    return U
 
 
 def _pick(options: Sequence[str], rng: np.random.Generator) -> str:
