@@ -81,17 +81,21 @@ def test_malformed_space_names_the_field(definition, match) -> None:
         parse_space(definition)
 
 
+# One parameter of every kind and scale; a choice list mixing strings, a number and None.
+ALL_KINDS = Space(
+    [
+        Float("x", -3, 7),
+        Float("lr", 1e-5, 1.0, log=True),
+        Int("n", 1, 9),
+        Int("u", 1, 512, log=True),
+        Int("s", 0, 100, step=10),
+        Categorical("c", ("a", 2, None)),
+    ]
+)
+
+
 def test_unit_cube_round_trip(rng) -> None:
-    space = Space(
-        [
-            Float("x", -3, 7),
-            Float("lr", 1e-5, 1.0, log=True),
-            Int("n", 1, 9),
-            Int("u", 1, 512, log=True),
-            Int("s", 0, 100, step=10),
-            Categorical("c", ("a", "b", None)),
-        ]
-    )
+    space = ALL_KINDS
     for config in space.sample(rng, 200):
         u = space.encode(config)
         assert np.all((u >= 0) & (u <= 1))
@@ -184,16 +188,7 @@ def test_missing_hyperparameter_file(tmp_path) -> None:
 
 
 def test_encode_many_matches_encode(rng) -> None:
-    space = Space(
-        [
-            Float("x", -3, 7),
-            Float("lr", 1e-5, 1.0, log=True),
-            Int("n", 1, 9),
-            Int("u", 1, 512, log=True),
-            Int("s", 0, 100, step=10),
-            Categorical("c", ("a", 2, None)),
-        ]
-    )
+    space = ALL_KINDS
     configs = space.sample(rng, 50)
     assert np.allclose(space.encode_many(configs), np.array([space.encode(c) for c in configs]))
     assert space.encode_many([]).shape == (0, 6)
