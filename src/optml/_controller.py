@@ -138,14 +138,12 @@ class Controller:
         study.storage.set_study_state(
             study.id, "INTERRUPTED" if stop_reason == "stopped" else "COMPLETE"
         )
-        stats = RunStats(
+        return RunStats(
             self.finished, time.monotonic() - start, self.busy_s, self.executor.workers, stop_reason
         )
-        study.last_run = stats
-        return stats
 
     def _stop_reason(self, deadline: float | None) -> str:
-        if getattr(self.study, "_stop_requested", False):
+        if self.study._stop_requested:
             return "stopped"
         if deadline is not None and time.monotonic() >= deadline:
             return "timeout"

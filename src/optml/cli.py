@@ -113,10 +113,10 @@ def resume(
 
 def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
     from optml.spec import build_objective
-    from optml.trial import TrialState
+    from optml.trial import FINISHED_STATES, TrialState
 
     console = _console()
-    finished = len(study.get_trials([s for s in TrialState if s.is_finished]))
+    finished = len(study.get_trials(FINISHED_STATES))
     n_trials = None
     if spec.budget.trials is not None:
         n_trials = max(0, spec.budget.trials - finished)

@@ -17,7 +17,7 @@ from optml.objectives._base import Objective, normalize_result, primary_value
 from optml.samplers import Metric, Sampler, SearchContext, make_sampler
 from optml.space import Space, parse_space
 from optml.storage import Storage, StudyRecord, open_storage
-from optml.trial import FINISHED_STATES, Trial, TrialState
+from optml.trial import Trial, TrialState
 
 Callback = Callable[["Study", Trial], None]
 
@@ -451,4 +451,4 @@ def load_study(name: str, storage: str | Storage | None = None) -> Study:
     return Study(store, store.load_study(name))
 
 
-__all__ = ["Study", "create_study", "load_study", "FINISHED_STATES"]
+__all__ = ["Study", "create_study", "load_study"]

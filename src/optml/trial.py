@@ -24,7 +24,7 @@ class TrialState(enum.StrEnum):
         return self not in (TrialState.WAITING, TrialState.RUNNING)
 
 
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED, TrialState.TIMEOUT)
+FINISHED_STATES = tuple(s for s in TrialState if s.is_finished)
 
 
 @dataclass(frozen=True)
