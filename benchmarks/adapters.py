@@ -86,9 +86,10 @@ class OptMLAdapter(Adapter):
 
     def __init__(self, space: Space, seed: int, budget: int, sampler: str | dict[str, Any]) -> None:
         super().__init__(space, seed, budget)
-        from optml.samplers import Metric, make_sampler
+        from optml.samplers import Metric, TrialMemo, make_sampler
 
         self.sampler = make_sampler(sampler)
+        self.memo = TrialMemo(space)  # as a Study keeps one across requests
         self.metric = Metric("value")
         self.trials: list[Any] = []
         self.label = OPTML_PREFIX + (sampler if isinstance(sampler, str) else sampler["name"])
@@ -97,7 +98,9 @@ class OptMLAdapter(Adapter):
         from optml.samplers import SearchContext
         from optml.trial import Trial, TrialState
 
-        ctx = SearchContext(self.space, tuple(self.trials), (self.metric,), self.seed, self.budget)
+        ctx = SearchContext(
+            self.space, tuple(self.trials), (self.metric,), self.seed, self.budget, memo=self.memo
+        )
         rng = np.random.default_rng([self.seed, len(self.trials)])
         configs = self.sampler.propose(ctx, n, rng)
         for c in configs:

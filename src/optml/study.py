@@ -14,7 +14,7 @@ import numpy as np
 from optml._process import controller_alive, controller_id
 from optml.errors import OptMLError, SpecError, StorageError
 from optml.objectives._base import Objective, normalize_result, primary_value
-from optml.samplers import Metric, Sampler, SearchContext, make_sampler
+from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
 from optml.space import Space, parse_space
 from optml.storage import Storage, StudyRecord, open_storage
 from optml.trial import Trial, TrialState
@@ -73,6 +73,8 @@ class Study:
             record.sampler, space=self.space, n_metrics=len(record.metrics)
         )
         self._cache: dict[int, Trial] | None = None
+        # Per-trial keys and unit points, kept across sampler requests (parameters never change).
+        self._memo = TrialMemo(self.space)
         self._stop_requested = False
         self.last_run: Any = None
 
@@ -336,6 +338,7 @@ class Study:
             seed=self.seed,
             budget=budget,
             constraints=self.constraints,
+            memo=self._memo,
         )
 
     def _parse_constraints(self, extra: Sequence[Any]) -> tuple[Any, ...]:

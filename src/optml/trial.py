@@ -21,7 +21,8 @@ class TrialState(enum.StrEnum):
 
     @property
     def is_finished(self) -> bool:
-        return self not in (TrialState.WAITING, TrialState.RUNNING)
+        # Identity tests: this runs once per trial per sampler request.
+        return self is not TrialState.WAITING and self is not TrialState.RUNNING
 
 
 FINISHED_STATES = tuple(s for s in TrialState if s.is_finished)

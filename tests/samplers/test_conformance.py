@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optml.samplers import SearchContext, available_samplers, make_sampler
+from optml.samplers import SearchContext, TrialMemo, available_samplers, make_sampler
 from optml.samplers._base import Metric
 from optml.space import Categorical, Float, Int, Space
 from optml.trial import Trial, TrialState
@@ -64,6 +64,34 @@ def test_same_seed_same_proposals(name: str) -> None:
     first = make_sampler(name).propose(ctx, 3, np.random.default_rng(5))
     again = make_sampler(make_sampler(name).to_spec()).propose(ctx, 3, np.random.default_rng(5))
     assert first == again
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_a_warm_memo_changes_no_proposal(name: str) -> None:
+    # A study keeps one TrialMemo across requests; what it remembers must be exactly what the
+    # context would compute, including after the history grows past the memo's first size.
+    memo = TrialMemo(MIXED)
+    trials = _history(MIXED, 80, running=2)
+    for size in (12, 82):
+        plain = SearchContext(space=MIXED, trials=trials[:size], seed=7, budget=90)
+        cached = SearchContext(space=MIXED, trials=trials[:size], seed=7, budget=90, memo=memo)
+        assert cached.seen_keys() == plain.seen_keys()
+        np.testing.assert_array_equal(
+            cached.encode(cached.completed), plain.encode(plain.completed)
+        )
+        first = make_sampler(name).propose(plain, 3, np.random.default_rng(5))
+        again = make_sampler(name).propose(cached, 3, np.random.default_rng(5))
+        assert first == again
+
+
+def test_a_memo_serves_only_its_own_space() -> None:
+    other = Space([Float("x", 0.0, 1.0)])
+    memo = TrialMemo(other)
+    trials = _history(MIXED, 5)
+    ctx = SearchContext(space=MIXED, trials=trials, memo=memo)
+    np.testing.assert_array_equal(ctx.encode(trials), MIXED.encode_many([t.params for t in trials]))
+    assert ctx.seen_keys() == {MIXED.key(t.params) for t in trials}
+    assert not memo._keys and not memo._known.any()  # nothing computed with the wrong space
 
 
 def test_grid_walks_every_point_once_then_stops() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optml.errors import SpecError
-from optml.samplers._base import Metric, Sampler, SearchContext, fill_unique
+from optml.samplers._base import Metric, Sampler, SearchContext, TrialMemo, fill_unique
 from optml.samplers._simple import GridSampler, LatinHypercubeSampler, RandomSampler, SobolSampler
 
 # name -> "module:Class", imported on demand so that `import optml` stays light.
@@ -63,6 +63,7 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "SearchContext",
+    "TrialMemo",
     "SobolSampler",
     "available_samplers",
     "fill_unique",

@@ -29,6 +29,47 @@ class Metric:
         return float(value) if self.direction == "minimize" else -float(value)
 
 
+class TrialMemo:
+    """What samplers derive from each trial's parameters (its key and unit point), kept across
+    requests by the study that owns it.
+
+    A trial's parameters never change once it exists, so these are computed once per trial
+    number instead of once per proposal: without the memo every request pays a pass of Python
+    work over the whole history. It serves only contexts over the space it was made for (the
+    meta sampler's per-family contexts fall back to computing).
+    """
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self._keys: dict[int, tuple[Any, ...]] = {}
+        # Unit points by trial number (trial numbers are small consecutive integers).
+        self._rows = np.zeros((0, len(space)))
+        self._known = np.zeros(0, dtype=bool)
+
+    def keys(self, trials: Sequence[Trial]) -> list[tuple[Any, ...]]:
+        known = self._keys
+        for t in trials:
+            if t.number not in known:
+                known[t.number] = self.space.key(t.params)
+        return [known[t.number] for t in trials]
+
+    def units(self, trials: Sequence[Trial]) -> np.ndarray:
+        numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=len(trials))
+        if len(numbers) and numbers.max() >= len(self._known):
+            size = max(int(numbers.max()) + 1, 2 * len(self._known), 64)
+            rows = np.zeros((size, len(self.space)))
+            rows[: len(self._rows)] = self._rows
+            known = np.zeros(size, dtype=bool)
+            known[: len(self._known)] = self._known
+            self._rows, self._known = rows, known
+        missing = np.flatnonzero(~self._known[numbers])
+        if len(missing):
+            fresh = self.space.encode_many([trials[i].params for i in missing])
+            self._rows[numbers[missing]] = fresh
+            self._known[numbers[missing]] = True
+        return self._rows[numbers]
+
+
 @dataclass(frozen=True)
 class SearchContext:
     """Everything a sampler may look at. Immutable; built afresh by the study for every request.
@@ -37,6 +78,7 @@ class SearchContext:
     (their points are being evaluated, or queued to be). ``seed`` is the study's seed, for
     samplers that walk a fixed sequence (Sobol); per-call randomness comes from the ``rng``
     handed to :meth:`Sampler.propose`. ``budget`` is the study's trial budget when known.
+    ``memo`` (optional, owned by the study) keeps per-trial keys and unit points across requests.
     """
 
     space: Space
@@ -45,6 +87,7 @@ class SearchContext:
     seed: int = 0
     budget: int | None = None
     constraints: Sequence[Any] = field(default_factory=tuple)
+    memo: TrialMemo | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Accept the spec forms (strings, callables, dicts) as well as built constraints.
@@ -93,7 +136,12 @@ class SearchContext:
 
     @functools.cached_property
     def _completed(self) -> tuple[Trial, ...]:
-        complete = [t for t in self.trials if t.state is TrialState.COMPLETE and _finite(t.value)]
+        done = TrialState.COMPLETE
+        complete = [
+            t
+            for t in self.trials
+            if t.state is done and t.value is not None and math.isfinite(t.value)
+        ]
         if len(self.metrics) == 1:  # the primary metric is the trial's value
             return tuple(complete)
         return tuple(
@@ -109,9 +157,11 @@ class SearchContext:
         """
         trials = self.completed if trials is None else trials
         metric = self.metrics[0]
-        raw = np.array(
-            [np.nan if t.value is None else metric.loss(t.value) for t in trials], dtype=np.float64
+        raw = np.fromiter(
+            (np.nan if t.value is None else t.value for t in trials), np.float64, len(trials)
         )
+        if metric.direction != "minimize":  # as Metric.loss
+            raw = -raw
         if not self.constraints or not len(raw):
             return raw
         return penalise(raw, self.violations(trials))
@@ -138,7 +188,19 @@ class SearchContext:
 
     @functools.cached_property
     def _seen_keys(self) -> frozenset[tuple[Any, ...]]:
+        if self._memo is not None:
+            return frozenset(self._memo.keys(self.trials))
         return frozenset(self.space.key(t.params) for t in self.trials)
+
+    def encode(self, trials: Sequence[Trial]) -> np.ndarray:
+        """The unit-cube points of ``trials`` (one row each), as ``space.encode_many`` gives."""
+        if self._memo is not None:
+            return self._memo.units(trials)
+        return self.space.encode_many([t.params for t in trials])
+
+    @property
+    def _memo(self) -> TrialMemo | None:
+        return self.memo if self.memo is not None and self.memo.space is self.space else None
 
 
 WARPS = ("none", "log")

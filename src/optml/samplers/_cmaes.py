@@ -252,7 +252,7 @@ class CMAESSampler(Sampler):
         numeric = [j for j, p in enumerate(space) if not isinstance(p, Categorical)]
         categorical = [j for j, p in enumerate(space) if isinstance(p, Categorical)]
         completed = ctx.completed
-        units = space.encode_many([t.params for t in completed])
+        units = ctx.encode(completed)
         losses = ctx.losses(completed)
 
         state = self.replay(space, units[:, numeric], losses, ctx.seed) if numeric else None

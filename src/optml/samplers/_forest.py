@@ -209,7 +209,7 @@ class ForestSampler(Sampler):
         # Two finished trials are the least a model can learn a direction from; until then the
         # remaining slots are filled at random below.
         if len(completed) >= 2:
-            X = space.encode_many([t.params for t in completed])
+            X = ctx.encode(completed)
             # Trees split on raw values would spend themselves on a heavy upper tail.
             y = warp_losses(ctx.losses(completed))
             pending = [p for p in ctx.pending if _complete(space, p)]

@@ -676,7 +676,7 @@ class GPSampler(Sampler):
         self, ctx: SearchContext, done: list[Any], n: int, rng: np.random.Generator
     ) -> list[dict[str, Any]]:
         enc = _Encoder(ctx.space)
-        X = enc.from_configs([t.params for t in done])
+        X = enc.from_unit(ctx.encode(done))
         y = warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
         gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng)
         post = gp._require_fit()
@@ -689,9 +689,7 @@ class GPSampler(Sampler):
             best = self._fantasise(post, x, liar_value, best)
 
         seen = ctx.seen_keys()
-        top_units = enc.space.encode_many(
-            [done[i].params for i in np.argsort(y, kind="stable")[:5]]
-        )
+        top_units = ctx.encode([done[i] for i in np.argsort(y, kind="stable")[:5]])
         cands = _Candidates(post, self._candidate_features(enc, top_units, rng))
 
         if self.batch_strategy == "cluster":

@@ -95,7 +95,7 @@ class NSGA2Sampler(Sampler):
         if len(ctx.trials) < size or len(done) < 2:
             return fill_unique(ctx, ctx.space.sample(rng, n), n, rng)
         parents, rank, crowd = self._survivors(ctx, done, size)
-        X = ctx.space.encode_many([t.params for t in parents])
+        X = ctx.encode(parents)
         categorical = np.array([isinstance(p, Categorical) for p in ctx.space])
         children: list[dict[str, Any]] = []
         # A few spare children: some may repeat a known point and be dropped by fill_unique.

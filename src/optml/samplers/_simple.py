@@ -61,7 +61,7 @@ def _longest_first(ctx: SearchContext, points: list[dict[str, Any]]) -> list[dic
     timed = [t for t in ctx.trials if t.state.is_finished and t.duration_s is not None]
     if len(points) < 2 or not timed:
         return points
-    done = ctx.space.encode_many([t.params for t in timed])
+    done = ctx.encode(timed)
     todo = ctx.space.encode_many(points)
     nearest = ((todo[:, None, :] - done[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
     predicted = np.array([timed[j].duration_s for j in nearest])

@@ -56,6 +56,7 @@ from optml.samplers._base import Sampler, SearchContext, fill_unique
 from optml.space import Categorical, Float, Int, Space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
 # Spread (share of the range) assumed by the multivariate Scott bandwidth; the points' own
 # standard deviation gave wider kernels early on and worse search on the test functions.
 _MULTIVARIATE_SPREAD = 0.2
@@ -149,11 +150,10 @@ class TPESampler(Sampler):
         good = order[:n_good]
         # Trials are in number order, so the largest indices are the most recent.
         bad = np.sort(order[n_good:])[-self.max_bad :]
-        x_good = space.encode_many([completed[i].params for i in good])
-        liars = [completed[i].params for i in bad] + ctx.pending
-        x_bad = space.encode_many(liars)
+        x_good = ctx.encode([completed[i] for i in good])
+        x_bad = np.vstack([ctx.encode([completed[i] for i in bad]), space.encode_many(ctx.pending)])
 
-        dims = _Dims(space)
+        dims = self._dims(space)
         good_density = _Parzen.fit(x_good, dims, self.prior_weight, self.multivariate)
         # Keys of every known trial cost a pass over the whole history; with a continuous
         # parameter a candidate repeats a known point with probability zero, and fill_unique
@@ -173,11 +173,20 @@ class TPESampler(Sampler):
                 if key not in seen and (allows is None or allows(config)):
                     seen.add(key)
                     proposals.append(config)
-                    x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
+                    if len(proposals) < n:  # the next pick sees this one as a bad point
+                        x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
                     break
             # When every candidate is a known or forbidden point (a small finite space, a tight
             # constraint), fill_unique tops the batch up at random below.
         return fill_unique(ctx, proposals, n, rng)
+
+    def _dims(self, space: Space) -> _Dims:
+        # Derived from the space alone (no history), so keeping the last one keeps propose pure.
+        cached = getattr(self, "_dims_cache", None)
+        if cached is None or cached[0] is not space:
+            cached = (space, _Dims(space))
+            self._dims_cache = cached
+        return cached[1]
 
 
 def _check_int(what: str, value: Any, minimum: int) -> None:
@@ -262,14 +271,23 @@ class _Parzen:
             sigma = np.full(x.shape, scott)
         else:
             sigma = _neighbour_widths(x)
-        sigma = np.clip(sigma, np.maximum(floor, dims.min_sigma), 1.0)
-        mu = np.vstack([x, np.full((1, len(dims.num)), 0.5)])
-        sigma = np.vstack([sigma, np.ones((1, len(dims.num)))])
-        log_mass = _log_ndtr_diff(-mu / sigma, (1.0 - mu) / sigma)
-        choice = np.minimum(
-            np.floor(points[:, dims.cat] * dims.n_choices), dims.n_choices - 1
-        ).astype(int)
-        choice = np.vstack([choice, np.full((1, len(dims.cat)), -1)])
+        # The last component is the prior: centred, as wide as the cube.
+        mu = np.empty((m + 1, len(dims.num)))
+        mu[:m] = x
+        mu[m] = 0.5
+        widths = sigma
+        sigma = np.ones_like(mu)
+        np.clip(widths, np.maximum(floor, dims.min_sigma), 1.0, out=sigma[:m])
+        # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
+        # least a third of its mass inside the cube: no tail care needed here.
+        log_mass = np.log(ndtr((1.0 - mu) / sigma) - ndtr(-mu / sigma))
+        if len(dims.cat):
+            choice = np.minimum(
+                np.floor(points[:, dims.cat] * dims.n_choices), dims.n_choices - 1
+            ).astype(int)
+            choice = np.vstack([choice, np.full((1, len(dims.cat)), -1)])
+        else:
+            choice = np.empty((m + 1, 0), dtype=int)
         weights = np.append(np.ones(m), prior_weight)
         # A categorical kernel is the point's choice (weight 1) blended with the prior (weight
         # prior_weight): with less spread, TPE locked onto the first choice that did well.
@@ -311,6 +329,8 @@ class _Parzen:
     def log_pdf(self, u: np.ndarray) -> np.ndarray:
         """Log density (mass for integers and choices) of each row of ``u``, shape (N,)."""
         dims = self.dims
+        if not self.multivariate and not dims.ints and not len(dims.cat):
+            return self._log_pdf_floats(u)
         parts = []
         if len(dims.num):
             x = u[:, dims.num][:, None, :]
@@ -337,6 +357,22 @@ class _Parzen:
             return _logsumexp(self.log_weights[None] + log_p.sum(axis=2), axis=1)
         return _logsumexp(self.log_weights[None, :, None] + log_p, axis=1).sum(axis=1)
 
+    def _log_pdf_floats(self, u: np.ndarray) -> np.ndarray:
+        """:meth:`log_pdf` for independent float columns, summed in linear space.
+
+        Safe without the log-sum-exp shift: the prior component (centre 0.5, width 1) gives
+        every point of the cube a density of at least ``w_prior * 0.24 / mass`` per column, so
+        the sum never underflows, and no kernel is narrower than 0.01, so none overflows.
+        """
+        inv = 1.0 / self.sigma
+        z = u[:, self.dims.num][:, None, :] * inv[None]
+        z -= (self.mu * inv)[None]
+        np.square(z, out=z)
+        z *= -0.5
+        np.exp(z, out=z)
+        scale = np.exp(self.log_weights[:, None] - self.log_mass) * (inv / _SQRT_2PI)
+        return np.log(np.einsum("nmd,md->nd", z, scale)).sum(axis=1)
+
 
 def _neighbour_widths(x: np.ndarray) -> np.ndarray:
     """Per point and column: the distance to the farther of its two sorted neighbours.
@@ -345,16 +381,14 @@ def _neighbour_widths(x: np.ndarray) -> np.ndarray:
     neighbour gave them kernels as wide as the gap to the edge, which the prior already covers
     (and search got measurably worse).
     """
-    widths = np.empty_like(x)
     if len(x) < 2:
         return np.maximum(x, 1.0 - x)  # one point: as far as the farther bound
-    for k in range(x.shape[1]):
-        order = np.argsort(x[:, k], kind="stable")
-        xs = x[order, k]
-        gaps = np.diff(xs)
-        left = np.concatenate([gaps[:1], gaps])
-        right = np.concatenate([gaps, gaps[-1:]])
-        widths[order, k] = np.maximum(left, right)
+    order = np.argsort(x, axis=0, kind="stable")
+    gaps = np.diff(np.take_along_axis(x, order, axis=0), axis=0)
+    # Sorted point i has gaps[i - 1] on its left and gaps[i] on its right.
+    sorted_widths = np.maximum(np.vstack([gaps[:1], gaps]), np.vstack([gaps, gaps[-1:]]))
+    widths = np.empty_like(x)
+    np.put_along_axis(widths, order, sorted_widths, axis=0)
     return widths
 
 
