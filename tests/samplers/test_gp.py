@@ -15,7 +15,7 @@ from optml.samplers._acquisition import (
     log_expected_improvement_grad,
     log_h,
 )
-from optml.samplers._base import Metric
+from optml.samplers._base import Metric, warp_losses
 from optml.samplers._gp import GaussianProcess, GPSampler, _Encoder, _Posterior
 from optml.space import Categorical, Float, Int, Space
 from optml.trial import Trial, TrialState
@@ -93,6 +93,37 @@ def test_gp_learns_which_dimension_matters() -> None:
     assert gp.lengthscales is not None
     assert gp.lengthscales[1] < gp.lengthscales[0] / 3
     assert gp.lengthscales[1] < gp.lengthscales[2] / 3
+
+
+def test_gp_interpolates_exact_data_but_learns_real_noise() -> None:
+    # The noise prior sits at its lower bound: exact values are interpolated, yet noise that is
+    # really in the data is learnt (not smoothed over, not interpolated).
+    rng = np.random.default_rng(4)
+    X = rng.random((40, 2))
+    clean = np.sin(5 * X[:, 0]) + X[:, 1]
+    exact = GaussianProcess().fit(X, clean, rng)
+    noisy = GaussianProcess().fit(X, clean + 0.3 * rng.standard_normal(40), rng)
+    assert exact.noise_variance < 1e-4
+    # 0.3² = 0.09 against a standardised output of variance ~1: noise variance well above 1e-2.
+    assert noisy.noise_variance > 1e-2
+    mean, _ = exact.predict(X[:5])
+    assert np.allclose(mean, clean[:5], atol=1e-3)
+
+
+def test_power_warp_is_monotone_and_between_linear_and_log() -> None:
+    rng = np.random.default_rng(0)
+    bowl = rng.random(60)  # no heavy tail: stays (almost) linear
+    tail = np.exp(8 * rng.random(60))  # heavy upper tail: bent like the log
+    for y in (bowl, tail):
+        w = warp_losses(y, "power")
+        assert np.array_equal(np.argsort(w, kind="stable"), np.argsort(y, kind="stable"))
+        assert np.argmin(w) == np.argmin(y)
+    r = (bowl - bowl.min()) / (np.median(bowl) - bowl.min())
+    assert np.corrcoef(warp_losses(bowl, "power"), r)[0, 1] > 0.99
+    log = warp_losses(tail, "log")
+    assert np.corrcoef(warp_losses(tail, "power"), log)[0, 1] > 0.99
+    assert np.corrcoef(tail, log)[0, 1] < 0.95  # the two endpoints really differ on this data
+    assert np.array_equal(warp_losses(np.ones(5), "power"), np.ones(5))
 
 
 @pytest.mark.parametrize("n", [0, 1, 3])

@@ -203,16 +203,22 @@ class SearchContext:
         return self.memo if self.memo is not None and self.memo.space is self.space else None
 
 
-WARPS = ("none", "log")
+WARPS = ("none", "log", "power")
 
 
 def warp_losses(y: np.ndarray, kind: str = "log") -> np.ndarray:
     """A monotone transform of losses before a surrogate model sees them.
 
-    ``"log"``: ``log1p((y - min) / (median - min))``. Losses with a heavy upper tail (a few
-    diverged runs, Rosenbrock-like valleys) otherwise dominate a model fitted to raw values and
-    flatten it near the optimum. The transform keeps the order of the trials, so the best trial
-    and any improvement over it stay meaningful. ``"none"`` leaves the losses as they are.
+    Losses with a heavy upper tail (a few diverged runs, Rosenbrock-like valleys) otherwise
+    dominate a model fitted to raw values and flatten it near the optimum. Every transform keeps
+    the order of the trials, so the best trial and any improvement over it stay meaningful.
+
+    - ``"log"``: ``log1p(r)`` with ``r = (y - min) / (median - min)``.
+    - ``"power"``: the Box-Cox transform of ``1 + r`` with its exponent fitted by maximum
+      likelihood and kept in [0, 1]: ``log1p(r)`` at 0, ``r`` itself at 1. Losses without a
+      heavy tail are left nearly linear (a log would needlessly bend a smooth bowl), heavy
+      tails get the log. The idea of fitting the output transform is HEBO's.
+    - ``"none"`` leaves the losses as they are.
     """
     if kind == "none" or len(y) < 3:
         return y
@@ -222,7 +228,15 @@ def warp_losses(y: np.ndarray, kind: str = "log") -> np.ndarray:
         scale = float(np.max(y)) - low
     if not scale > 0:
         return y
-    return np.log1p((y - low) / scale)
+    r = (y - low) / scale
+    if kind == "log":
+        return np.log1p(r)
+    from scipy.stats import boxcox_normmax
+
+    with np.errstate(all="ignore"):
+        lam = float(boxcox_normmax(1.0 + r, method="mle"))
+    lam = min(max(lam, 0.0), 1.0) if math.isfinite(lam) else 0.0
+    return np.log1p(r) if lam < 1e-6 else ((1.0 + r) ** lam - 1.0) / lam
 
 
 def penalise(losses: np.ndarray, violations: np.ndarray) -> np.ndarray:
