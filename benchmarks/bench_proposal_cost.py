@@ -54,7 +54,9 @@ DIM = 5
 def history(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[float]]:
     space = _box(DIM, -5, 5)
     f = _styblinski_tang(DIM)
-    configs = space.sample(np.random.default_rng([seed, n]), n)
+    # A stream of its own: the OptML adapter seeds its proposals with [seed, n_trials], and a
+    # random sampler drawing the history's own points again would find nothing new.
+    configs = space.sample(np.random.default_rng([seed, n, 1]), n)
     return configs, [float(f(c)) for c in configs]
 
 

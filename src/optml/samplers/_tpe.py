@@ -151,7 +151,10 @@ class TPESampler(Sampler):
         # Trials are in number order, so the largest indices are the most recent.
         bad = np.sort(order[n_good:])[-self.max_bad :]
         x_good = ctx.encode([completed[i] for i in good])
-        x_bad = np.vstack([ctx.encode([completed[i] for i in bad]), space.encode_many(ctx.pending)])
+        x_bad = ctx.encode([completed[i] for i in bad])
+        pending = ctx.pending
+        if pending:  # constant liar: points being evaluated count as bad ones
+            x_bad = np.vstack([x_bad, space.encode_many(pending)])
 
         dims = self._dims(space)
         good_density = _Parzen.fit(x_good, dims, self.prior_weight, self.multivariate)
@@ -265,17 +268,16 @@ class _Parzen:
         floor = 1.0 / min(100.0, m + 1.0)
         x = points[:, dims.num]
         if m == 0:
-            sigma = np.empty((0, len(dims.num)))
+            widths = np.empty((0, len(dims.num)))
         elif multivariate:
             scott = _MULTIVARIATE_SPREAD * m ** (-1.0 / (points.shape[1] + 4))
-            sigma = np.full(x.shape, scott)
+            widths = np.full(x.shape, scott)
         else:
-            sigma = _neighbour_widths(x)
+            widths = _neighbour_widths(x)
         # The last component is the prior: centred, as wide as the cube.
         mu = np.empty((m + 1, len(dims.num)))
         mu[:m] = x
         mu[m] = 0.5
-        widths = sigma
         sigma = np.ones_like(mu)
         np.clip(widths, np.maximum(floor, dims.min_sigma), 1.0, out=sigma[:m])
         # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
@@ -288,13 +290,13 @@ class _Parzen:
             choice = np.vstack([choice, np.full((1, len(dims.cat)), -1)])
         else:
             choice = np.empty((m + 1, 0), dtype=int)
-        weights = np.append(np.ones(m), prior_weight)
         # A categorical kernel is the point's choice (weight 1) blended with the prior (weight
         # prior_weight): with less spread, TPE locked onto the first choice that did well.
         smooth = prior_weight / (1.0 + prior_weight)
-        return cls(
-            dims, np.log(weights / weights.sum()), mu, sigma, log_mass, choice, smooth, multivariate
-        )
+        # Weights: 1 per point, prior_weight for the prior, normalised (in logs).
+        log_weights = np.full(m + 1, -math.log(m + prior_weight))
+        log_weights[m] += math.log(prior_weight)
+        return cls(dims, log_weights, mu, sigma, log_mass, choice, smooth, multivariate)
 
     def _components(self, rng: np.random.Generator, n: int, width: int) -> np.ndarray:
         cumulative = np.cumsum(np.exp(self.log_weights))
