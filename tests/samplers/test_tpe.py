@@ -253,6 +253,25 @@ def test_densities_are_normalised(multivariate: bool) -> None:
     assert draws.min() >= 0 and draws.max() <= 1
 
 
+@pytest.mark.parametrize("m", [1, 5, 150])
+def test_float_density_is_the_truncated_normal_mixture(m: int) -> None:
+    # The float-only path sums kernels in linear space; check it against scipy's truncated
+    # normals, far into the tails included (points at the edges, narrow kernels).
+    from scipy.stats import truncnorm
+
+    space = Space([Float("a", 0.0, 1.0), Float("b", 1e-3, 1.0, log=True)])
+    rng = np.random.default_rng(m)
+    density = _Parzen.fit(rng.random((m, 2)), _Dims(space), 1.0, False)
+    u = np.vstack([rng.random((30, 2)), [[0.0, 1.0], [1.0, 0.0]]])
+    weights = np.exp(density.log_weights)
+    expected = np.zeros(len(u))
+    for d in range(2):
+        mu, sigma = density.mu[:, d], density.sigma[:, d]
+        pdf = truncnorm.pdf(u[:, d, None], -mu / sigma, (1 - mu) / sigma, loc=mu, scale=sigma)
+        expected += np.log(pdf @ weights)
+    np.testing.assert_allclose(density.log_pdf(u), expected, rtol=1e-9, atol=1e-9)
+
+
 def test_long_histories_are_handled() -> None:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(5)])
     configs = space.sample(np.random.default_rng(0), 1500)
