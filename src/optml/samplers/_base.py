@@ -64,7 +64,7 @@ class TrialMemo:
             self._rows, self._known = rows, known
         missing = np.flatnonzero(~self._known[numbers])
         if len(missing):
-            fresh = self.space.encode_many([trials[i].params for i in missing])
+            fresh = self.space.encode_many([trials[int(i)].params for i in missing])
             self._rows[numbers[missing]] = fresh
             self._known[numbers[missing]] = True
         return self._rows[numbers]
