@@ -150,8 +150,8 @@ class TPESampler(Sampler):
         good = order[:n_good]
         # Trials are in number order, so the largest indices are the most recent.
         bad = np.sort(order[n_good:])[-self.max_bad :]
-        x_good = ctx.encode([completed[i] for i in good])
-        x_bad = ctx.encode([completed[i] for i in bad])
+        units = ctx.encode(completed)
+        x_good, x_bad = units[good], units[bad]
         pending = ctx.pending
         if pending:  # constant liar: points being evaluated count as bad ones
             x_bad = np.vstack([x_bad, space.encode_many(pending)])
