@@ -290,8 +290,9 @@ class GaussianProcess:
 
     Outputs are standardised; the length scales (one per input dimension), signal variance and
     noise variance are fitted by maximising the log marginal likelihood plus weak log-normal
-    priors, with L-BFGS-B and analytic gradients. Starts: the prior medians plus ``n_restarts``
-    draws from the priors (with ``rng``), screened by their likelihood; L-BFGS-B climbs from the
+    priors, with L-BFGS-B and analytic gradients. Starts: the prior medians, the same with a
+    noise variance of 0.1 (the noisy regime), and ``n_restarts`` draws from the priors (with
+    ``rng``), screened by their likelihood; L-BFGS-B climbs from the
     best one (the best two with at most 40 rows). Past 64 rows the climb runs on a 64-row subset
     and a short polish on all rows. Bounds: length scales in [0.01, 100], signal variance in
     [0.05, 20], noise variance in [1e-6, 1] (relative to standardised outputs). ``predict``
