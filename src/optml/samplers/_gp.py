@@ -12,9 +12,10 @@ Two public pieces:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from optml.samplers._acquisition import (
     log_expected_improvement_grad,
 )
 from optml.samplers._base import WARPS, Sampler, SearchContext, fill_unique, warp_losses
-from optml.space import Categorical, Float, Int, Space
+from optml.space import Categorical, Int, Space
 
 _SQRT5 = math.sqrt(5.0)
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -495,24 +496,14 @@ class _Encoder:
 
     def from_unit(self, U: np.ndarray) -> np.ndarray:
         """Unit-cube points (m, len(space)) -> valid feature rows (m, dim)."""
-        U = np.clip(np.asarray(U, dtype=float), 0.0, 1.0)
+        U = self.space.snap(U)  # integers rounded, choices on their cell centres
         F = np.zeros((len(U), self.dim))
         for j, (p, s) in enumerate(zip(self.params, self.slices, strict=True)):
-            u = U[:, j]
-            if isinstance(p, Float):
-                F[:, s.start] = u
-            elif isinstance(p, Int):
-                if p.log:
-                    lo = math.log(p.low - 0.5 if p.low > 0.5 else 0.5)
-                    hi = math.log(p.high + 0.5)
-                    v = np.clip(np.round(np.exp(lo + u * (hi - lo))), p.low, p.high)
-                    F[:, s.start] = (np.log(v) - lo) / (hi - lo)
-                else:
-                    index = np.minimum(np.floor(u * p.size), p.size - 1)
-                    F[:, s.start] = (index + 0.5) / p.size
-            else:
-                index = np.minimum(np.floor(u * p.size), p.size - 1).astype(int)
+            if isinstance(p, Categorical):
+                index = np.minimum((U[:, j] * p.size).astype(int), p.size - 1)
                 F[np.arange(len(U)), s.start + index] = 1.0
+            else:
+                F[:, s.start] = U[:, j]
         return F
 
     def to_unit(self, F: np.ndarray) -> np.ndarray:
@@ -594,6 +585,19 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise SpecError(f"algorithm gp: {name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _unseen_by_score(
+    enc: _Encoder, cands: _Candidates, score: np.ndarray, seen: set[Any]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, configuration) of the candidates not yet tried, best ``score`` first.
+
+    Lazy: callers take the first one or the first few, and decoding stops there.
+    """
+    for i in np.argsort(-score, kind="stable"):
+        config = enc.to_config(cands.F[i])
+        if enc.space.key(config) not in seen:
+            yield int(i), config
 
 
 # Minimum distance, in length scales, between points of one batch (and pending points).
@@ -812,10 +816,8 @@ class GPSampler(Sampler):
             scaled = np.asarray(taken) / post.lengthscales
             near = _sq_dist(cands.F / post.lengthscales, scaled).min(axis=1) < _MIN_SEPARATION**2
             acq = np.where(near, -np.inf, acq)
-        for i in np.argsort(-acq, kind="stable"):
-            config = enc.to_config(cands.F[i])
-            if enc.space.key(config) not in seen:
-                return cands.F[i], config
+        for i, config in _unseen_by_score(enc, cands, acq, seen):
+            return cands.F[i], config
         return None
 
     def _pick_clustered(
@@ -830,15 +832,9 @@ class GPSampler(Sampler):
     ) -> list[dict[str, Any]]:
         self._improve(enc, post, cands, best, seen)
         acq = self._acquisition(cands, best)
-        pool: list[int] = []
-        configs: list[dict[str, Any]] = []
-        for i in np.argsort(-acq, kind="stable"):
-            config = enc.to_config(cands.F[i])
-            if enc.space.key(config) not in seen:
-                pool.append(int(i))
-                configs.append(config)
-            if len(pool) >= max(8 * n, 32):
-                break
+        top = list(itertools.islice(_unseen_by_score(enc, cands, acq, seen), max(8 * n, 32)))
+        pool = [i for i, _ in top]
+        configs = [config for _, config in top]
         if not pool:
             return []
         labels = kmeans(cands.F[pool], n, rng)
@@ -862,12 +858,8 @@ class GPSampler(Sampler):
     ) -> None:
         """Add locally refined versions of the best unseen candidates to the pool."""
         acq = self._acquisition(cands, best)
-        starts = []
-        for i in np.argsort(-acq, kind="stable"):
-            if enc.space.key(enc.to_config(cands.F[i])) not in seen:
-                starts.append(int(i))
-            if len(starts) == n_starts:
-                break
+        unseen = _unseen_by_score(enc, cands, acq, seen)
+        starts = [i for i, _ in itertools.islice(unseen, n_starts)]
         if not starts:
             return
         F0 = cands.F[starts]

@@ -230,7 +230,7 @@ class _Dims:
         for k, p in self.ints:
             col = u[:, k]
             if p.log:
-                lo, hi = math.log(p.low - 0.5), math.log(p.high + 0.5)
+                lo, hi = p.log_range
                 v = np.clip(np.round(np.exp(lo + np.clip(col, 0, 1) * (hi - lo))), p.low, p.high)
                 lower[:, k] = np.maximum((np.log(v - 0.5) - lo) / (hi - lo), 0.0)
                 upper[:, k] = np.minimum((np.log(v + 0.5) - lo) / (hi - lo), 1.0)

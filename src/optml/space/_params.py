@@ -128,24 +128,30 @@ class Int:
     def size(self) -> int:
         return (self.high - self.low) // self.step + 1
 
+    @property
+    def log_range(self) -> tuple[float, float]:
+        """Log of the bounds a log-scale integer maps onto [0, 1]: each value owns the cell
+        from ``v - 0.5`` to ``v + 0.5``, so the end values are as likely as the others."""
+        return math.log(self.low - 0.5), math.log(self.high + 0.5)
+
     def to_unit(self, value: Any) -> float:
         v = int(value)
         if self.log:
-            lo, hi = math.log(self.low - 0.5 if self.low > 0.5 else 0.5), math.log(self.high + 0.5)
+            lo, hi = self.log_range
             return (math.log(v) - lo) / (hi - lo)
         return ((v - self.low) // self.step + 0.5) / self.size
 
     def to_unit_many(self, values: Sequence[Any]) -> np.ndarray:
         v = np.asarray(values, dtype=float)
         if self.log:
-            lo, hi = math.log(self.low - 0.5 if self.low > 0.5 else 0.5), math.log(self.high + 0.5)
+            lo, hi = self.log_range
             return (np.log(v) - lo) / (hi - lo)
         return ((v - self.low) // self.step + 0.5) / self.size
 
     def from_unit(self, u: float) -> int:
         u = min(max(float(u), 0.0), 1.0)
         if self.log:
-            lo, hi = math.log(self.low - 0.5 if self.low > 0.5 else 0.5), math.log(self.high + 0.5)
+            lo, hi = self.log_range
             v = int(round(math.exp(lo + u * (hi - lo))))
             return min(max(v, self.low), self.high)
         index = min(int(u * self.size), self.size - 1)

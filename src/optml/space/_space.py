@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -128,8 +127,7 @@ class Space:
                 size = p.size
                 U[:, j] = (np.minimum((U[:, j] * size).astype(int), size - 1) + 0.5) / size
             elif isinstance(p, Int):  # log scale: as Int.from_unit then Int.to_unit
-                lo = math.log(p.low - 0.5 if p.low > 0.5 else 0.5)
-                hi = math.log(p.high + 0.5)
+                lo, hi = p.log_range
                 values = np.clip(np.rint(np.exp(lo + U[:, j] * (hi - lo))), p.low, p.high)
                 U[:, j] = (np.log(values) - lo) / (hi - lo)
         return U
