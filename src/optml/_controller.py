@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from optml._process import controller_id
 from optml.errors import OptMLError
 from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
 from optml.objectives import FunctionObjective, Objective, primary_value
@@ -215,13 +216,30 @@ class Controller:
             callback(study, trial)
 
     def _abandon(self) -> None:
-        """On Ctrl-C or an error: stop the workers, put running trials back in the queue."""
+        """On Ctrl-C or an error: stop the workers, put running trials back in the queue.
+
+        "Running" is read from storage (every RUNNING trial this controller claimed), not from
+        ``inflight``: Ctrl-C can land after a trial was written RUNNING and before it reached
+        ``inflight`` (inside ``_start_trials``), and that trial must not stay RUNNING.
+        """
         self.executor.shutdown(kill=True)
         study = self.study
-        for number in list(self.inflight):
+        try:
+            mine = [
+                t
+                for t in study.storage.get_trials(study.id, [TrialState.RUNNING])
+                if t.worker == controller_id()
+            ]
+        except OptMLError:
+            mine = []
+        for t in mine:
             try:
-                trial = study._write(number, state=TrialState.WAITING, worker=None)
-                study._write(number, user_attrs={**trial.user_attrs, "interrupted": True})
+                study._write(
+                    t.number,
+                    state=TrialState.WAITING,
+                    worker=None,
+                    user_attrs={**t.user_attrs, "interrupted": True},
+                )
             except OptMLError:
                 pass
         self.inflight.clear()

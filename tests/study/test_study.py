@@ -203,3 +203,26 @@ def test_import_optml_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ctrl_c_between_claiming_and_submitting_leaves_no_trial_running(
+    tmp_path, monkeypatch
+) -> None:
+    """Ctrl-C can land after trials are written RUNNING and before the executor has them; they
+    go back to the queue all the same (the race an end-to-end Ctrl-C test hit under load)."""
+    from optml._controller import Controller
+
+    study = _study(tmp_path)
+    study.optimize(lambda x, n: x, n_trials=3, executor="serial")
+
+    def interrupted(self, number, params, attempt):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Controller, "_submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(lambda x, n: x, n_trials=2, workers=2)
+    reloaded = load_study(study.name, storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert not reloaded.get_trials([TrialState.RUNNING])
+    waiting = reloaded.get_trials([TrialState.WAITING])
+    assert len(waiting) == 2 and all(t.user_attrs.get("interrupted") for t in waiting)
+    assert len(reloaded.get_trials([TrialState.COMPLETE])) == 3  # finished trials kept
