@@ -42,31 +42,44 @@ class TrialMemo:
     def __init__(self, space: Space) -> None:
         self.space = space
         self._keys: dict[int, tuple[Any, ...]] = {}
+        self._key_set: set[tuple[Any, ...]] = set()  # every value of _keys
         # Unit points by trial number (trial numbers are small consecutive integers).
         self._rows = np.zeros((0, len(space)))
         self._known = np.zeros(0, dtype=bool)
+        self._known_below = 0  # every number below this has its row
 
-    def keys(self, trials: Sequence[Trial]) -> list[tuple[Any, ...]]:
+    def key_set(self, trials: Sequence[Trial]) -> frozenset[tuple[Any, ...]]:
+        """The keys of ``trials`` (trial numbers unique, as in a study)."""
         known = self._keys
         for t in trials:
             if t.number not in known:
-                known[t.number] = self.space.key(t.params)
-        return [known[t.number] for t in trials]
+                key = self.space.key(t.params)
+                known[t.number] = key
+                self._key_set.add(key)
+        if len(known) == len(trials):  # the memo knows exactly these trials: its set is theirs
+            return frozenset(self._key_set)
+        return frozenset(known[t.number] for t in trials)
 
     def units(self, trials: Sequence[Trial]) -> np.ndarray:
         numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=len(trials))
-        if len(numbers) and numbers.max() >= len(self._known):
-            size = max(int(numbers.max()) + 1, 2 * len(self._known), 64)
-            rows = np.zeros((size, len(self.space)))
-            rows[: len(self._rows)] = self._rows
-            known = np.zeros(size, dtype=bool)
-            known[: len(self._known)] = self._known
-            self._rows, self._known = rows, known
-        missing = np.flatnonzero(~self._known[numbers])
-        if len(missing):
-            fresh = self.space.encode_many([trials[int(i)].params for i in missing])
-            self._rows[numbers[missing]] = fresh
-            self._known[numbers[missing]] = True
+        if not len(numbers):
+            return np.zeros((0, len(self.space)))
+        top = int(numbers.max())
+        if top >= self._known_below:  # some may be new
+            if top >= len(self._known):
+                size = max(top + 1, 2 * len(self._known), 64)
+                rows = np.zeros((size, len(self.space)))
+                rows[: len(self._rows)] = self._rows
+                known = np.zeros(size, dtype=bool)
+                known[: len(self._known)] = self._known
+                self._rows, self._known = rows, known
+            missing = np.flatnonzero(~self._known[numbers])
+            if len(missing):
+                fresh = self.space.encode_many([trials[int(i)].params for i in missing])
+                self._rows[numbers[missing]] = fresh
+                self._known[numbers[missing]] = True
+            unknown = np.flatnonzero(~self._known)
+            self._known_below = int(unknown[0]) if len(unknown) else len(self._known)
         return self._rows[numbers]
 
 
@@ -157,9 +170,8 @@ class SearchContext:
         """
         trials = self.completed if trials is None else trials
         metric = self.metrics[0]
-        raw = np.fromiter(
-            (np.nan if t.value is None else t.value for t in trials), np.float64, len(trials)
-        )
+        # (None, for a trial without a value, becomes NaN.)
+        raw = np.array([t.value for t in trials], dtype=np.float64).reshape(len(trials))
         if metric.direction != "minimize":  # as Metric.loss
             raw = -raw
         if not self.constraints or not len(raw):
@@ -189,7 +201,7 @@ class SearchContext:
     @functools.cached_property
     def _seen_keys(self) -> frozenset[tuple[Any, ...]]:
         if self._memo is not None:
-            return frozenset(self._memo.keys(self.trials))
+            return self._memo.key_set(self.trials)
         return frozenset(self.space.key(t.params) for t in self.trials)
 
     def encode(self, trials: Sequence[Trial]) -> np.ndarray:
@@ -345,7 +357,8 @@ def fill_unique(
     draws that meet them (rejection sampling); if the constraints leave (almost) nothing, fewer
     than ``n`` points come back.
     """
-    seen = ctx.seen_keys()
+    known = ctx._seen_keys  # read only: the batch's own keys go to `seen`
+    seen: set[tuple[Any, ...]] = set()
     constrained = bool(ctx.param_constraints)
     allows = ctx.allows if constrained else None
     out: list[dict[str, Any]] = []
@@ -353,9 +366,12 @@ def fill_unique(
         if len(out) == n:
             return out
         key = ctx.space.key(config)
-        if key not in seen and (allows is None or allows(config)):
+        if key not in known and key not in seen and (allows is None or allows(config)):
             seen.add(key)
             out.append(config)
+    if len(out) == n:
+        return out
+    seen |= known  # topping up: one set to check against
     for _ in range(tries):
         if len(out) == n:
             break

@@ -57,6 +57,7 @@ from optml.space import Categorical, Float, Int, Space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
 # Spread (share of the range) assumed by the multivariate Scott bandwidth; the points' own
 # standard deviation gave wider kernels early on and worse search on the test functions.
 _MULTIVARIATE_SPREAD = 0.2
@@ -161,6 +162,7 @@ class TPESampler(Sampler):
         # Keys of every known trial cost a pass over the whole history; with a continuous
         # parameter a candidate repeats a known point with probability zero, and fill_unique
         # checks again at the end, so only finite spaces (where repeats are likely) need them.
+        quick = not space.is_finite and not ctx.param_constraints
         seen = ctx.seen_keys() if space.is_finite else set()
         # Candidates that break a parameter constraint are passed over here rather than dropped
         # by fill_unique, so the proposal is still the model's best allowed candidate.
@@ -170,15 +172,20 @@ class TPESampler(Sampler):
             bad_density = _Parzen.fit(x_bad, dims, self.prior_weight, self.multivariate)
             candidates = good_density.sample(rng, self.n_candidates)
             score = good_density.log_pdf(candidates) - bad_density.log_pdf(candidates)
-            for j in np.argsort(-score, kind="stable"):
+            # Candidates in the model's order of preference: with a continuous parameter and no
+            # constraint the best one repeats no known point (fill_unique checks all the same).
+            order = [int(np.argmax(score))] if quick else np.argsort(-score, kind="stable")
+            for j in order:
                 config = space.decode(candidates[j])
-                key = space.key(config)
-                if key not in seen and (allows is None or allows(config)):
+                if not quick:
+                    key = space.key(config)
+                    if key in seen or (allows is not None and not allows(config)):
+                        continue
                     seen.add(key)
-                    proposals.append(config)
-                    if len(proposals) < n:  # the next pick sees this one as a bad point
-                        x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
-                    break
+                proposals.append(config)
+                if len(proposals) < n:  # the next pick sees this one as a bad point
+                    x_bad = np.vstack([x_bad, space.encode(config)[None, :]])
+                break
             # When every candidate is a known or forbidden point (a small finite space, a tight
             # constraint), fill_unique tops the batch up at random below.
         return fill_unique(ctx, proposals, n, rng)
@@ -210,6 +217,8 @@ class _Dims:
         )
         numeric = [params[i] for i in self.num]
         self.n_choices = np.array([params[i].size for i in self.cat], dtype=int)  # type: ignore[union-attr]
+        # Every column a number: numeric columns are the whole point (no gather needed).
+        self.all_numeric = not len(self.cat)
         self.is_int = np.array([isinstance(p, Int) for p in numeric], dtype=bool)
         # Int columns: number of cells, and for log scales the log bounds of the unit interval
         # (the same mapping as Int.to_unit/from_unit).
@@ -245,17 +254,20 @@ class _Dims:
 class _Parzen:
     """A weighted mixture of kernels in the unit cube; the last component is the prior.
 
-    ``mu``/``sigma``: (m, n_numeric) centres and widths; ``log_mass``: log of each numeric
-    kernel's mass inside [0, 1] (the truncation); ``choice``: (m, n_categorical) choice index of
-    each component, -1 for the uniform prior; ``smooth``: share of a categorical kernel's mass
-    spread evenly over the choices.
+    ``weights``: (m + 1,) mixture weights summing to 1; ``mu``/``sigma``: (m + 1, n_numeric)
+    centres and widths; ``low``/``high``: the normal CDF of each numeric kernel at 0 and at 1,
+    so that ``high - low`` is its mass inside [0, 1] (the truncation; sampling draws between
+    them); ``choice``: (m + 1, n_categorical) choice index of each component, -1 for the
+    uniform prior; ``smooth``: share of a categorical kernel's mass spread evenly over the
+    choices.
     """
 
     dims: _Dims
-    log_weights: np.ndarray
+    weights: np.ndarray
     mu: np.ndarray
     sigma: np.ndarray
-    log_mass: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
     choice: np.ndarray
     smooth: float
     multivariate: bool
@@ -266,23 +278,25 @@ class _Parzen:
     ) -> _Parzen:
         m = len(points)
         floor = 1.0 / min(100.0, m + 1.0)
-        x = points[:, dims.num]
-        if m == 0:
-            widths = np.empty((0, len(dims.num)))
-        elif multivariate:
-            scott = _MULTIVARIATE_SPREAD * m ** (-1.0 / (points.shape[1] + 4))
-            widths = np.full(x.shape, scott)
-        else:
-            widths = _neighbour_widths(x)
+        x = points if dims.all_numeric else points[:, dims.num]
         # The last component is the prior: centred, as wide as the cube.
-        mu = np.empty((m + 1, len(dims.num)))
+        mu = np.empty((m + 1, x.shape[1]))
         mu[:m] = x
         mu[m] = 0.5
-        sigma = np.ones_like(mu)
-        np.clip(widths, np.maximum(floor, dims.min_sigma), 1.0, out=sigma[:m])
+        sigma = np.empty_like(mu)
+        sigma[m] = 1.0
+        if m:
+            if multivariate:
+                widths = _MULTIVARIATE_SPREAD * m ** (-1.0 / (points.shape[1] + 4))
+            else:
+                widths = _neighbour_widths(x)
+            # Clipped to [max(floor, min_sigma), 1] (np.clip costs more on arrays this small).
+            np.maximum(widths, np.maximum(floor, dims.min_sigma), out=sigma[:m])
+            np.minimum(sigma[:m], 1.0, out=sigma[:m])
         # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
         # least a third of its mass inside the cube: no tail care needed here.
-        log_mass = np.log(ndtr((1.0 - mu) / sigma) - ndtr(-mu / sigma))
+        low = ndtr(-mu / sigma)
+        high = ndtr((1.0 - mu) / sigma)
         if len(dims.cat):
             choice = np.minimum(
                 np.floor(points[:, dims.cat] * dims.n_choices), dims.n_choices - 1
@@ -293,34 +307,42 @@ class _Parzen:
         # A categorical kernel is the point's choice (weight 1) blended with the prior (weight
         # prior_weight): with less spread, TPE locked onto the first choice that did well.
         smooth = prior_weight / (1.0 + prior_weight)
-        # Weights: 1 per point, prior_weight for the prior, normalised (in logs).
-        log_weights = np.full(m + 1, -math.log(m + prior_weight))
-        log_weights[m] += math.log(prior_weight)
-        return cls(dims, log_weights, mu, sigma, log_mass, choice, smooth, multivariate)
-
-    def _components(self, rng: np.random.Generator, n: int, width: int) -> np.ndarray:
-        cumulative = np.cumsum(np.exp(self.log_weights))
-        draws = rng.random((n, 1 if self.multivariate else width)) * cumulative[-1]
-        chosen = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(cumulative) - 1)
-        return np.broadcast_to(chosen, (n, width))
+        # Weights: 1 per point, prior_weight for the prior, normalised.
+        weights = np.empty(m + 1)
+        weights[:m] = 1.0 / (m + prior_weight)
+        weights[m] = prior_weight / (m + prior_weight)
+        return cls(dims, weights, mu, sigma, low, high, choice, smooth, multivariate)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` points of the unit cube drawn from the mixture."""
         dims = self.dims
-        out = np.empty((n, len(dims.num) + len(dims.cat)))
-        width = len(dims.num) + len(dims.cat)
-        chosen = self._components(rng, n, width)
-        if len(dims.num):
-            comp = chosen[:, : len(dims.num)]
-            cols = np.arange(len(dims.num))
-            mu, sigma = self.mu[comp, cols], self.sigma[comp, cols]
+        n_num, width = len(dims.num), len(dims.num) + len(dims.cat)
+        # Mixture components: one per point (multivariate) or per point and column.
+        cumulative = np.cumsum(self.weights)
+        draws = rng.random((n, 1 if self.multivariate else width)) * cumulative[-1]
+        chosen = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(cumulative) - 1)
+        if self.multivariate:
+            chosen = np.broadcast_to(chosen, (n, width))
+        if dims.all_numeric:
+            out = np.empty((n, width))
+        else:
+            out = np.zeros((n, width))
+        if n_num:
+            # Flat positions of (component, column) in the (m + 1, n_num) arrays.
+            flat = chosen[:, :n_num] * n_num + np.arange(n_num)
+            mu, sigma = self.mu.take(flat), self.sigma.take(flat)
+            low, high = self.low.take(flat), self.high.take(flat)
             # Inverse-CDF draws of the truncated normal; well conditioned since every centre
             # lies inside [0, 1].
-            low, high = ndtr(-mu / sigma), ndtr((1.0 - mu) / sigma)
             p = low + rng.random(mu.shape) * (high - low)
-            out[:, dims.num] = np.clip(mu + sigma * ndtri(np.clip(p, 1e-300, 1.0 - 1e-16)), 0, 1)
+            # (np.clip costs more than maximum + minimum on arrays this small.)
+            u = mu + sigma * ndtri(np.minimum(np.maximum(p, 1e-300), 1.0 - 1e-16))
+            np.minimum(np.maximum(u, 0.0, out=u), 1.0, out=u)
+            if dims.all_numeric:
+                return u
+            out[:, dims.num] = u
         if len(dims.cat):
-            comp = chosen[:, len(dims.num) :]
+            comp = chosen[:, n_num:]
             choice = self.choice[comp, np.arange(len(dims.cat))]
             uniform = np.floor(rng.random(choice.shape) * dims.n_choices).astype(int)
             spread = (choice < 0) | (rng.random(choice.shape) < self.smooth)
@@ -346,7 +368,7 @@ class _Parzen:
                     (lower[:, None, k] - mu[:, :, k]) / sigma[:, :, k],
                     (upper[:, None, k] - mu[:, :, k]) / sigma[:, :, k],
                 )
-            parts.append(log_p - self.log_mass[None])
+            parts.append(log_p - np.log(self.high - self.low)[None])
         if len(dims.cat):
             index = np.minimum(np.floor(u[:, dims.cat] * dims.n_choices), dims.n_choices - 1)
             hit = index[:, None, :] == self.choice[None]
@@ -355,9 +377,10 @@ class _Parzen:
             prob = np.where(self.choice[None] < 0, even, prob)
             parts.append(np.log(prob))
         log_p = np.concatenate(parts, axis=2)  # (N, m, d)
+        log_weights = np.log(self.weights)
         if self.multivariate:
-            return _logsumexp(self.log_weights[None] + log_p.sum(axis=2), axis=1)
-        return _logsumexp(self.log_weights[None, :, None] + log_p, axis=1).sum(axis=1)
+            return _logsumexp(log_weights[None] + log_p.sum(axis=2), axis=1)
+        return _logsumexp(log_weights[None, :, None] + log_p, axis=1).sum(axis=1)
 
     def _log_pdf_floats(self, u: np.ndarray) -> np.ndarray:
         """:meth:`log_pdf` for independent float columns, summed in linear space.
@@ -366,14 +389,17 @@ class _Parzen:
         every point of the cube a density of at least ``w_prior * 0.24 / mass`` per column, so
         the sum never underflows, and no kernel is narrower than 0.01, so none overflows.
         """
-        inv = 1.0 / self.sigma
-        z = u[:, self.dims.num][:, None, :] * inv[None]
-        z -= (self.mu * inv)[None]
+        # exp(-z^2 / 2) with z = (u - mu) / sigma, as exp(-(u a - mu a)^2), a = 1 / (sigma
+        # sqrt 2): a few passes over a (columns x candidates x kernels) array, then one batched
+        # matrix product sums the kernels of each column.
+        a = np.ascontiguousarray(_SQRT_HALF / self.sigma.T)  # (d, m)
+        z = np.multiply(u.T[:, :, None], a[:, None, :], order="C")  # (d, N, m)
+        z -= (self.mu.T * a)[:, None, :]
         np.square(z, out=z)
-        z *= -0.5
+        np.negative(z, out=z)
         np.exp(z, out=z)
-        scale = np.exp(self.log_weights[:, None] - self.log_mass) * (inv / _SQRT_2PI)
-        return np.log(np.einsum("nmd,md->nd", z, scale)).sum(axis=1)
+        scale = (self.weights[:, None] / (_SQRT_2PI * (self.high - self.low))) / self.sigma
+        return np.log(z @ scale.T[:, :, None])[:, :, 0].sum(axis=0)
 
 
 def _neighbour_widths(x: np.ndarray) -> np.ndarray:
@@ -383,14 +409,20 @@ def _neighbour_widths(x: np.ndarray) -> np.ndarray:
     neighbour gave them kernels as wide as the gap to the edge, which the prior already covers
     (and search got measurably worse).
     """
-    if len(x) < 2:
+    m, d = x.shape
+    if m < 2:
         return np.maximum(x, 1.0 - x)  # one point: as far as the farther bound
     order = np.argsort(x, axis=0, kind="stable")
-    gaps = np.diff(np.take_along_axis(x, order, axis=0), axis=0)
-    # Sorted point i has gaps[i - 1] on its left and gaps[i] on its right.
-    sorted_widths = np.maximum(np.vstack([gaps[:1], gaps]), np.vstack([gaps, gaps[-1:]]))
+    columns = np.arange(d)
+    ordered = x[order, columns]
+    # Row i of `gaps` is the gap on the left of sorted point i, row i + 1 the one on its right;
+    # the outermost points see their one gap on both sides.
+    gaps = np.empty((m + 1, d))
+    np.subtract(ordered[1:], ordered[:-1], out=gaps[1:m])
+    gaps[0] = gaps[1]
+    gaps[m] = gaps[m - 1]
     widths = np.empty_like(x)
-    np.put_along_axis(widths, order, sorted_widths, axis=0)
+    widths[order, columns] = np.maximum(gaps[:m], gaps[1:])
     return widths
 
 
