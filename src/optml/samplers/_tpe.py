@@ -174,8 +174,8 @@ class TPESampler(Sampler):
             score = good_density.log_pdf(candidates) - bad_density.log_pdf(candidates)
             # Candidates in the model's order of preference: with a continuous parameter and no
             # constraint the best one repeats no known point (fill_unique checks all the same).
-            order = [int(np.argmax(score))] if quick else np.argsort(-score, kind="stable")
-            for j in order:
+            ranked: Any = [int(np.argmax(score))] if quick else np.argsort(-score, kind="stable")
+            for j in ranked:
                 config = space.decode(candidates[j])
                 if not quick:
                     key = space.key(config)
