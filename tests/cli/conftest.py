@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,12 @@ class CLI:
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start the CLI in the background, with Ctrl-C (SIGINT) handled as at a terminal.
+
+        A shell without job control starts background jobs with SIGINT ignored, and a child
+        inherits that: a test run started that way (``make test &``, some CI runners) would
+        otherwise send SIGINT to a process that cannot hear it.
+        """
         return subprocess.Popen(
             self.command(*args),
             cwd=self.workdir,
@@ -46,7 +53,12 @@ class CLI:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env(),
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
