@@ -69,10 +69,11 @@ def test_same_seed_same_proposals(name: str) -> None:
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_a_warm_memo_changes_no_proposal(name: str) -> None:
     # A study keeps one TrialMemo across requests; what it remembers must be exactly what the
-    # context would compute, including after the history grows past the memo's first size.
+    # context would compute, including after the history grows past the memo's first size,
+    # and for an older (shorter) snapshot of the history than the memo has seen.
     memo = TrialMemo(MIXED)
     trials = _history(MIXED, 80, running=2)
-    for size in (12, 82):
+    for size in (12, 82, 40):
         plain = SearchContext(space=MIXED, trials=trials[:size], seed=7, budget=90)
         cached = SearchContext(space=MIXED, trials=trials[:size], seed=7, budget=90, memo=memo)
         assert cached.seen_keys() == plain.seen_keys()
