@@ -323,10 +323,7 @@ class _Parzen:
         chosen = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(cumulative) - 1)
         if self.multivariate:
             chosen = np.broadcast_to(chosen, (n, width))
-        if dims.all_numeric:
-            out = np.empty((n, width))
-        else:
-            out = np.zeros((n, width))
+        out = None if dims.all_numeric else np.empty((n, width))
         if n_num:
             # Flat positions of (component, column) in the (m + 1, n_num) arrays.
             flat = chosen[:, :n_num] * n_num + np.arange(n_num)
@@ -338,9 +335,10 @@ class _Parzen:
             # (np.clip costs more than maximum + minimum on arrays this small.)
             u = mu + sigma * ndtri(np.minimum(np.maximum(p, 1e-300), 1.0 - 1e-16))
             np.minimum(np.maximum(u, 0.0, out=u), 1.0, out=u)
-            if dims.all_numeric:
+            if out is None:  # numbers only
                 return u
             out[:, dims.num] = u
+        assert out is not None
         if len(dims.cat):
             comp = chosen[:, n_num:]
             choice = self.choice[comp, np.arange(len(dims.cat))]
