@@ -443,6 +443,15 @@ def _mango_dist(p: Any) -> Any:
 
 PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe", "mango-gp", "skopt-gp"]
 OPTML = ["random", "sobol", "tpe", "gp", "forest", "cmaes"]
+# OptML samplers with options, by the name the benchmarks know them by.
+OPTML_VARIANTS: dict[str, dict[str, Any]] = {
+    "tpe-mv": {"name": "tpe", "multivariate": True},
+}
+
+
+def _optml_spec(name: str) -> str | dict[str, Any]:
+    sampler = name[len(OPTML_PREFIX) :] if name.startswith(OPTML_PREFIX) else name
+    return OPTML_VARIANTS.get(sampler, sampler)
 
 
 def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any) -> Adapter:
@@ -460,8 +469,7 @@ def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any
         return MangoAdapter(space, seed, budget, options.get("mango_domain_size"))
     if name == "skopt-gp":
         return SkoptAdapter(space, seed, budget)
-    sampler = name[len(OPTML_PREFIX) :] if name.startswith(OPTML_PREFIX) else name
-    return OptMLAdapter(space, seed, budget, sampler)
+    return OptMLAdapter(space, seed, budget, _optml_spec(name))
 
 
 def canonical(name: str) -> str:
@@ -486,7 +494,7 @@ def available(name: str) -> str | None:
         from optml.samplers import make_sampler
 
         try:
-            make_sampler(name[len(OPTML_PREFIX) :] if name.startswith(OPTML_PREFIX) else name)
+            make_sampler(_optml_spec(name))
         except Exception as exc:  # a sampler still being written
             return f"{type(exc).__name__}: {exc}"
     return None

@@ -253,6 +253,24 @@ def test_densities_are_normalised(multivariate: bool) -> None:
     assert draws.min() >= 0 and draws.max() <= 1
 
 
+def test_multivariate_density_keeps_correlations() -> None:
+    # Points on the diagonal x = y: joint components draw both coordinates from one point, so
+    # draws stay near the diagonal; independent columns scatter them over the square.
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    t = np.linspace(0.05, 0.95, 30)
+    points = np.column_stack([t, t])
+    off = {}
+    for multivariate in (False, True):
+        density = _Parzen.fit(points, _Dims(space), 1.0, multivariate)
+        draws = density.sample(np.random.default_rng(0), 2000)
+        off[multivariate] = float(np.median(np.abs(draws[:, 0] - draws[:, 1])))
+    assert off[True] < 0.5 * off[False]
+    # The joint density agrees: a point on the diagonal is far likelier than one off it.
+    density = _Parzen.fit(points, _Dims(space), 1.0, True)
+    on_diag, off_diag = density.log_pdf(np.array([[0.4, 0.4], [0.4, 0.9]]))
+    assert on_diag > off_diag + 1.0
+
+
 @pytest.mark.parametrize("m", [1, 5, 150])
 def test_float_density_is_the_truncated_normal_mixture(m: int) -> None:
     # The float-only path sums kernels in linear space; check it against scipy's truncated

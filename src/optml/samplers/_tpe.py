@@ -20,14 +20,17 @@ parameters are already on a log axis):
 3. ``n_candidates`` points are drawn from ``l`` and the one with the largest ``log l - log g``
    that is not a known point is proposed. In a batch it becomes a pending liar for the next.
 
-Bandwidths: in the default (independent) mode every kernel of every dimension gets the distance
-to its farther neighbour among the sorted points (the outermost points: to their one
-neighbour), so kernels are narrow where points crowd and wide where they are sparse. With
-``multivariate=True`` one kernel spans all dimensions (the density keeps correlations between
-parameters) and its width is Scott's rule for a spread of a fifth of the range,
-``0.2 * m ** (-1 / (d + 4))`` for ``m`` points in ``d`` dimensions. Both are clipped to at least
-``1 / min(100, m + 1)``, so a few points never make a needle and many points never resolve
-finer than a hundredth of a range; integer kernels are never narrower than half a cell.
+Bandwidths: every kernel of every dimension gets the distance to its farther neighbour among
+the sorted points (the outermost points: to their one neighbour), so kernels are narrow where
+points crowd and wide where they are sparse. Widths are clipped to at least
+``1 / min(100, m + 1)`` for ``m`` points, so a few points never make a needle and many points
+never resolve finer than a hundredth of a range; integer kernels are never narrower than half a
+cell. With ``multivariate=True`` the kernels of one point across all dimensions form one
+component (a draw takes every coordinate from the same point, and the density is a mixture of
+products), so the model keeps correlations between parameters. (A Scott's-rule width shared by
+all kernels, ``0.2 * m ** (-1 / (d + 4))``, was measured worse: on the 11 test functions of
+``bench_quality.py`` it lost to these widths on most functions, e.g. median regret on
+Rosenbrock-4 after 80 evaluations, 20 seeds, see benchmarks/RESULTS.md.)
 
 Cost with long histories: the good group is capped at ``max_good`` (25) and only the
 ``max_bad`` (256) most recent bad trials (plus the pending ones) are modelled. The bandwidth
@@ -58,9 +61,6 @@ from optml.space import Categorical, Float, Int, Space
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
-# Spread (share of the range) assumed by the multivariate Scott bandwidth; the points' own
-# standard deviation gave wider kernels early on and worse search on the test functions.
-_MULTIVARIATE_SPREAD = 0.2
 
 
 class TPESampler(Sampler):
@@ -286,12 +286,8 @@ class _Parzen:
         sigma = np.empty_like(mu)
         sigma[m] = 1.0
         if m:
-            if multivariate:
-                widths = _MULTIVARIATE_SPREAD * m ** (-1.0 / (points.shape[1] + 4))
-            else:
-                widths = _neighbour_widths(x)
             # Clipped to [max(floor, min_sigma), 1] (np.clip costs more on arrays this small).
-            np.maximum(widths, np.maximum(floor, dims.min_sigma), out=sigma[:m])
+            np.maximum(_neighbour_widths(x), np.maximum(floor, dims.min_sigma), out=sigma[:m])
             np.minimum(sigma[:m], 1.0, out=sigma[:m])
         # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
         # least a third of its mass inside the cube: no tail care needed here.
