@@ -4,8 +4,10 @@ The history is the same for everyone: uniform random points of a 5-D box valued 
 Styblinski-Tang. Each repetition builds a fresh optimiser, hands it the history (not timed),
 lets it propose once and tells it the value (not timed: the steady state of a running study,
 caches warm), adds the last trial of the history and times the next proposal; we report the
-median over repetitions, after one untimed warm-up (imports, compilation). What "one
-proposal" covers per library:
+median over repetitions, after one untimed warm-up (imports, compilation). The garbage
+collector is off during each timed proposal, as ``timeit`` does: a full collection with every
+peer's modules loaded takes milliseconds, and would otherwise land in whichever proposal it
+happens to. What "one proposal" covers per library:
 
 - OptML: ``sampler.propose(ctx, 1, rng)``.
 - Optuna: ``study.ask(distributions)`` (history added with ``add_trials``).
@@ -24,10 +26,13 @@ proposal" covers per library:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,22 @@ def history(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[float]]:
     return configs, [float(f(c)) for c in configs]
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Keep the garbage collector off while timing (as ``timeit`` does).
+
+    With torch, Optuna and the rest imported, one full collection walks millions of objects
+    and takes milliseconds; whichever proposal it happens to land in would pay for all. (Not
+    collecting first: a collection right before evicts the CPU caches, and the proposal after
+    it measured twice as slow for OptML's TPE.)
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def time_one(name: str, n: int, rep: int, mango_domain_size: int | None) -> float:
     space = _box(DIM, -5, 5)
     configs, values = history(n)
@@ -67,13 +88,15 @@ def time_one(name: str, n: int, rep: int, mango_domain_size: int | None) -> floa
         name, space, seed=rep, budget=n + 10, mango_domain_size=mango_domain_size
     )
     if isinstance(adapter, MangoAdapter):
-        return adapter.propose_time(configs, values)
+        with _no_gc():
+            return adapter.propose_time(configs, values)
     if isinstance(adapter, SkoptAdapter):
         adapter.add_history(configs[:-1], values[:-1])
-        start = time.perf_counter()
-        adapter.tell(configs[-1:], values[-1:])
-        adapter.ask(1)
-        return time.perf_counter() - start
+        with _no_gc():
+            start = time.perf_counter()
+            adapter.tell(configs[-1:], values[-1:])
+            adapter.ask(1)
+            return time.perf_counter() - start
     # Steady state, as in a running study: the optimiser has already proposed once and been
     # told the result (warm caches: OptML's per-trial memo, Optuna's storage cache), then one
     # more finished trial arrives and the next proposal is timed. The history is N trials.
@@ -81,9 +104,10 @@ def time_one(name: str, n: int, rep: int, mango_domain_size: int | None) -> floa
     warm = adapter.ask(1)
     adapter.tell(warm, [float(_styblinski_tang(DIM)(warm[0]))])
     adapter.add_history(configs[-1:], values[-1:])  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    out = adapter.ask(1)
-    elapsed = time.perf_counter() - start
+    with _no_gc():
+        start = time.perf_counter()
+        out = adapter.ask(1)
+        elapsed = time.perf_counter() - start
     assert len(out) == 1, f"{name} proposed {len(out)} points"
     return elapsed
 
