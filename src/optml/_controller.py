@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from optml import _interrupt
 from optml._process import controller_id
 from optml.errors import OptMLError
 from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
@@ -95,6 +96,10 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
+        with _interrupt.catching_ctrl_c():
+            return self._run()
+
+    def _run(self) -> RunStats:
         study = self.study
         study._refresh()
         study.requeue_orphans()
@@ -108,6 +113,7 @@ class Controller:
         self.executor.start(self.objective)
         try:
             while True:
+                _interrupt.check()  # a Ctrl-C whose raise was swallowed (see _interrupt)
                 if not stop_reason:
                     stop_reason = self._stop_reason(deadline)
                 if not stop_reason:
@@ -130,6 +136,7 @@ class Controller:
                 if progress:
                     progress.update()
         except BaseException:
+            _interrupt.clear()  # this Ctrl-C is being handled; a second one stops the clean-up
             self._abandon()
             raise
         finally:

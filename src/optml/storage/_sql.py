@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from optml import _interrupt
 from optml.errors import (
     DuplicateStudyError,
     StorageError,
@@ -291,7 +292,7 @@ class SQLStorage(Storage):
 
     def _read(self, fn: Callable[[Connection], _T]) -> _T:
         try:
-            with self._connect(write=False) as conn:
+            with _interrupt.critical(), self._connect(write=False) as conn:
                 return fn(conn)
         except sa.exc.OperationalError as exc:
             raise StorageError(f"reading {self._safe_url} failed: {_reason(exc)}") from exc
@@ -300,7 +301,8 @@ class SQLStorage(Storage):
         """Run ``fn`` in one write transaction, committed before this returns."""
         for attempt in range(_LOCK_RETRIES + 1):
             try:
-                with self._connect(write=True) as conn, conn.begin():
+                # Ctrl-C waits for the transaction to end (see optml._interrupt).
+                with _interrupt.critical(), self._connect(write=True) as conn, conn.begin():
                     return fn(conn)
             except sa.exc.OperationalError as exc:
                 if self._dialect == "sqlite" and _is_locked(exc) and attempt < _LOCK_RETRIES:

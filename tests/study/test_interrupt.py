@@ -1,0 +1,95 @@
+"""Ctrl-C during a run: deferred past storage transactions, never lost (optml._interrupt)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from optml import _interrupt, create_study
+from optml.storage._sql import SQLStorage
+from optml.trial import TrialState
+
+
+def _ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_inside_a_critical_block_is_raised_when_it_ends() -> None:
+    after = []
+    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        with _interrupt.critical():
+            _ctrl_c()
+            after.append("the block ran to its end")
+        after.append("never reached")
+    assert after == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_ctrl_c_outside_critical_blocks_is_raised_at_once() -> None:
+    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        _ctrl_c()
+        for _ in range(10_000):  # the handler runs at the next bytecode, well before this ends
+            pass
+        pytest.fail("Ctrl-C was not raised")
+
+
+def test_a_swallowed_ctrl_c_is_raised_by_check() -> None:
+    # As when SIGINT lands in a finaliser: CPython prints "Exception ignored" and goes on.
+    with _interrupt.catching_ctrl_c():
+        try:
+            _ctrl_c()
+            for _ in range(10_000):
+                pass
+        except KeyboardInterrupt:
+            pass  # swallowed
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt.check()
+        _interrupt.clear()
+        _interrupt.check()  # handled: nothing pending any more
+
+
+def test_without_the_loop_python_handles_ctrl_c_as_usual() -> None:
+    # ask/tell from a user's own code: critical blocks only count, Ctrl-C is raised at once.
+    with pytest.raises(KeyboardInterrupt), _interrupt.critical():
+        _ctrl_c()
+        for _ in range(10_000):
+            pass
+        pytest.fail("Ctrl-C was not raised")
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    # A background job of a shell without job control starts with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _interrupt.catching_ctrl_c():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            _ctrl_c()
+        _interrupt.check()  # nothing recorded
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_a_sqlite_write_commits_it_and_leaves_no_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = SQLStorage(url, busy_timeout_s=2.0)
+    study = create_study(name="s", storage=storage, space={"x": [1, 2, 3]})
+    trial = study.ask()
+
+    def write_then_ctrl_c(conn: sa.Connection) -> None:
+        conn.execute(sa.text("UPDATE studies SET state = 'RUNNING'"))
+        _ctrl_c()  # lands inside the open write transaction
+
+    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        storage._write(write_then_ctrl_c)
+    # The transaction was committed before the interrupt was raised ...
+    assert storage.load_study("s").state == "RUNNING"
+    # ... and nothing holds SQLite's write lock: another process's connection writes at once.
+    other = SQLStorage(url, busy_timeout_s=0.5)
+    study_again = other.load_study("s")
+    other.set_study_state(study_again.id, "INTERRUPTED")
+    study.tell(trial, 1.0)
+    assert study.get_trials([TrialState.COMPLETE])
