@@ -136,31 +136,48 @@ def cmd_run(args: argparse.Namespace) -> None:
 # -- report ---------------------------------------------------------------------------------
 
 
+Runs = dict[int, list[float]]  # seed -> values in evaluation order
+
+
 def load(
     out: Path, batch: int, budget: int, seeds: int | None = None
-) -> dict[str, dict[str, list[list[float]]]]:
-    """optimizer -> function -> list of value trajectories (one per seed; seeds < ``seeds``)."""
-    data: dict[str, dict[str, list[list[float]]]] = {}
+) -> dict[str, dict[str, Runs]]:
+    """optimizer -> function -> seed -> value trajectory (only seeds < ``seeds``)."""
+    data: dict[str, dict[str, Runs]] = {}
     root = out / f"b{batch}_n{budget}"
     for path in sorted(root.glob("*/*/seed*.json")):
         record = json.loads(path.read_text())
         if seeds is not None and record["seed"] >= seeds:
             continue
-        data.setdefault(record["optimizer"], {}).setdefault(record["function"], []).append(
-            record["values"]
-        )
+        runs = data.setdefault(record["optimizer"], {}).setdefault(record["function"], {})
+        runs[record["seed"]] = record["values"]
     return data
 
 
-def _median_regret(fn: str, runs: list[list[float]], at: int) -> float:
+def _median_regret(fn: str, runs: Runs, at: int) -> float:
     import numpy as np
 
     f = FUNCTIONS[fn]
-    return float(np.median([f.regret(min(v[:at])) for v in runs]))
+    return float(np.median([f.regret(min(v[:at])) for v in runs.values()]))
+
+
+def paired(fn: str, a: Runs, b: Runs, at: int) -> tuple[int, int, int]:
+    """Seeds (run by both) on which ``a`` ends with a lower regret than ``b``, a higher one,
+    and the same (both solved, or equal to 3 digits), after ``at`` evaluations.
+
+    >>> paired("branin", {0: [5.0], 1: [0.39789], 2: [0.39789]}, {0: [6.0], 1: [0.3979], 2: [9.0]}, 1)
+    (2, 0, 1)
+    """
+    f = FUNCTIONS[fn]
+    wins = losses = ties = 0
+    for seed in sorted(set(a) & set(b)):
+        ra, rb = _key(f.regret(min(a[seed][:at]))), _key(f.regret(min(b[seed][:at])))
+        wins, losses, ties = wins + (ra < rb), losses + (ra > rb), ties + (ra == rb)
+    return wins, losses, ties
 
 
 def summarise(
-    data: dict[str, dict[str, list[list[float]]]],
+    data: dict[str, dict[str, Runs]],
     at: int,
     optimizers: list[str] | None = None,
     min_seeds: int = 1,
@@ -191,7 +208,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
 
 
-def _seeds(data: dict[str, dict[str, list[list[float]]]], o: str) -> str:
+def _seeds(data: dict[str, dict[str, Runs]], o: str) -> str:
     counts = sorted({len(v) for v in data.get(o, {}).values()})
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
@@ -278,6 +295,7 @@ def render(
                     f"{', '.join(lost) or '-'} |"
                 )
             lines.append("")
+            lines += _paired_table(data, best, peers, functions, budget)
         # Regret at the earlier checkpoints, per function, for the record.
         for c in checks[:-1]:
             s = per_at[c]
@@ -303,6 +321,36 @@ def render(
             "",
         ]
     return "\n".join(lines)
+
+
+def _paired_table(
+    data: dict[str, dict[str, Runs]], best: str, peers: list[str], functions: list[str], at: int
+) -> list[str]:
+    """Per function and peer, seed by seed: how often ``best`` ends lower / higher.
+
+    Medians of a few seeds flip on one run; the per-seed counts show how settled a win or a
+    loss is. A dagger marks a count that a two-sided sign test over the seeds that differ
+    finds unlikely by chance (p < 0.05).
+    """
+    from scipy.stats import binomtest
+
+    lines = [
+        f"Seed by seed (the same seeds for both): seeds on which {best} ends with a lower "
+        "regret than the peer - seeds on which it ends higher (both solved or equal: "
+        "neither); † = a two-sided sign test gives p < 0.05:",
+        "",
+        "| function | " + " | ".join(peers) + " |",
+        "|---|" + "---:|" * len(peers),
+    ]
+    for fn in functions:
+        cells = []
+        for p in peers:
+            w, lo, _ = paired(fn, data[best][fn], data[p][fn], at)
+            sure = w + lo > 0 and binomtest(w, w + lo).pvalue < 0.05
+            cells.append(f"{w}-{lo}{' †' if sure else ''}")
+        lines.append(f"| {fn} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def cmd_report(args: argparse.Namespace) -> None:
