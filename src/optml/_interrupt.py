@@ -1,4 +1,4 @@
-"""Ctrl-C during a study: never inside a storage transaction, and never lost.
+"""Ctrl-C (and SIGTERM) during a study: never inside a storage transaction, and never lost.
 
 Python raises ``KeyboardInterrupt`` at whatever bytecode the main thread is running when SIGINT
 arrives. Two ways that goes wrong for a controller that writes to a database many times a
@@ -16,6 +16,11 @@ raised when the block ends. :func:`check`, called by the loop at every turn, rai
 SIGINT that got lost. Outside the loop (``ask``/``tell`` from a user's code) nothing changes:
 Python's own handler is in place, and :func:`critical` only counts.
 
+SIGTERM (``kill``, a container or service manager stopping the run) is handled the same way
+when its handler is the default one (which would end the process on the spot, leaving trials
+RUNNING until the next resume notices): it raises :class:`Terminated`, a ``KeyboardInterrupt``,
+so the run stops as after Ctrl-C.
+
 Only the main thread receives signals, so only its blocks count. A handler other than Python's
 default (SIGINT ignored in a background job, a host's own handler) is left alone.
 """
@@ -28,15 +33,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+
+class Terminated(KeyboardInterrupt):
+    """The run was asked to stop by SIGTERM: handled as Ctrl-C is."""
+
+
 _depth = 0  # critical blocks the main thread is in
-_pending = False  # a SIGINT arrived and is not raised yet (or its raise was swallowed)
+_pending: type[KeyboardInterrupt] | None = None  # arrived, not raised yet (or swallowed)
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _pending
-    _pending = True
+    _pending = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
     if _depth == 0:
-        raise KeyboardInterrupt
+        raise _pending
 
 
 @contextmanager
@@ -53,35 +63,41 @@ def critical() -> Iterator[None]:
         _depth -= 1
     # Reached only when the block ended normally: a pending Ctrl-C is raised here, between
     # transactions; an exception from the block propagates as it is.
-    if _depth == 0 and _pending:
-        raise KeyboardInterrupt
+    if _depth == 0 and _pending is not None:
+        raise _pending
 
 
 def check() -> None:
-    """Raise a Ctrl-C that arrived but was not raised (or was swallowed)."""
-    if _pending:
-        raise KeyboardInterrupt
+    """Raise a Ctrl-C (or SIGTERM) that arrived but was not raised (or was swallowed)."""
+    if _pending is not None:
+        raise _pending
 
 
 def clear() -> None:
     """Forget a pending Ctrl-C: it is being handled."""
     global _pending
-    _pending = False
+    _pending = None
+
+
+# The handler each signal must have for ours to replace it: Python's own.
+_DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
 
 @contextmanager
 def catching_ctrl_c() -> Iterator[None]:
-    """Install the deferring SIGINT handler for the duration of the block (main thread only)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    """Install the deferring SIGINT/SIGTERM handler for the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     clear()
-    previous = signal.signal(signal.SIGINT, _on_sigint)
+    previous = {
+        sig: signal.signal(sig, _on_signal)
+        for sig, default in _DEFAULTS.items()
+        if signal.getsignal(sig) is default
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         clear()

@@ -141,14 +141,18 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
             data=spec.data,
             show_progress=not quiet,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from optml._interrupt import Terminated
+
         waiting = len(study.get_trials([TrialState.WAITING]))
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         _console(stderr=True).print(
-            f"\n[yellow]interrupted:[/] {waiting} trial(s) are queued again; "
+            f"\n[yellow]{what}:[/] {waiting} trial(s) are queued again; "
             f"continue with: optml resume {study.name}"
             + (f" --storage {study.storage.url}" if study.storage.url else "")
         )
-        raise typer.Exit(130) from None
+        # The shell's convention: 128 + the signal's number.
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     if not quiet:
         _print_trials(study, console)
         _print_run_stats(study, console)

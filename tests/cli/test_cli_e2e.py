@@ -225,6 +225,25 @@ def test_ctrl_c_requeues_running_trials_and_resume_finishes(objectives) -> None:
     _assert_each_config_done_once(cli)
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(objectives) -> None:
+    # `kill PID`, or a container runtime stopping the run: the default would end the controller
+    # on the spot with trials RUNNING (the next resume would requeue them); instead it stops
+    # cleanly and says so, with the shell's code for SIGTERM.
+    cli = objectives
+    cli.write("slow.yaml", SLOW_SPEC)
+    proc = cli.start("run", "slow.yaml", "--storage", cli.storage)
+    _wait_for_completed(cli, "slow-grid", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "optml resume slow-grid" in err
+    study = load_study("slow-grid", storage=cli.storage)
+    assert study.state == "INTERRUPTED"
+    assert not study.get_trials([TrialState.RUNNING])
+    assert cli.run("resume", "slow-grid", "--storage", cli.storage).returncode == 0
+    _assert_each_config_done_once(cli)
+
+
 FAST_SPEC = """
     name: fast
     objective: {function: objectives.py:quadratic}

@@ -37,6 +37,15 @@ def test_ctrl_c_outside_critical_blocks_is_raised_at_once() -> None:
         pytest.fail("Ctrl-C was not raised")
 
 
+def test_sigterm_is_handled_as_ctrl_c_and_told_apart() -> None:
+    with _interrupt.catching_ctrl_c(), pytest.raises(_interrupt.Terminated) as raised:
+        with _interrupt.critical():
+            os.kill(os.getpid(), signal.SIGTERM)  # would end the process on the spot
+        pytest.fail("SIGTERM was not raised after the block")
+    assert isinstance(raised.value, KeyboardInterrupt)  # every Ctrl-C path handles it
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
 def test_a_swallowed_ctrl_c_is_raised_by_check() -> None:
     # As when SIGINT lands in a finaliser: CPython prints "Exception ignored" and goes on.
     with _interrupt.catching_ctrl_c():
