@@ -289,7 +289,9 @@ class Study:
         :class:`~optml.executors.Executor`. A trial past ``trial_timeout`` seconds is killed and
         recorded TIMEOUT; a failed trial is retried up to ``retries`` times, then recorded FAILED.
         On Ctrl-C running trials are put back in the queue and the study is marked
-        INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it.
+        INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it. SIGTERM does the
+        same (in the main thread, where no other handler is installed) and raises
+        ``optml._interrupt.Terminated``, a ``KeyboardInterrupt``.
         """
         from optml._controller import Controller
 
