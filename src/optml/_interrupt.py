@@ -18,8 +18,8 @@ Python's own handler is in place, and :func:`critical` only counts.
 
 SIGTERM (``kill``, a container or service manager stopping the run) is handled the same way
 when its handler is the default one (which would end the process on the spot, leaving trials
-RUNNING until the next resume notices): it raises :class:`Terminated`, a ``KeyboardInterrupt``,
-so the run stops as after Ctrl-C.
+RUNNING until the next resume notices): it raises :class:`optml.errors.Terminated`, a
+``KeyboardInterrupt``, so the run stops as after Ctrl-C.
 
 Only the main thread receives signals, so only its blocks count. A handler other than Python's
 default (SIGINT ignored in a background job, a host's own handler) is left alone.
@@ -33,10 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-
-class Terminated(KeyboardInterrupt):
-    """The run was asked to stop by SIGTERM: handled as Ctrl-C is."""
-
+from optml.errors import Terminated
 
 _depth = 0  # critical blocks the main thread is in
 _pending: type[KeyboardInterrupt] | None = None  # arrived, not raised yet (or swallowed)

@@ -142,7 +142,7 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
             show_progress=not quiet,
         )
     except KeyboardInterrupt as exc:
-        from optml._interrupt import Terminated
+        from optml.errors import Terminated
 
         waiting = len(study.get_trials([TrialState.WAITING]))
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"

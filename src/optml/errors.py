@@ -41,3 +41,7 @@ def missing_dependency(module: str, extra: str) -> MissingDependencyError:
         f"this feature needs the optional package {module!r}: install it with "
         f"pip install 'optml[{extra}]'"
     )
+
+
+class Terminated(KeyboardInterrupt):
+    """A run was asked to stop by SIGTERM; it stops as after Ctrl-C (see ``Study.optimize``)."""

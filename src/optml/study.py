@@ -291,7 +291,7 @@ class Study:
         On Ctrl-C running trials are put back in the queue and the study is marked
         INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it. SIGTERM does the
         same (in the main thread, where no other handler is installed) and raises
-        ``optml._interrupt.Terminated``, a ``KeyboardInterrupt``.
+        ``optml.errors.Terminated``, a ``KeyboardInterrupt``.
         """
         from optml._controller import Controller
 

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from optml import _interrupt, create_study
+from optml.errors import Terminated
 from optml.storage._sql import SQLStorage
 from optml.trial import TrialState
 
@@ -38,7 +39,7 @@ def test_ctrl_c_outside_critical_blocks_is_raised_at_once() -> None:
 
 
 def test_sigterm_is_handled_as_ctrl_c_and_told_apart() -> None:
-    with _interrupt.catching_ctrl_c(), pytest.raises(_interrupt.Terminated) as raised:
+    with _interrupt.catching_ctrl_c(), pytest.raises(Terminated) as raised:
         with _interrupt.critical():
             os.kill(os.getpid(), signal.SIGTERM)  # would end the process on the spot
         pytest.fail("SIGTERM was not raised after the block")
