@@ -46,22 +46,32 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         raise _pending
 
 
-@contextmanager
-def critical() -> Iterator[None]:
-    """A block that Ctrl-C must not interrupt (a storage transaction): it is raised after it."""
-    global _depth
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _depth += 1
-    try:
-        yield
-    finally:
+class _Critical:
+    """See :func:`critical` (a class: this runs around every storage transaction)."""
+
+    __slots__ = ("counted",)
+
+    def __enter__(self) -> None:
+        global _depth
+        # (Asked each time: after a fork the child's main thread is the one that forked.)
+        self.counted = threading.get_ident() == threading.main_thread().ident
+        if self.counted:
+            _depth += 1
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        global _depth
+        if not self.counted:
+            return
         _depth -= 1
-    # Reached only when the block ended normally: a pending Ctrl-C is raised here, between
-    # transactions; an exception from the block propagates as it is.
-    if _depth == 0 and _pending is not None:
-        raise _pending
+        # A pending Ctrl-C is raised here, between transactions, when the block ended
+        # normally; an exception from the block propagates as it is.
+        if kind is None and _depth == 0 and _pending is not None:
+            raise _pending
+
+
+def critical() -> _Critical:
+    """A block that Ctrl-C must not interrupt (a storage transaction): it is raised after it."""
+    return _Critical()
 
 
 def check() -> None:
