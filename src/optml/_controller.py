@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -110,8 +111,12 @@ class Controller:
         study._stop_requested = False
         progress = _Progress(self) if self.show_progress else None
         stop_reason = ""
-        self.executor.start(self.objective)
+        # Outcomes of trials run elsewhere are collected and recorded with Ctrl-C deferred (at
+        # most the wait's half second), so that a finished trial is never received and then
+        # dropped; trials run in this process must stay interruptible.
+        collecting = nullcontext if self.executor.in_process else _interrupt.critical
         try:
+            self.executor.start(self.objective)
             while True:
                 _interrupt.check()  # a Ctrl-C whose raise was swallowed (see _interrupt)
                 if not stop_reason:
@@ -131,8 +136,9 @@ class Controller:
                         stop_reason = "exhausted"
                     break
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-                for outcome in self.executor.wait(timeout=wait):
-                    self._handle(outcome)
+                with collecting():
+                    for outcome in self.executor.wait(timeout=wait):
+                        self._handle(outcome)
                 if progress:
                     progress.update()
         except BaseException:

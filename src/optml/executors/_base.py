@@ -177,6 +177,9 @@ class Executor(abc.ABC):
 
     name = "executor"
     workers: int = 1
+    # Whether ``wait`` runs the trials in this process (then Ctrl-C must reach them at once;
+    # otherwise the controller defers it while it collects and records outcomes).
+    in_process: bool = False
 
     @abc.abstractmethod
     def start(self, objective: Objective) -> None: ...

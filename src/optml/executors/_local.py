@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
 from typing import Any
 
+from optml import _interrupt
 from optml._process import kill_tree, limit_threads
 from optml.executors._base import Executor, TrialOutcome, TrialTask, read_log_tail, run_trial
 from optml.objectives._base import Objective
@@ -57,7 +58,11 @@ class LocalExecutor(Executor):
     def start(self, objective: Objective) -> None:
         self._objective = objective
         self._log_dir = tempfile.mkdtemp(prefix="optml-logs-")
-        self._workers = [self._spawn() for _ in range(self.workers)]
+        # Every started worker must be in the list that shutdown() kills: a Ctrl-C between a
+        # fork and its record would leave a worker that the exiting controller waits for.
+        with _interrupt.critical():
+            for _ in range(self.workers):
+                self._workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe()

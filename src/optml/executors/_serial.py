@@ -19,6 +19,7 @@ class SerialExecutor(Executor):
     """
 
     name = "serial"
+    in_process = True
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = 1
