@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from pathlib import Path
@@ -103,3 +104,33 @@ def test_ctrl_c_in_a_sqlite_write_commits_it_and_leaves_no_lock(tmp_path: Path) 
     other.set_study_state(study_again.id, "INTERRUPTED")
     study.tell(trial, 1.0)
     assert study.get_trials([TrialState.COMPLETE])
+
+
+def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
+    # A Ctrl-C right after a fork used to leave that worker out of the list shutdown() kills,
+    # and the exiting controller then waited for it forever.
+    import psutil
+
+    from optml.executors import make_executor
+    from optml.objectives import FunctionObjective
+
+    ex = make_executor("local", workers=2)
+    spawn = ex._spawn
+
+    def spawn_then_ctrl_c():
+        worker = spawn()
+        _ctrl_c()  # lands between the fork and the worker's record
+        return worker
+
+    ex._spawn = spawn_then_ctrl_c
+    try:
+        with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+            ex.start(FunctionObjective(lambda x: x))
+        procs = [psutil.Process(w.proc.pid) for w in ex._workers]
+        assert len(procs) == 2
+        ex.shutdown(kill=True)
+        gone, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive
+    finally:  # a worker left out would otherwise hold up the end of the test run
+        for child in multiprocessing.active_children():
+            child.kill()
