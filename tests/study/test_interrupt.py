@@ -134,3 +134,31 @@ def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
     finally:  # a worker left out would otherwise hold up the end of the test run
         for child in multiprocessing.active_children():
             child.kill()
+
+
+def test_ctrl_c_as_outcomes_arrive_keeps_the_finished_trials(tmp_path: Path) -> None:
+    # The signal lands right after finished trials were received from the workers: they must
+    # be recorded COMPLETE, not dropped and queued again.
+    from optml.executors import make_executor
+
+    ex = make_executor("local", workers=2)
+    received: list[int] = []
+    wait = ex.wait
+
+    def wait_then_ctrl_c(timeout=None):
+        outcomes = wait(timeout)
+        if outcomes and not received:
+            received.extend(o.number for o in outcomes)
+            _ctrl_c()
+        return outcomes
+
+    ex.wait = wait_then_ctrl_c
+    study = create_study(
+        name="s", storage=f"sqlite:///{tmp_path / 's.db'}", space={"x": [1, 2, 3, 4, 5, 6]}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(lambda x: float(x), n_trials=6, executor=ex)
+    complete = {t.number for t in study.get_trials([TrialState.COMPLETE])}
+    assert received and set(received) <= complete
+    assert study.state == "INTERRUPTED"
+    assert not study.get_trials([TrialState.RUNNING])
