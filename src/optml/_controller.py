@@ -97,7 +97,7 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
-        with _interrupt.catching_ctrl_c():
+        with _interrupt.deferring_stop_signals():
             return self._run()
 
     def _run(self) -> RunStats:

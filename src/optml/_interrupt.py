@@ -10,9 +10,9 @@ second (both reproduced by sending SIGINT to ``optml run`` at random moments, 2 
 - It lands inside a finaliser (``__del__``, a weakref callback), where CPython prints
   "Exception ignored" and carries on: the run does not stop at all.
 
-While :func:`catching_ctrl_c` is active (the controller loop), a SIGINT is recorded, and raised
-at once only outside :func:`critical` blocks (every storage transaction is one); inside one it is
-raised when the block ends. :func:`check`, called by the loop at every turn, raises a recorded
+While :func:`deferring_stop_signals` is active (the controller loop), a SIGINT is recorded,
+and raised at once only outside :func:`critical` blocks (every storage transaction is one);
+inside one it is raised when the block ends. :func:`check`, called by the loop at every turn, raises a recorded
 SIGINT that got lost. Outside the loop (``ask``/``tell`` from a user's code) nothing changes:
 Python's own handler is in place, and :func:`critical` only counts.
 
@@ -91,7 +91,7 @@ _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.S
 
 
 @contextmanager
-def catching_ctrl_c() -> Iterator[None]:
+def deferring_stop_signals() -> Iterator[None]:
     """Install the deferring SIGINT/SIGTERM handler for the block (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -208,39 +208,32 @@ def test_sigkill_of_the_controller_then_resume_runs_each_configuration_once(obje
         assert runs[config] == 1, f"finished trial {config} was run again"
 
 
-def test_ctrl_c_requeues_running_trials_and_resume_finishes(objectives) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        # `kill PID`, or a container runtime stopping the run: the default would end the
+        # controller on the spot with trials RUNNING; it stops as after Ctrl-C instead, with
+        # the shell's code for SIGTERM.
+        (signal.SIGTERM, 143, "terminated"),
+    ],
+)
+def test_ctrl_c_or_sigterm_requeues_running_trials_and_resume_finishes(
+    objectives, sig, code, word
+) -> None:
     cli = objectives
     cli.write("slow.yaml", SLOW_SPEC)
     proc = cli.start("run", "slow.yaml", "--storage", cli.storage)
     _wait_for_completed(cli, "slow-grid", 3, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "optml resume slow-grid" in err
+    assert proc.returncode == code, err
+    assert word in err and "optml resume slow-grid" in err
     study = load_study("slow-grid", storage=cli.storage)
     assert study.state == "INTERRUPTED"
     assert not study.get_trials([TrialState.RUNNING]), "no trial may stay RUNNING after Ctrl-C"
     result = cli.run("resume", "slow-grid", "--storage", cli.storage)
     assert result.returncode == 0, result.stderr
-    _assert_each_config_done_once(cli)
-
-
-def test_sigterm_stops_a_run_as_ctrl_c_does(objectives) -> None:
-    # `kill PID`, or a container runtime stopping the run: the default would end the controller
-    # on the spot with trials RUNNING (the next resume would requeue them); instead it stops
-    # cleanly and says so, with the shell's code for SIGTERM.
-    cli = objectives
-    cli.write("slow.yaml", SLOW_SPEC)
-    proc = cli.start("run", "slow.yaml", "--storage", cli.storage)
-    _wait_for_completed(cli, "slow-grid", 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
-    assert "terminated" in err and "optml resume slow-grid" in err
-    study = load_study("slow-grid", storage=cli.storage)
-    assert study.state == "INTERRUPTED"
-    assert not study.get_trials([TrialState.RUNNING])
-    assert cli.run("resume", "slow-grid", "--storage", cli.storage).returncode == 0
     _assert_each_config_done_once(cli)
 
 

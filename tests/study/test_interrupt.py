@@ -22,7 +22,7 @@ def _ctrl_c() -> None:
 
 def test_ctrl_c_inside_a_critical_block_is_raised_when_it_ends() -> None:
     after = []
-    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+    with _interrupt.deferring_stop_signals(), pytest.raises(KeyboardInterrupt):
         with _interrupt.critical():
             _ctrl_c()
             after.append("the block ran to its end")
@@ -32,7 +32,7 @@ def test_ctrl_c_inside_a_critical_block_is_raised_when_it_ends() -> None:
 
 
 def test_ctrl_c_outside_critical_blocks_is_raised_at_once() -> None:
-    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+    with _interrupt.deferring_stop_signals(), pytest.raises(KeyboardInterrupt):
         _ctrl_c()
         for _ in range(10_000):  # the handler runs at the next bytecode, well before this ends
             pass
@@ -40,7 +40,7 @@ def test_ctrl_c_outside_critical_blocks_is_raised_at_once() -> None:
 
 
 def test_sigterm_is_handled_as_ctrl_c_and_told_apart() -> None:
-    with _interrupt.catching_ctrl_c(), pytest.raises(Terminated) as raised:
+    with _interrupt.deferring_stop_signals(), pytest.raises(Terminated) as raised:
         with _interrupt.critical():
             os.kill(os.getpid(), signal.SIGTERM)  # would end the process on the spot
         pytest.fail("SIGTERM was not raised after the block")
@@ -50,7 +50,7 @@ def test_sigterm_is_handled_as_ctrl_c_and_told_apart() -> None:
 
 def test_a_swallowed_ctrl_c_is_raised_by_check() -> None:
     # As when SIGINT lands in a finaliser: CPython prints "Exception ignored" and goes on.
-    with _interrupt.catching_ctrl_c():
+    with _interrupt.deferring_stop_signals():
         try:
             _ctrl_c()
             for _ in range(10_000):
@@ -76,7 +76,7 @@ def test_an_ignored_sigint_stays_ignored() -> None:
     # A background job of a shell without job control starts with SIGINT ignored.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with _interrupt.catching_ctrl_c():
+        with _interrupt.deferring_stop_signals():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             _ctrl_c()
         _interrupt.check()  # nothing recorded
@@ -94,7 +94,7 @@ def test_ctrl_c_in_a_sqlite_write_commits_it_and_leaves_no_lock(tmp_path: Path) 
         conn.execute(sa.text("UPDATE studies SET state = 'RUNNING'"))
         _ctrl_c()  # lands inside the open write transaction
 
-    with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+    with _interrupt.deferring_stop_signals(), pytest.raises(KeyboardInterrupt):
         storage._write(write_then_ctrl_c)
     # The transaction was committed before the interrupt was raised ...
     assert storage.load_study("s").state == "RUNNING"
@@ -124,7 +124,7 @@ def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
 
     ex._spawn = spawn_then_ctrl_c
     try:
-        with _interrupt.catching_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        with _interrupt.deferring_stop_signals(), pytest.raises(KeyboardInterrupt):
             ex.start(FunctionObjective(lambda x: x))
         procs = [psutil.Process(w.proc.pid) for w in ex._workers]
         assert len(procs) == 2

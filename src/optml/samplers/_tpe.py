@@ -29,8 +29,8 @@ cell. With ``multivariate=True`` the kernels of one point across all dimensions 
 component (a draw takes every coordinate from the same point, and the density is a mixture of
 products), so the model keeps correlations between parameters. (A Scott's-rule width shared by
 all kernels, ``0.2 * m ** (-1 / (d + 4))``, was measured worse: on the 11 test functions of
-``bench_quality.py`` it lost to these widths on most functions, e.g. median regret on
-Rosenbrock-4 after 80 evaluations, 20 seeds, see benchmarks/RESULTS.md.)
+``bench_quality.py``, 20 seeds, it had the higher median regret after 80 evaluations on 10 of
+11 both sequentially and in batches, e.g. Rosenbrock-4 69.5 against 28.7; benchmarks/RESULTS.md.)
 
 Cost with long histories: the good group is capped at ``max_good`` (25) and only the
 ``max_bad`` (256) most recent bad trials (plus the pending ones) are modelled. The bandwidth
