@@ -16,8 +16,12 @@ _Z_ASYMPTOTE = -1.0 / math.sqrt(np.finfo(float).eps)
 
 def _log1mexp(t: np.ndarray) -> np.ndarray:
     """log(1 - exp(t)) for t < 0, accurate at both ends (Mächler's two-branch rule)."""
-    out = np.empty_like(t)
     near = t > -math.log(2.0)
+    if near.all():
+        return np.log(-np.expm1(t))
+    if not near.any():
+        return np.log1p(-np.exp(t))
+    out = np.empty_like(t)
     out[near] = np.log(-np.expm1(t[near]))
     out[~near] = np.log1p(-np.exp(t[~near]))
     return out
@@ -31,20 +35,36 @@ def log_h(z: np.ndarray) -> np.ndarray:
     ``φ(z) (1 - |z| sqrt(pi/2) erfcx(|z|/sqrt 2))`` in log space, and its asymptote beyond.
     """
     z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
     upper = z > -1.0
-    zu = z[upper]
-    out[upper] = np.log(np.exp(-0.5 * zu * zu - _LOG_SQRT_2PI) + zu * ndtr(zu))
-    zl = z[~upper]
-    tail = np.empty_like(zl)
-    mid = zl > _Z_ASYMPTOTE
-    zm = zl[mid]
-    t = np.log(erfcx(-zm * _INV_SQRT_2) * -zm) + _LOG_SQRT_HALF_PI
-    tail[mid] = -0.5 * zm * zm - _LOG_SQRT_2PI + _log1mexp(np.minimum(t, -1e-300))
-    za = zl[~mid]
-    tail[~mid] = -0.5 * za * za - _LOG_SQRT_2PI - 2.0 * np.log(-za)
-    out[~upper] = tail
+    if upper.all():  # the common cases take one branch without masking
+        return _log_h_upper(z)
+    if not upper.any():
+        return _log_h_tail(z)
+    out = np.empty_like(z)
+    out[upper] = _log_h_upper(z[upper])
+    out[~upper] = _log_h_tail(z[~upper])
     return out
+
+
+def _log_h_upper(z: np.ndarray) -> np.ndarray:
+    return np.log(np.exp(-0.5 * z * z - _LOG_SQRT_2PI) + z * ndtr(z))
+
+
+def _log_h_tail(z: np.ndarray) -> np.ndarray:
+    """log h(z) for z <= -1: the erfcx form, and its asymptote beyond ``_Z_ASYMPTOTE``."""
+    mid = z > _Z_ASYMPTOTE
+    if mid.all():
+        return _log_h_mid(z)
+    out = np.empty_like(z)
+    out[mid] = _log_h_mid(z[mid])
+    za = z[~mid]
+    out[~mid] = -0.5 * za * za - _LOG_SQRT_2PI - 2.0 * np.log(-za)
+    return out
+
+
+def _log_h_mid(z: np.ndarray) -> np.ndarray:
+    t = np.log(erfcx(-z * _INV_SQRT_2) * -z) + _LOG_SQRT_HALF_PI
+    return -0.5 * z * z - _LOG_SQRT_2PI + _log1mexp(np.minimum(t, -1e-300))
 
 
 def log_expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:

@@ -135,31 +135,35 @@ class SearchContext:
     @property
     def pending(self) -> list[dict[str, Any]]:
         """Configurations being evaluated or queued (computed once per context; a fresh list)."""
-        return list(self._pending)
-
-    @functools.cached_property
-    def _pending(self) -> tuple[dict[str, Any], ...]:
-        return tuple(t.params for t in self.trials if not t.state.is_finished)
+        return list(self._by_state[0])
 
     @property
     def completed(self) -> list[Trial]:
         """Trials that finished with a usable value of every metric, in trial-number order
         (computed once per context; a fresh list)."""
-        return list(self._completed)
+        return list(self._by_state[1])
 
     @functools.cached_property
-    def _completed(self) -> tuple[Trial, ...]:
-        done = TrialState.COMPLETE
-        complete = [
-            t
-            for t in self.trials
-            if t.state is done and t.value is not None and math.isfinite(t.value)
-        ]
-        if len(self.metrics) == 1:  # the primary metric is the trial's value
-            return tuple(complete)
-        return tuple(
-            t for t in complete if all(_finite(t.metrics.get(m.name)) for m in self.metrics[1:])
-        )
+    def _by_state(self) -> tuple[tuple[dict[str, Any], ...], tuple[Trial, ...]]:
+        """(pending parameters, completed trials), from one pass over the history."""
+        done, running, waiting = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING
+        isfinite = math.isfinite
+        pending: list[dict[str, Any]] = []
+        complete: list[Trial] = []
+        for t in self.trials:
+            state = t.state
+            if state is done:
+                if t.value is not None and isfinite(t.value):
+                    complete.append(t)
+            elif state is running or state is waiting:
+                pending.append(t.params)
+        if len(self.metrics) > 1:  # the primary metric is the trial's value; check the others
+            complete = [
+                t
+                for t in complete
+                if all(_finite(t.metrics.get(m.name)) for m in self.metrics[1:])
+            ]
+        return tuple(pending), tuple(complete)
 
     def losses(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Primary metric of ``trials`` (default: :attr:`completed`) as values to minimise.

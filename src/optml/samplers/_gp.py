@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.linalg.lapack import dtrtri
+from scipy.linalg.lapack import dpotrf, dtrtri
 
 from optml.errors import SpecError
 from optml.samplers._acquisition import (
@@ -98,10 +98,14 @@ class _Posterior:
         # grows by one row per added point as cheaply as L does.
         self.L_inv = _tri_inverse(self.L)
         self.w = self.L_inv @ y
+        self._alpha: np.ndarray | None = None
 
     @property
     def alpha(self) -> np.ndarray:
-        return self.L_inv.T @ self.w
+        """K⁻¹ y, kept until the next :meth:`add`."""
+        if self._alpha is None:
+            self._alpha = self.L_inv.T @ self.w
+        return self._alpha
 
     def cross(self, X: np.ndarray) -> np.ndarray:
         """k(X_train, X) of shape (n, m)."""
@@ -134,6 +138,7 @@ class _Posterior:
         L_inv[n, n] = 1.0 / d
         self.L_inv = L_inv
         self.w = np.append(self.w, (value - float(row @ self.w)) / d)
+        self._alpha = None
         self.y = np.append(self.y, value)
         self.Xs = np.vstack([self.Xs, x / self.lengthscales])
         return row, d
@@ -153,11 +158,13 @@ class _Posterior:
         Xq = X / self.lengthscales
         diff = Xq[:, None, :] - self.Xs[None, :, :]  # (m, n, D), in scaled units
         r2 = np.sum(diff * diff, axis=2)
-        r = np.sqrt(r2)
-        e = np.exp(-_SQRT5 * r)
-        k = self.signal * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r2) * e  # (m, n)
+        s5r = np.sqrt(r2)
+        s5r *= _SQRT5
+        e = np.exp(-s5r)
+        s5r += 1.0  # now 1 + √5 r
+        k = self.signal * (s5r + (5.0 / 3.0) * r2) * e  # (m, n)
         # dk/dx_j = -5/3 s² e (1 + √5 r) (x_j - X_ij) / ℓ_j²
-        dk = (-(5.0 / 3.0) * self.signal * e * (1.0 + _SQRT5 * r))[:, :, None] * diff
+        dk = ((-(5.0 / 3.0) * self.signal) * e * s5r)[:, :, None] * diff
         dk /= self.lengthscales
         V = self.L_inv @ k.T  # (n, m)
         alpha = self.alpha
@@ -196,13 +203,16 @@ def _tri_inverse(L: np.ndarray) -> np.ndarray:
 def _neg_log_posterior(
     theta: np.ndarray, dsq: np.ndarray, y: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray
 ) -> tuple[float, np.ndarray]:
-    """-(log marginal likelihood + log prior) and its gradient in θ = (log ℓ, log s², log σ²)."""
+    """-(log marginal likelihood + log prior) and its gradient in θ = (log ℓ, log s², log σ²).
+
+    ``dsq`` holds the squared coordinate differences by dimension, shape (d, n²).
+    """
     n = len(y)
-    dims = dsq.shape[1]
+    dims = dsq.shape[0]
     inv_ls2 = np.exp(-2.0 * theta[:dims])
     signal = math.exp(theta[dims])
     noise = math.exp(theta[dims + 1]) + _JITTER
-    sr = np.sqrt(dsq @ inv_ls2).reshape(n, n)
+    sr = np.sqrt(inv_ls2 @ dsq).reshape(n, n)
     sr *= _SQRT5
     e = np.exp(-sr)
     # K = s² (1 + √5 r + 5/3 r²) e^{-√5 r} + σ² I, written with sr = √5 r.
@@ -212,27 +222,28 @@ def _neg_log_posterior(
     K += 1.0
     K *= e
     K *= signal
-    K[np.diag_indices(n)] += noise
+    K.flat[:: n + 1] += noise
     try:
         L = np.linalg.cholesky(K)
     except np.linalg.LinAlgError:
         return 1e25, np.zeros_like(theta)
+    log_det_half = float(np.log(L.diagonal()).sum())
     L_inv = _tri_inverse(L)
     K_inv = L_inv.T @ L_inv
     alpha = K_inv @ y
     y_alpha = float(y @ alpha)
     alpha2 = float(alpha @ alpha)
-    trace_inv = float(np.trace(K_inv))
-    lml = -0.5 * y_alpha - float(np.sum(np.log(np.diag(L)))) - 0.5 * n * _LOG_2PI
+    trace_inv = float(K_inv.trace())
+    lml = -0.5 * y_alpha - log_det_half - 0.5 * n * _LOG_2PI
     # dL/dθ = ½ tr(W dK/dθ) with W = ααᵀ - K⁻¹. For the length scales,
     # dK/dlog ℓ_j = 5/3 s² (1 + √5 r) e^{-√5 r} Δ_j² / ℓ_j².
-    W = np.outer(alpha, alpha)
+    W = np.multiply.outer(alpha, alpha)
     W -= K_inv
     sr += 1.0
     sr *= e
     W *= sr
     grad = np.empty_like(theta)
-    grad[:dims] = (0.5 * (5.0 / 3.0) * signal) * (W.ravel() @ dsq) * inv_ls2
+    grad[:dims] = (0.5 * (5.0 / 3.0) * signal) * (dsq @ W.ravel()) * inv_ls2
     # tr(W (K - σ² I)) = yᵀα - σ²|α|² - n + σ² tr(K⁻¹): no second pass over n² entries.
     grad[dims] = 0.5 * (y_alpha - noise * alpha2 - n + noise * trace_inv)
     grad[dims + 1] = 0.5 * (alpha2 - trace_inv) * (noise - _JITTER)
@@ -261,7 +272,7 @@ def _map_estimate(
     from scipy.optimize import minimize
 
     n, dims = X.shape
-    dsq = ((X[:, None, :] - X[None, :, :]) ** 2).reshape(n * n, dims)
+    dsq = ((X.T[:, :, None] - X.T[:, None, :]) ** 2).reshape(dims, n * n)
     bounds = _bounds(dims)
     args = (dsq, ys, prior_mean, prior_sd)
     points = [np.clip(s, bounds[:, 0], bounds[:, 1]) for s in starts]
