@@ -159,9 +159,7 @@ class SearchContext:
                 pending.append(t.params)
         if len(self.metrics) > 1:  # the primary metric is the trial's value; check the others
             complete = [
-                t
-                for t in complete
-                if all(_finite(t.metrics.get(m.name)) for m in self.metrics[1:])
+                t for t in complete if all(_finite(t.metrics.get(m.name)) for m in self.metrics[1:])
             ]
         return tuple(pending), tuple(complete)
 
