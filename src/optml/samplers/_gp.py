@@ -28,6 +28,7 @@ from optml.samplers._acquisition import (
     log_expected_improvement_grad,
 )
 from optml.samplers._base import WARPS, Sampler, SearchContext, fill_unique, warp_losses
+from optml.samplers._lbfgsb import minimize_box
 from optml.space import Categorical, Int, Space
 
 _SQRT5 = math.sqrt(5.0)
@@ -269,8 +270,6 @@ def _map_estimate(
     maxiter: int,
 ) -> tuple[np.ndarray, float]:
     """Run L-BFGS-B from the ``climbs`` best of ``starts``; return the best θ and its value."""
-    from scipy.optimize import minimize
-
     n, dims = X.shape
     dsq = ((X.T[:, :, None] - X.T[:, None, :]) ** 2).reshape(dims, n * n)
     bounds = _bounds(dims)
@@ -283,17 +282,12 @@ def _map_estimate(
     for start in points:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = minimize(
-                _neg_log_posterior,
-                start,
-                args=args,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": maxiter, "ftol": 1e-7},
-            )
-        if np.isfinite(result.fun) and result.fun < best_value:
-            best_theta, best_value = np.asarray(result.x, dtype=float), float(result.fun)
+            theta, value = minimize_box(
+                lambda t: _neg_log_posterior(t, *args), start, bounds[:, 0], bounds[:, 1],
+                maxiter, ftol=1e-7,
+            )  # fmt: skip
+        if np.isfinite(value) and value < best_value:
+            best_theta, best_value = theta, value
     return best_theta, best_value
 
 
@@ -886,8 +880,6 @@ class GPSampler(Sampler):
         cols = enc.numeric
         if len(cols) == 0:
             return F0
-        from scipy.optimize import minimize
-
         m = len(F0)
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
@@ -900,14 +892,9 @@ class GPSampler(Sampler):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = minimize(
-                objective,
-                F0[:, cols].ravel(),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=[(0.0, 1.0)] * (m * len(cols)),
-                options={"maxiter": 30},
+            flat, _ = minimize_box(
+                objective, F0[:, cols].ravel(), np.zeros(m * len(cols)), np.ones(m * len(cols)), 30
             )
         F = F0.copy()
-        F[:, cols] = np.asarray(result.x).reshape(m, len(cols))
+        F[:, cols] = flat.reshape(m, len(cols))
         return F
