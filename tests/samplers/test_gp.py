@@ -85,6 +85,25 @@ def test_gp_interpolates_in_original_units_and_is_unsure_far_from_data() -> None
     assert np.sqrt(np.mean((mean_new - truth) ** 2)) < 3.0
 
 
+def test_gp_prior_mean_is_an_upper_quantile_of_the_data() -> None:
+    # Far from every point the posterior falls back to the prior mean: the 75th percentile of
+    # the data by default (an unexplored corner looks worse than most points seen), or any
+    # other quantile asked for.
+    rng = np.random.default_rng(2)
+    X = rng.random((30, 2)) * 0.3
+    y = rng.exponential(size=30)
+    far = np.array([[1.0, 1.0]])
+    default = GaussianProcess().fit(X, y, np.random.default_rng(0))
+    assert default.y_mean == np.quantile(y, 0.75) > np.mean(y)
+    # The fitted length scales leave a little correlation that far: compare with y's spread.
+    assert default.predict(far)[0][0] == pytest.approx(np.quantile(y, 0.75), abs=0.1 * np.std(y))
+    median = GaussianProcess(mean_quantile=0.5).fit(X, y, np.random.default_rng(0))
+    assert median.y_mean == np.quantile(y, 0.5)
+    assert median.predict(far)[0][0] < default.predict(far)[0][0]
+    with pytest.raises(ValueError, match="mean_quantile"):
+        GaussianProcess(mean_quantile=1.5)
+
+
 def test_gp_learns_which_dimension_matters() -> None:
     rng = np.random.default_rng(1)
     X = rng.random((40, 3))
@@ -417,6 +436,22 @@ def test_long_history_proposes() -> None:
 def test_bad_options_raise_spec_error(options: dict) -> None:
     with pytest.raises(SpecError, match="algorithm gp"):
         make_sampler({"name": "gp", **options})
+
+
+def test_expected_improvement_is_measured_from_the_best_posterior_mean() -> None:
+    # The plug-in incumbent: on noisy data the best posterior mean at an observed point, which
+    # sits above the luckiest observation; on exact data the best observation itself.
+    rng = np.random.default_rng(3)
+    X = rng.random((30, 2))
+    clean = np.sin(6 * X[:, 0]) + X[:, 1]
+    for y, exact in ((clean + 0.3 * rng.standard_normal(30), False), (clean, True)):
+        post = GaussianProcess().fit(X, y, rng)._require_fit()
+        incumbent = GPSampler._incumbent(post)
+        assert incumbent == pytest.approx(float(np.min(post.predict(X)[0])), abs=1e-9)
+        if exact:
+            assert incumbent == pytest.approx(float(np.min(post.y)), abs=1e-3)
+        else:
+            assert incumbent > float(np.min(post.y)) + 0.1
 
 
 def test_to_spec_round_trips() -> None:
