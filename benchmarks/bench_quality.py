@@ -22,13 +22,14 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adapters import OPTML, OPTML_PREFIX, PEERS, available, canonical, make_adapter  # noqa: E402
-from functions import FUNCTIONS, get_function  # noqa: E402
+from functions import FUNCTIONS, HOLDOUT, TestFunction, get_function  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "_out" / "quality"
 CHECKPOINTS = (20, 40, 80)
@@ -157,7 +158,7 @@ def load(
 def _median_regret(fn: str, runs: Runs, at: int) -> float:
     import numpy as np
 
-    f = FUNCTIONS[fn]
+    f = get_function(fn)
     return float(np.median([f.regret(min(v[:at])) for v in runs.values()]))
 
 
@@ -168,7 +169,7 @@ def paired(fn: str, a: Runs, b: Runs, at: int) -> tuple[int, int, int]:
     >>> paired("branin", {0: [5.0], 1: [0.39789], 2: [0.39789]}, {0: [6.0], 1: [0.3979], 2: [9.0]}, 1)
     (2, 0, 1)
     """
-    f = FUNCTIONS[fn]
+    f = get_function(fn)
     wins = losses = ties = 0
     for seed in sorted(set(a) & set(b)):
         ra, rb = _key(f.regret(min(a[seed][:at]))), _key(f.regret(min(b[seed][:at])))
@@ -181,16 +182,16 @@ def summarise(
     at: int,
     optimizers: list[str] | None = None,
     min_seeds: int = 1,
+    suite: Mapping[str, TestFunction] = FUNCTIONS,
 ) -> dict[str, Any]:
-    """Median regrets on the functions every listed optimiser ran, mean ranks, win counts."""
+    """Median regrets on the functions of ``suite`` every listed optimiser ran, mean ranks,
+    win counts."""
     import numpy as np
     from scipy.stats import rankdata
 
     optimizers = optimizers or sorted(data)
     functions = sorted(
-        fn
-        for fn in FUNCTIONS
-        if all(len(data.get(o, {}).get(fn, [])) >= min_seeds for o in optimizers)
+        fn for fn in suite if all(len(data.get(o, {}).get(fn, [])) >= min_seeds for o in optimizers)
     )
     med = {o: {fn: _median_regret(fn, data[o][fn], at) for fn in functions} for o in optimizers}
     ranks: dict[str, list[float]] = {o: [] for o in optimizers}
@@ -220,6 +221,7 @@ def render(
     min_seeds: int,
     only: list[str] | None = None,
     seeds: int | None = None,
+    suite: Mapping[str, TestFunction] = FUNCTIONS,
 ) -> str:
     lines: list[str] = []
     for batch in batches:
@@ -230,7 +232,7 @@ def render(
             continue
         mode = "sequential" if batch == 1 else f"batches of {batch}"
         optimizers = sorted(data, key=lambda o: (not o.startswith(OPTML_PREFIX), o))
-        final = summarise(data, budget, optimizers, min_seeds)
+        final = summarise(data, budget, optimizers, min_seeds, suite)
         functions = final["functions"]
         lines += [f"### {mode.capitalize()} ({budget} evaluations)", ""]
         if not functions:
@@ -258,7 +260,7 @@ def render(
         ]
         lines.append("| optimiser | " + " | ".join(f"@{c}" for c in checks) + " |")
         lines.append("|---|" + "---:|" * len(checks))
-        per_at = {c: summarise(data, c, optimizers, min_seeds) for c in checks}
+        per_at = {c: summarise(data, c, optimizers, min_seeds, suite) for c in checks}
         for o in sorted(optimizers, key=lambda o: final["mean_rank"][o]):
             lines.append(
                 f"| {o} | " + " | ".join(f"{per_at[c]['mean_rank'][o]:.2f}" for c in per_at) + " |"
@@ -354,7 +356,12 @@ def _paired_table(
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    print(render(args.out, args.budget, args.batch, args.min_seeds, args.optimizers, args.seeds))
+    suite = HOLDOUT if args.holdout else FUNCTIONS
+    print(
+        render(
+            args.out, args.budget, args.batch, args.min_seeds, args.optimizers, args.seeds, suite
+        )
+    )
 
 
 parser_defaults = {"seeds": 10}
@@ -369,9 +376,10 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--functions",
         nargs="*",
-        choices=sorted(FUNCTIONS),
+        choices=sorted(FUNCTIONS) + sorted(HOLDOUT),
         metavar="NAME",
-        help=f"default: all of {', '.join(sorted(FUNCTIONS))}",
+        help=f"default: all of {', '.join(sorted(FUNCTIONS))}; held out of the suite (not run "
+        f"unless named): {', '.join(sorted(HOLDOUT))}",
     )
     run.add_argument(
         "--optimizers",
@@ -410,6 +418,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     rep.add_argument("--optimizers", nargs="*", metavar="NAME", help="only these (default: all)")
     rep.add_argument("--seeds", type=int, help="only seeds 0..N-1 (same seeds for everyone)")
+    rep.add_argument(
+        "--holdout", action="store_true", help="report the held-out functions instead of the suite"
+    )
     rep.add_argument("--out", type=Path, default=OUT)
     rep.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)
