@@ -154,6 +154,22 @@ def _styblinski_tang(d: int) -> Callable[[Mapping[str, Any]], float]:
     return f
 
 
+# Each scalable family: its box, function, minimum value and minimiser at dimension d.
+_FAMILIES: dict[str, Callable[[int], tuple[tuple[float, float], Any, float, list[float]]]] = {
+    "ackley": lambda d: ((-32.768, 32.768), _ackley(d), 0.0, [0.0] * d),
+    "levy": lambda d: ((-10, 10), _levy(d), 0.0, [1.0] * d),
+    "rastrigin": lambda d: ((-5.12, 5.12), _rastrigin(d), 0.0, [0.0] * d),
+    "rosenbrock": lambda d: ((-5, 10), lambda p: _rosenbrock_x(_vec(p, d)), 0.0, [1.0] * d),
+    "styblinski": lambda d: ((-5, 5), _styblinski_tang(d), d * _ST_FSTAR_1D, [_ST_XSTAR] * d),
+}
+
+
+def _scaled(family: str, d: int) -> TestFunction:
+    """The test function ``{family}{d}``, e.g. ``_scaled("ackley", 5)`` is Ackley-5."""
+    (low, high), fn, fstar, xstar = _FAMILIES[family](d)
+    return TestFunction(f"{family}{d}", _box(d, low, high), fn, fstar, _point(xstar))
+
+
 # -- mixed functions ------------------------------------------------------------------------
 
 
@@ -206,23 +222,11 @@ def _build() -> dict[str, TestFunction]:
             -3.3223680114155147,
             _point([0.20168952, 0.15001069, 0.47687398, 0.27533243, 0.31165162, 0.65730054]),
         ),
-        TestFunction(
-            "rosenbrock4",
-            _box(4, -5, 10),
-            lambda p: _rosenbrock_x(_vec(p, 4)),
-            0.0,
-            _point([1, 1, 1, 1]),
-        ),
-        TestFunction("ackley5", _box(5, -32.768, 32.768), _ackley(5), 0.0, _point([0] * 5)),
-        TestFunction("levy4", _box(4, -10, 10), _levy(4), 0.0, _point([1] * 4)),
-        TestFunction("rastrigin3", _box(3, -5.12, 5.12), _rastrigin(3), 0.0, _point([0] * 3)),
-        TestFunction(
-            "styblinski8",
-            _box(8, -5, 5),
-            _styblinski_tang(8),
-            8 * _ST_FSTAR_1D,
-            _point([_ST_XSTAR] * 8),
-        ),
+        _scaled("rosenbrock", 4),
+        _scaled("ackley", 5),
+        _scaled("levy", 4),
+        _scaled("rastrigin", 3),
+        _scaled("styblinski", 8),
         TestFunction(
             "rosenbrock_int4",
             Space([Float("x0", -5, 10), Float("x1", -5, 10), Int("k2", -5, 10), Int("k3", -5, 10)]),
@@ -261,23 +265,11 @@ def _build_holdout() -> dict[str, TestFunction]:
         return float(np.sum((x[1:] - 0.3) ** 2) + 2.0 * x[0])
 
     fns = [
-        TestFunction("ackley3", _box(3, -32.768, 32.768), _ackley(3), 0.0, _point([0] * 3)),
-        TestFunction("levy6", _box(6, -10, 10), _levy(6), 0.0, _point([1] * 6)),
-        TestFunction("rastrigin5", _box(5, -5.12, 5.12), _rastrigin(5), 0.0, _point([0] * 5)),
-        TestFunction(
-            "styblinski4",
-            _box(4, -5, 5),
-            _styblinski_tang(4),
-            4 * _ST_FSTAR_1D,
-            _point([_ST_XSTAR] * 4),
-        ),
-        TestFunction(
-            "rosenbrock6",
-            _box(6, -5, 10),
-            lambda p: _rosenbrock_x(_vec(p, 6)),
-            0.0,
-            _point([1] * 6),
-        ),
+        _scaled("ackley", 3),
+        _scaled("levy", 6),
+        _scaled("rastrigin", 5),
+        _scaled("styblinski", 4),
+        _scaled("rosenbrock", 6),
         # Optimum in a corner, in a corner, and on one face.
         TestFunction(
             "sphere_corner6",

@@ -108,6 +108,10 @@ class _Posterior:
             self._alpha = self.L_inv.T @ self.w
         return self._alpha
 
+    def mean_at_data(self) -> np.ndarray:
+        """The latent mean at the training inputs: (K + σ²I) α = y gives K α = y - σ² α."""
+        return self.y - (self.noise + _JITTER) * self.alpha
+
     def cross(self, X: np.ndarray) -> np.ndarray:
         """k(X_train, X) of shape (n, m)."""
         return _matern52(_sq_dist(self.Xs, X / self.lengthscales), self.signal)
@@ -790,8 +794,7 @@ class GPSampler(Sampler):
         the best loss is partly luck, and measuring from it makes every place near the data
         look hopeless next to the unexplored edges of the space (the plug-in incumbent).
         """
-        # At the training inputs, (K + σ²I) α = y gives the latent mean K α = y - σ² α.
-        return float(np.min(post.y - (post.noise + _JITTER) * post.alpha))
+        return float(np.min(post.mean_at_data()))
 
     def _fantasise(
         self, post: _Posterior, x: np.ndarray, liar_value: float | None, best: float

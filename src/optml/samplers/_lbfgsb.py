@@ -40,11 +40,11 @@ def _direct_routine() -> Any:
             return None
         target = np.array([0.3, 1.7, -0.4])
 
-        def check(x: np.ndarray) -> tuple[float, np.ndarray]:
+        def check(x: np.ndarray) -> tuple[float, np.ndarray]:  # a bowl with a ripple in x0
             d = x - target
-            return float(d @ d + np.sin(3.0 * x[0])), 2.0 * d + np.array(
-                [3.0 * np.cos(3.0 * x[0]), 0, 0]
-            )
+            grad = 2.0 * d
+            grad[0] += 3.0 * np.cos(3.0 * x[0])
+            return float(d @ d + np.sin(3.0 * x[0])), grad
 
         lower, upper = np.full(3, -1.0), np.full(3, 1.0)
         start = np.array([0.9, 0.0, 0.5])
