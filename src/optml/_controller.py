@@ -81,6 +81,7 @@ class Controller:
             )
         self.study = study
         self.objective = as_objective(objective, data)
+        self.objective.check()
         self.n_trials = n_trials
         self.timeout = timeout
         self.executor = make_executor(executor, workers)

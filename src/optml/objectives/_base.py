@@ -48,6 +48,11 @@ class Objective(abc.ABC):
       metrics. An exception means the trial FAILED; :class:`TrialPrunedError` means PRUNED.
     """
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~optml.errors.ObjectiveError` if the objective cannot run at all (a
+        missing file, module or working directory). Called once in the controller before the
+        first trial, so that a mistake is reported once instead of failing every trial."""
+
     def setup(self) -> None:  # noqa: B027 - optional hook
         """Prepare this process to run trials (called once per worker)."""
 
