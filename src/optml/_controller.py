@@ -85,6 +85,9 @@ class Controller:
         self.n_trials = n_trials
         self.timeout = timeout
         self.executor = make_executor(executor, workers)
+        most = self._most_trials()
+        if most is not None:
+            self.executor.limit_workers(most)
         self.trial_timeout = trial_timeout
         self.retries = retries
         self.target = target
@@ -95,6 +98,12 @@ class Controller:
         self.launched = 0
         self.finished = 0
         self.busy_s = 0.0
+
+    def _most_trials(self) -> int | None:
+        """The most trials this call can still launch (None: no bound known), so that no more
+        workers start than can have work."""
+        # The sampler's count of configurations left bounds this too, where it knows one.
+        return self.n_trials
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
