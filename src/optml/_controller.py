@@ -85,9 +85,7 @@ class Controller:
         self.n_trials = n_trials
         self.timeout = timeout
         self.executor = make_executor(executor, workers)
-        most = self._most_trials()
-        if most is not None:
-            self.executor.limit_workers(most)
+        self.executor.limit_workers(self._most_trials())
         self.trial_timeout = trial_timeout
         self.retries = retries
         self.target = target

@@ -148,6 +148,8 @@ def test_far_more_workers_than_cpus_are_refused_unless_insisted() -> None:
     ex = make_executor("local", 100_000, oversubscribe=True)
     ex.limit_workers(2)
     assert ex.workers == 2
+    ex.limit_workers(None)  # the next optimize call may run more trials
+    assert ex.workers == 100_000
     assert make_executor("local", max_local_workers()).workers == max_local_workers()
 
 
@@ -161,3 +163,33 @@ def test_no_more_workers_start_than_trials_can_run() -> None:
     counts = [t.value for t in study.trials]
     assert len(counts) == 2 and max(counts) <= 2, counts
     assert study.last_run.workers == 2
+
+
+HANGING = f"""
+import os, subprocess, sys, time
+child = subprocess.Popen([{PY!r}, "-c", "import time; time.sleep(120)"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"{{os.getpid()}} {{child.pid}}")
+time.sleep(120)
+"""
+
+
+def test_a_worker_killed_outright_takes_its_command_trial_with_it(tmp_path) -> None:
+    from optml.objectives import CommandObjective
+
+    (tmp_path / "hang.py").write_text(HANGING)
+    pidfile = tmp_path / "pids"
+    ex = make_executor("local", workers=1)
+    ex.start(CommandObjective(f"{PY} hang.py {pidfile}", cwd=str(tmp_path)))
+    pids: list[int] = []
+    try:
+        ex.submit(TrialTask(0, {}, "value"))
+        pids = [int(p) for p in _wait_for(pidfile).split()]
+        os.kill(ex._workers[0].proc.pid, signal.SIGKILL)  # as the OOM killer would
+        (outcome,) = _outcomes(ex, 1)
+        assert outcome.state == "FAILED" and "SIGKILL" in outcome.error
+        for pid in pids:
+            assert _gone(pid), f"process {pid} of the trial outlived its worker"
+    finally:
+        ex.shutdown(kill=True)
+        _kill(pids)

@@ -202,9 +202,11 @@ class Executor(abc.ABC):
     # otherwise the controller defers it while it collects and records outcomes).
     in_process: bool = False
 
-    def limit_workers(self, n: int) -> None:
-        """Start no more than ``n`` workers (at least one): only ``n`` trials can still run."""
-        self.workers = max(1, min(self.workers, n))
+    def limit_workers(self, n: int | None) -> None:
+        """Start no more than ``n`` workers (at least one): only ``n`` trials can still run.
+        ``None``: as many as the executor was built with."""
+        requested = self.__dict__.setdefault("_requested_workers", self.workers)
+        self.workers = requested if n is None else max(1, min(requested, n))
 
     @abc.abstractmethod
     def start(self, objective: Objective) -> None: ...

@@ -20,6 +20,7 @@ from optml._process import (
     become_subreaper,
     descendants,
     is_subreaper,
+    kill_group,
     kill_procs,
 )
 from optml.errors import ObjectiveError
@@ -131,6 +132,10 @@ class CommandObjective(Objective):
                     "OPTML_DATA": self.data or "",
                     "OPTML_RESULT_FILE": str(result_file),
                 }
+                # In a worker (which leads its own process group) the command joins that group,
+                # which dies with the worker even if the worker is killed outright; elsewhere it
+                # gets a group of its own, killed with the trial.
+                own_group = os.getpgrp() != os.getpid()
                 try:
                     proc = subprocess.Popen(
                         argv,
@@ -140,7 +145,7 @@ class CommandObjective(Objective):
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
-                        start_new_session=True,
+                        start_new_session=own_group,
                     )
                 except OSError as exc:
                     raise ObjectiveError(
@@ -152,6 +157,8 @@ class CommandObjective(Objective):
                 finally:
                     # Whatever the trial started ends with it, however it detached.
                     kill_procs([p for p in descendants() if p.pid not in before])
+                    if own_group:  # (where no subreaper caught the group's orphans)
+                        kill_group(proc.pid)
                     for pipe in (proc.stdout, proc.stderr):
                         if pipe is not None:
                             pipe.close()
