@@ -118,8 +118,7 @@ class CommandObjective(Objective):
         # Orphans of the command (double forks, new sessions) are re-parented to this process
         # while it is a subreaper, so that they can be found and killed with the trial.
         was_reaper = is_subreaper()
-        if not was_reaper:
-            become_subreaper()
+        reaping = was_reaper or become_subreaper()
         before = {p.pid for p in descendants()}
         try:
             with tempfile.TemporaryDirectory(prefix="optml-trial-") as tmp:
@@ -157,8 +156,10 @@ class CommandObjective(Objective):
                 finally:
                     # Whatever the trial started ends with it, however it detached.
                     kill_procs([p for p in descendants() if p.pid not in before])
-                    if own_group:  # (where no subreaper caught the group's orphans)
+                    if own_group and not reaping:  # no subreaper here: orphans stay in the group
                         kill_group(proc.pid)
+                    if proc.returncode is None:
+                        proc.poll()
                     for pipe in (proc.stdout, proc.stderr):
                         if pipe is not None:
                             pipe.close()
