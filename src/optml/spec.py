@@ -87,21 +87,10 @@ class ExecutionSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
     trial_timeout: float | None = None
     retries: int = Field(default=0, ge=0)
-    # Allow more local workers than optml.executors.max_local_workers() (see LocalExecutor).
+    # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
 
     _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
-
-    @model_validator(mode="after")
-    def _worker_count(self) -> ExecutionSpec:
-        if self.backend == "local" and self.workers is not None:
-            from optml.executors._local import check_worker_count
-
-            try:
-                check_worker_count(self.workers, self.oversubscribe)
-            except OptMLError as exc:
-                raise ValueError(str(exc)) from None
-        return self
 
 
 class GridFileSpec(_Model):
