@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +23,25 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
 
-def _prctl(option: int, arg: int) -> int | None:
-    """Call Linux's prctl(2); None where it is not available."""
+@functools.cache
+def _libc() -> Any:
+    """The C library, where prctl(2) is (None off Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def _prctl(option: int, arg: Any) -> int | None:
+    """Call Linux's prctl(2); None where it is not available."""
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
         return int(libc.prctl(option, arg, 0, 0, 0))
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
 
 
@@ -42,16 +57,33 @@ def become_subreaper(on: bool = True) -> bool:
 
 def is_subreaper() -> bool:
     """Whether this process is a child subreaper (False off Linux)."""
-    if not sys.platform.startswith("linux"):
-        return False
     value = ctypes.c_int(0)
+    return _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value)) == 0 and bool(value.value)
+
+
+_adopting_lock = threading.Lock()
+_adopting = 0  # blocks in adopting_orphans() now running (in any thread)
+_adopting_set = False  # whether the outermost one made this process a subreaper
+
+
+@contextmanager
+def adopting_orphans() -> Iterator[bool]:
+    """Be a child subreaper for the block (unless already one); yields whether orphans below
+    this process are now re-parented to it. Blocks may overlap across threads."""
+    global _adopting, _adopting_set
+    with _adopting_lock:
+        if _adopting == 0:
+            _adopting_set = not is_subreaper() and become_subreaper()
+        _adopting += 1
+        active = is_subreaper()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    return bool(value.value)
+        yield active
+    finally:
+        with _adopting_lock:
+            _adopting -= 1
+            if _adopting == 0 and _adopting_set:
+                become_subreaper(False)
+                _adopting_set = False
 
 
 def descendants(pid: int | None = None) -> list[Any]:

@@ -17,9 +17,8 @@ from typing import IO, Any
 
 from optml._process import (
     LOG_TAIL,
-    become_subreaper,
+    adopting_orphans,
     descendants,
-    is_subreaper,
     kill_group,
     kill_procs,
 )
@@ -117,64 +116,61 @@ class CommandObjective(Objective):
         line = argv if isinstance(argv, str) else shlex.join(argv)
         # Orphans of the command (double forks, new sessions) are re-parented to this process
         # while it is a subreaper, so that they can be found and killed with the trial.
-        was_reaper = is_subreaper()
-        reaping = was_reaper or become_subreaper()
-        before = {p.pid for p in descendants()}
-        try:
-            with tempfile.TemporaryDirectory(prefix="optml-trial-") as tmp:
-                result_file = Path(tmp) / "result.json"
-                env = {
-                    **os.environ,
-                    **self.env,
-                    "OPTML_PARAMS": json.dumps(params),
-                    "OPTML_TRIAL_NUMBER": str(context.number),
-                    "OPTML_DATA": self.data or "",
-                    "OPTML_RESULT_FILE": str(result_file),
-                }
-                # In a worker (which leads its own process group) the command joins that group,
-                # which dies with the worker even if the worker is killed outright; elsewhere it
-                # gets a group of its own, killed with the trial.
-                own_group = os.getpgrp() != os.getpid()
-                try:
-                    proc = subprocess.Popen(
-                        argv,
-                        shell=self.shell,
-                        cwd=self.cwd,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        start_new_session=own_group,
-                    )
-                except OSError as exc:
-                    raise ObjectiveError(
-                        f"cannot start the command {line!r}: {exc.strerror or exc}"
-                        + ("" if self.shell else f" ({_SHELL_HINT})")
-                    ) from None
-                try:
-                    out, err = _collect(proc, context.timeout)
-                finally:
-                    # Whatever the trial started ends with it, however it detached.
-                    kill_procs([p for p in descendants() if p.pid not in before])
-                    if own_group and not reaping:  # no subreaper here: orphans stay in the group
-                        kill_group(proc.pid)
-                    if proc.returncode is None:
-                        proc.poll()
-                    for pipe in (proc.stdout, proc.stderr):
-                        if pipe is not None:
-                            pipe.close()
-                if proc.returncode != 0:
-                    tail = (err or out).strip()[-LOG_TAIL:]
-                    raise ObjectiveError(
-                        f"the command exited with status {proc.returncode}: {line}\n{tail}".rstrip()
-                    )
-                if result_file.exists() and result_file.stat().st_size:
-                    text = result_file.read_bytes()[-LOG_TAIL:].decode("utf-8", errors="replace")
-                    return _parse_result(text, f"OPTML_RESULT_FILE of {line!r}")
-                return _last_result(out, line)
-        finally:
-            if not was_reaper:
-                become_subreaper(False)
+        with (
+            adopting_orphans() as reaping,
+            tempfile.TemporaryDirectory(prefix="optml-trial-") as tmp,
+        ):
+            before = {p.pid for p in descendants()}
+            result_file = Path(tmp) / "result.json"
+            env = {
+                **os.environ,
+                **self.env,
+                "OPTML_PARAMS": json.dumps(params),
+                "OPTML_TRIAL_NUMBER": str(context.number),
+                "OPTML_DATA": self.data or "",
+                "OPTML_RESULT_FILE": str(result_file),
+            }
+            # In a worker (which leads its own process group) the command joins that group,
+            # which dies with the worker even if the worker is killed outright; elsewhere it
+            # gets a group of its own, killed with the trial.
+            own_group = os.getpgrp() != os.getpid()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    shell=self.shell,
+                    cwd=self.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=own_group,
+                )
+            except OSError as exc:
+                raise ObjectiveError(
+                    f"cannot start the command {line!r}: {exc.strerror or exc}"
+                    + ("" if self.shell else f" ({_SHELL_HINT})")
+                ) from None
+            try:
+                out, err = _collect(proc, context.timeout)
+            finally:
+                # Whatever the trial started ends with it, however it detached.
+                kill_procs([p for p in descendants() if p.pid not in before])
+                if own_group and not reaping:  # no subreaper here: orphans stay in the group
+                    kill_group(proc.pid)
+                if proc.returncode is None:
+                    proc.poll()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            if proc.returncode != 0:
+                tail = (err or out).strip()[-LOG_TAIL:]
+                raise ObjectiveError(
+                    f"the command exited with status {proc.returncode}: {line}\n{tail}".rstrip()
+                )
+            if result_file.exists() and result_file.stat().st_size:
+                text = result_file.read_bytes()[-LOG_TAIL:].decode("utf-8", errors="replace")
+                return _parse_result(text, f"OPTML_RESULT_FILE of {line!r}")
+            return _last_result(out, line)
 
     def describe(self) -> str:
         return f"command {self.command}"
