@@ -186,9 +186,13 @@ class Executor(abc.ABC):
       local executor makes each worker (on Linux) a child subreaper, so that a process that
       double-forks or starts a new session stays the worker's descendant, and kills the
       worker's whole tree (all descendants collected first, then SIGKILLed) at those moments;
-      a worker killed outright (SIGKILL, the OOM killer) takes its process group with it. A
-      worker sent SIGTERM kills its trial's processes and exits, which reports the trial
-      FAILED. Don't keep processes (pools, servers) alive from one trial to the next.
+      a worker killed outright (SIGKILL, the OOM killer) takes its process group with it (a
+      command trial runs in it; only a process that left the group escapes). The controller
+      itself is not made a subreaper for a whole run: it would adopt, and have to reap, every
+      orphan below it, including those of the application or notebook it runs in. A command
+      objective is one only while its command runs (the serial executor's case). A worker
+      sent SIGTERM kills its trial's processes and exits, which reports the trial FAILED.
+      Don't keep processes (pools, servers) alive from one trial to the next.
     - ``workers`` is the most trials run at once; ``limit_workers(n)`` (called by the
       controller before ``start``) lowers it to the trials that can still run.
     - Executors know nothing of samplers or storage: the controller owns retries and records.
