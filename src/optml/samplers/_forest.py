@@ -173,17 +173,6 @@ class ForestSampler(Sampler):
         self.n_trees = n_trees
         self.n_candidates = n_candidates
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_initial": self.n_initial,
-            "kappa": self.kappa,
-            "liar": self.liar,
-            "surrogate": self.surrogate,
-            "n_trees": self.n_trees,
-            "n_candidates": self.n_candidates,
-        }
-
     # -- proposing ------------------------------------------------------------------------
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         if n <= 0:

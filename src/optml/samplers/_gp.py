@@ -695,18 +695,6 @@ class GPSampler(Sampler):
         self.max_fit_points = int(max_fit_points)
         self.n_restarts = int(n_restarts)
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_startup": self.n_startup,
-            "batch_strategy": self.batch_strategy,
-            "liar": self.liar,
-            "n_candidates": self.n_candidates,
-            "max_fit_points": self.max_fit_points,
-            "n_restarts": self.n_restarts,
-            "warp": self.warp,
-        }
-
     def startup_trials(self, space: Space) -> int:
         if self.n_startup is not None:
             return self.n_startup

@@ -71,16 +71,6 @@ class NSGA2Sampler(Sampler):
         self.eta_mutation = float(eta_mutation)
         self.mutation_prob = None if mutation_prob is None else float(mutation_prob)
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "population_size": self.population_size,
-            "crossover_prob": self.crossover_prob,
-            "eta_crossover": self.eta_crossover,
-            "eta_mutation": self.eta_mutation,
-            "mutation_prob": self.mutation_prob,
-        }
-
     def population(self, ctx: SearchContext) -> int:
         if self.population_size is not None:
             return self.population_size

@@ -119,18 +119,6 @@ class TPESampler(Sampler):
         self.prior_weight = float(prior_weight)
         self.multivariate = multivariate
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_startup": self.n_startup,
-            "n_candidates": self.n_candidates,
-            "gamma": self.gamma,
-            "max_good": self.max_good,
-            "max_bad": self.max_bad,
-            "prior_weight": self.prior_weight,
-            "multivariate": self.multivariate,
-        }
-
     def n_good(self, n_completed: int) -> int:
         """How many of ``n_completed`` trials form the good group."""
         return max(1, min(math.ceil(self.gamma * n_completed), self.max_good))
