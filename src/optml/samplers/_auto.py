@@ -140,9 +140,8 @@ class AutoSampler(Sampler):
 
     @classmethod
     def from_spec(cls, options: Mapping[str, Any], **context: Any) -> AutoSampler:
-        if options:
-            raise SpecError(f"algorithm 'auto' takes no options, got {sorted(options)}")
-        sampler = cls()
+        sampler = super().from_spec(options)  # refuses options: it takes none
+        assert isinstance(sampler, AutoSampler)
         space = context.get("space")
         if space is not None:
             if not isinstance(space, Space):
