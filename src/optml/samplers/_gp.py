@@ -314,7 +314,7 @@ class GaussianProcess:
     only its uncertainty can make such a place look promising. With the mean as prior, a
     minimiser's acquisition favours the unexplored corners and faces of the cube, where the
     posterior falls back to the average with its full spread, over the surroundings of good
-    points (boundary over-exploration; on Rastrigin-3 our GP once evaluated all 8 corners).
+    points (boundary over-exploration; benchmarks/RESULTS.md shows it on Rastrigin-3).
 
     Long histories: with more than ``max_points`` observations the GP is fitted *and
     conditioned* on a subset of ``max_points`` rows: the best quarter (lowest ``y``), the most

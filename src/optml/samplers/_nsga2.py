@@ -38,9 +38,9 @@ class NSGA2Sampler(Sampler):
     per parameter (default ``1 / dims``).
 
     The defaults are smaller than the textbook ones (population 100, indices 15 and 20) because
-    tuning budgets are short: on ZDT1 with 3 parameters and 100 trials, population 10 and
-    indices 5 reached a mean hypervolume of 0.62 against 0.36 with population 16 and indices
-    15/20 (random search: 0.26; 10 seeds).
+    tuning budgets are short: a small population gets through more generations, and wider
+    offspring distributions explore more of the front, within a hundred trials (the comparison
+    is in benchmarks/RESULTS.md).
     """
 
     name = "nsga2"
