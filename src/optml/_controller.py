@@ -74,7 +74,11 @@ class Controller:
             raise OptMLError(f"n_trials must be >= 0, got {n_trials}")
         if retries < 0:
             raise OptMLError(f"retries must be >= 0, got {retries}")
-        if n_trials is None and timeout is None and study.sampler.remaining(study.context()) is None:
+        if (
+            n_trials is None
+            and timeout is None
+            and study.sampler.remaining(study.context()) is None
+        ):
             raise OptMLError(
                 f"{study.sampler.name} search never runs out of configurations: "
                 "give n_trials or timeout"
