@@ -54,9 +54,7 @@ class GridSampler(Sampler):
         """A grid over the space itself needs a finite space of at most :data:`MAX_GRID` points."""
         if self.points is not None:
             return
-        if not space.is_finite:
-            raise SpaceError(space._not_finite_message())
-        size = space.grid_size
+        size = space.grid_size  # raises, naming the continuous parameters, on a non-finite space
         if size > MAX_GRID:
             axes = ", ".join(f"{p.name} {p.size:,}" for p in space)  # type: ignore[union-attr]
             raise SpaceError(
