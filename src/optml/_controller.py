@@ -104,8 +104,13 @@ class Controller:
     def _most_trials(self) -> int | None:
         """The most trials this call can still launch (None: no bound known), so that no more
         workers start than can have work."""
-        # The sampler's count of configurations left bounds this too, where it knows one.
-        return self.n_trials
+        study = self.study
+        most = self.n_trials
+        left = study.sampler.remaining(study.context())
+        if left is not None:  # a finite space: what is left of it, and the trials queued
+            left += sum(not t.state.is_finished for t in study._trial_cache().values())
+            most = left if most is None else min(most, left)
+        return most
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:

@@ -163,6 +163,10 @@ def test_no_more_workers_start_than_trials_can_run() -> None:
     counts = [t.value for t in study.trials]
     assert len(counts) == 2 and max(counts) <= 2, counts
     assert study.last_run.workers == 2
+    # Without n_trials, a grid's points left bound the workers.
+    ex = LocalExecutor(workers=100_000, oversubscribe=True)
+    study.optimize(lambda x: count_siblings(), executor=ex)
+    assert [t.value for t in study.trials][2:] == [1.0] and study.last_run.workers == 1
 
 
 HANGING = f"""
