@@ -381,9 +381,15 @@ class Study:
         """Run trials in parallel until ``n_trials`` more have finished, ``timeout`` seconds
         have passed, the best value reaches ``target``, or the sampler has nothing left.
 
-        ``executor`` is ``"local"`` (worker processes, the default), ``"serial"`` or an
+        ``timeout`` is a wall-clock budget for this call: when it runs out, trials still running
+        are stopped and recorded TIMEOUT ("stopped: the study's time budget of ... s ran out").
+        ``executor`` is ``"local"`` (``workers`` processes, the default), ``"serial"`` or an
         :class:`~optml.executors.Executor`. A trial past ``trial_timeout`` seconds is killed and
         recorded TIMEOUT; a failed trial is retried up to ``retries`` times, then recorded FAILED.
+        A result whose optimised metric is missing, NaN or infinite is recorded FAILED. A
+        missing objective file or module is reported before the first trial. Bad arguments
+        (a negative or non-integer count, a time limit that is not a positive finite number)
+        raise :class:`~optml.errors.OptMLError` naming the argument.
         On Ctrl-C running trials are put back in the queue and the study is marked
         INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it. SIGTERM does the
         same (in the main thread, where no other handler is installed) and raises
