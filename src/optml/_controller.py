@@ -56,12 +56,10 @@ def _check_seconds(name: str, value: Any, zero_ok: bool) -> None:
     """A finite number of seconds (or None), else a clear error naming the argument."""
     if value is None:
         return
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(value)
-        and (value >= 0 if zero_ok else value > 0)
-    )
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok:
+        seconds = float(value)
+        ok = math.isfinite(seconds) and (seconds >= 0 if zero_ok else seconds > 0)
     if not ok:
         bound = ">= 0" if zero_ok else "> 0"
         raise OptMLError(
