@@ -254,6 +254,9 @@ class Study:
     @overload
     def ask(self, n: int) -> list[Trial]: ...
 
+    @overload
+    def ask(self, n: int | None) -> Trial | list[Trial]: ...
+
     def ask(self, n: int | None = None) -> Trial | list[Trial]:
         """Start new trials: queued ones first, then the sampler's proposals.
 

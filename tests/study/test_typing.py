@@ -22,6 +22,10 @@ x = study.ask().params["x"]
 study.tell(study.ask(), 1.0)
 for trial in study.ask(3):
     study.tell(trial.number, {"value": x})
+
+
+def either(n: int | None) -> optml.Trial | list[optml.Trial]:
+    return study.ask(n)
 """
 
 
