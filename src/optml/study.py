@@ -524,7 +524,9 @@ def create_study(
     ``metric`` names what the objective reports (default ``"value"``), or a list of metrics
     to optimise together; ``sampler`` is an algorithm name (``auto``, ``grid``, ``random``,
     ``sobol``, ``tpe``, ``gp``, ...), a ``{"name": ..., **options}`` dict, or a Sampler.
-    ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``.
+    ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``. ``seed`` is an
+    integer in [0, 2**63) (drawn at random when None) and makes the study's proposals
+    reproducible. A parameter object in ``space`` must be keyed by its own name.
     ``constraints`` are conditions on the parameters (``"units * layers <= 256"`` or a callable
     ``params -> bool``) or limits on metrics (``{"metric": "memory_mb", "max": 500}``); strings
     and dicts are stored with the study, callables live only as long as this Study object.
