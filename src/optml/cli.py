@@ -186,7 +186,7 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     from rich.table import Table
 
     trials = study.trials
-    best = study.storage.get_best_trial(study.id)
+    best = study._best()  # the study's own notion of best (constraints included)
     names = study.space.names
     extra_metrics: list[str] = []
     for t in trials:

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,16 +43,17 @@ from optml.errors import (
     StudyNotFoundError,
     missing_dependency,
 )
-from optml.samplers._base import Metric
+from optml.ranking import best_trial
 from optml.storage._base import (
     STUDY_STATES,
     Storage,
     StudyRecord,
     StudySummary,
     check_update,
+    stored_constraints,
 )
 from optml.storage._migrations import MIGRATIONS
-from optml.trial import Trial, TrialState
+from optml.trial import Metric, Trial, TrialState
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -206,16 +208,21 @@ _FIRST_WAITING = (
 )
 
 
+_FINITE_VALUE = (trials.c.value >= -sys.float_info.max, trials.c.value <= sys.float_info.max)
+
+
 def _best_statement(direction: str) -> sa.Select:
     # The best value first (an index probe: ORDER BY value in one direction, LIMIT 1), then the
     # lowest-numbered trial with it (the index again, in number order). A single ORDER BY value
     # DESC, number ASC mixes directions, and PostgreSQL then sorts every COMPLETE trial; MIN/MAX
-    # is planned as a scan of them all while the table has no statistics.
+    # is planned as a scan of them all while the table has no statistics. Only finite values
+    # rank (optml.ranking): the range excludes infinities, and PostgreSQL's NaN, which sorts
+    # above every number.
     where = (trials.c.study_id == _bp("sid"), trials.c.state == _bp("complete"))
     order = trials.c.value.asc() if direction == "minimize" else trials.c.value.desc()
     best_value = (
         sa.select(trials.c.value)
-        .where(*where, trials.c.value.is_not(None))
+        .where(*where, *_FINITE_VALUE)
         .order_by(order)
         .limit(1)
         .scalar_subquery()
@@ -263,6 +270,8 @@ class SQLStorage(Storage):
         self._serial = threading.RLock() if self._memory else nullcontext()
         # The primary metric of each study id; ids are never reused, metrics never change.
         self._metric_cache: dict[int, Metric] = {}
+        # The constraints stored with each study (its spec never changes either).
+        self._constraint_cache: dict[int, tuple[Any, ...]] = {}
         try:
             self._upgrade()
         except BaseException as exc:
@@ -436,6 +445,7 @@ class SQLStorage(Storage):
                     studies.c.state,
                     studies.c.metrics,
                     studies.c.created_at,
+                    studies.c.spec,
                 ).order_by(studies.c.id)
             ).all()
             counts: dict[int, dict[str, int]] = {}
@@ -451,15 +461,22 @@ class SQLStorage(Storage):
                     sa.select(
                         trials.c.study_id, sa.func.min(trials.c.value), sa.func.max(trials.c.value)
                     )
-                    .where(trials.c.state == _COMPLETE)
+                    .where(trials.c.state == _COMPLETE, *_FINITE_VALUE)
                     .group_by(trials.c.study_id)
                 )
             }
             out = []
-            for study_id, name, state, metrics_json, created_at in rows:
+            for study_id, name, state, metrics_json, created_at, spec_json in rows:
                 metric = Metric(**json.loads(metrics_json)[0])
                 self._metric_cache[study_id] = metric
                 lo, hi = extremes.get(study_id, (None, None))
+                constraints = self._constraint_cache.get(study_id)
+                if constraints is None:
+                    constraints = stored_constraints(_loads(spec_json))
+                    self._constraint_cache[study_id] = constraints
+                if constraints and lo is not None:  # only a feasible trial's value is best
+                    best = self._best(conn, study_id)
+                    lo = hi = None if best is None else best.value
                 out.append(
                     StudySummary(
                         name=name,
@@ -484,7 +501,9 @@ class SQLStorage(Storage):
             conn.execute(studies.delete().where(studies.c.id == study_id))
             return study_id
 
-        self._metric_cache.pop(self._write(delete), None)
+        study_id = self._write(delete)
+        self._metric_cache.pop(study_id, None)
+        self._constraint_cache.pop(study_id, None)
 
     def set_study_state(self, study_id: int, state: str) -> None:
         if state not in STUDY_STATES:
@@ -607,18 +626,26 @@ class SQLStorage(Storage):
         return self._read(query)
 
     def get_best_trial(self, study_id: int) -> Trial | None:
-        def query(conn: Connection) -> Trial | None:
-            metric = self._metric(conn, study_id)
-            row = conn.execute(
-                _BEST_MIN if metric.direction == "minimize" else _BEST_MAX,
-                {"sid": study_id, "complete": _COMPLETE},
-            ).first()
-            if row is None:
-                self._require_study(conn, study_id)
-                return None
-            return _row_to_trial(row)
+        return self._read(lambda conn: self._best(conn, study_id))
 
-        return self._read(query)
+    def _best(self, conn: Connection, study_id: int) -> Trial | None:
+        metric = self._metric(conn, study_id)
+        constraints = self._constraints(conn, study_id)
+        if constraints:  # feasibility is judged in Python, as everywhere (optml.ranking)
+            complete = conn.execute(
+                sa.select(*_TRIAL_COLS)
+                .where(trials.c.study_id == study_id, trials.c.state == _COMPLETE)
+                .order_by(trials.c.number)
+            ).all()
+            return best_trial(_rows_to_trials(complete), metric, constraints)
+        row = conn.execute(
+            _BEST_MIN if metric.direction == "minimize" else _BEST_MAX,
+            {"sid": study_id, "complete": _COMPLETE},
+        ).first()
+        if row is None:
+            self._require_study(conn, study_id)
+            return None
+        return _row_to_trial(row)
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         def query(conn: Connection) -> dict[str, int]:
@@ -647,6 +674,17 @@ class SQLStorage(Storage):
                 raise self._no_study(study_id)
             metric = self._metric_cache[study_id] = Metric(**json.loads(metrics_json)[0])
         return metric
+
+    def _constraints(self, conn: Connection, study_id: int) -> tuple[Any, ...]:
+        constraints = self._constraint_cache.get(study_id)
+        if constraints is None:
+            spec_json = conn.execute(
+                sa.select(studies.c.spec).where(studies.c.id == study_id)
+            ).scalar()
+            if spec_json is None:
+                raise self._no_study(study_id)
+            constraints = self._constraint_cache[study_id] = stored_constraints(_loads(spec_json))
+        return constraints
 
     def _require_study(self, conn: Connection, study_id: int) -> None:
         found = conn.execute(_STUDY_EXISTS, {"sid": study_id}).first()
