@@ -182,7 +182,9 @@ class Executor(abc.ABC):
     - A task that runs past its ``timeout`` is stopped and reported as TIMEOUT. A crash of the
       process running it is reported as FAILED (the controller retries it per ``retries``).
     - The processes a trial starts are the executor's to end: none may keep running after the
-      trial ends, times out or is lost, after ``shutdown``, or after the controller dies. The
+      trial times out or is lost, after ``shutdown``, or after the controller dies. (Between
+      two trials that end normally, a Python objective's processes may live on: a pool such as
+      joblib's loky workers is reused by the next trial and breaks if killed.) The
       local executor makes each worker (on Linux) a child subreaper, so that a process that
       double-forks or starts a new session stays the worker's descendant, and kills the
       worker's whole tree (all descendants collected first, then SIGKILLed) at those moments;
@@ -192,7 +194,6 @@ class Executor(abc.ABC):
       orphan below it, including those of the application or notebook it runs in. A command
       objective is one only while its command runs (the serial executor's case). A worker
       sent SIGTERM kills its trial's processes and exits, which reports the trial FAILED.
-      Don't keep processes (pools, servers) alive from one trial to the next.
     - ``workers`` is the most trials run at once; ``limit_workers(n)`` (called by the
       controller before ``start``) lowers it to the trials that can still run.
     - Executors know nothing of samplers or storage: the controller owns retries and records.

@@ -74,8 +74,9 @@ class LocalExecutor(Executor):
 
     Each worker leads its own session and (on Linux) is a child subreaper: every process its
     trial starts stays its descendant, even one that double-forks or starts a new session. The
-    worker kills all of them when the trial ends; a trial past its time limit is stopped by
-    killing the worker's whole tree, and a fresh worker takes its place. A worker whose
+    worker kills all of them when it ends (processes a trial leaves running are kept until
+    then, so that a pool the next trial reuses survives); a trial past its time limit is
+    stopped by killing the worker's whole tree, and a fresh worker takes its place. A worker whose
     controller dies, or that is sent SIGTERM, kills its trial's processes and exits (within a
     second of the controller's death). Workers are forked where the platform allows it (no
     pickling of the objective, closures work); the controller must then have no other threads
@@ -258,8 +259,10 @@ def _worker_main(
             log_path=_log_path(log_dir, os.getpid(), task.number),
             interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
         )
-        # Nothing a trial started outlives it (the next trial starts from a clean slate).
-        kill_procs(descendants())
+        # Processes a Python trial leaves running are kept until the worker ends: they may be
+        # a pool the objective reuses in its next trial (joblib's loky workers, for one), which
+        # breaks if they are killed between trials. A timeout, a SIGTERM, the controller's death
+        # and the worker's exit still take every one of them down.
         try:
             conn.send(outcome)
         except (OSError, BrokenPipeError):
