@@ -128,7 +128,7 @@ def test_an_objective_raising_keyboardinterrupt_fails_its_trial_and_the_worker_l
     try:
         ex.submit(TrialTask(0, {"x": 0}, "value"))
         (first,) = _outcomes(ex, 1)
-        worker = ex._workers[0].proc.pid
+        worker = ex._workers[0].pid
         ex.submit(TrialTask(1, {"x": 1}, "value"))
         (second,) = _outcomes(ex, 1)
     finally:
@@ -205,7 +205,7 @@ def test_a_worker_killed_outright_takes_its_command_trial_with_it(tmp_path) -> N
     try:
         ex.submit(TrialTask(0, {}, "value"))
         pids = [int(p) for p in _wait_for(pidfile).split()]
-        os.kill(ex._workers[0].proc.pid, signal.SIGKILL)  # as the OOM killer would
+        os.kill(ex._workers[0].pid, signal.SIGKILL)  # as the OOM killer would
         (outcome,) = _outcomes(ex, 1)
         assert outcome.state == "FAILED" and "SIGKILL" in outcome.error
         for pid in pids:

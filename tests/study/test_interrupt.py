@@ -126,7 +126,7 @@ def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
     try:
         with _interrupt.deferring_stop_signals(), pytest.raises(KeyboardInterrupt):
             ex.start(FunctionObjective(lambda x: x))
-        procs = [psutil.Process(w.proc.pid) for w in ex._workers]
+        procs = [psutil.Process(w.pid) for w in ex._workers]
         assert len(procs) == 2
         ex.shutdown(kill=True)
         gone, alive = psutil.wait_procs(procs, timeout=10)

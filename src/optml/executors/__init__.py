@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from optml.errors import SpecError
-from optml.executors._base import Executor, TrialOutcome, TrialTask, run_trial
+from optml.executors._base import (
+    Executor,
+    TrialEvent,
+    TrialOutcome,
+    TrialReported,
+    TrialStarted,
+    TrialTask,
+)
 from optml.executors._local import LocalExecutor
+from optml.executors._runtime import run_trial
 from optml.executors._serial import SerialExecutor
 
 _BACKENDS: dict[str, type[Executor]] = {"serial": SerialExecutor, "local": LocalExecutor}
@@ -38,7 +46,10 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "SerialExecutor",
+    "TrialEvent",
     "TrialOutcome",
+    "TrialReported",
+    "TrialStarted",
     "TrialTask",
     "make_executor",
     "run_trial",

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import signal
-import threading
+import os
+import socket
 from collections import deque
-from typing import Any
 
-from optml.executors._base import Executor, TrialOutcome, TrialTask, run_trial
-from optml.objectives._base import Objective, TrialTimeoutError
+from optml.executors._base import (
+    Executor,
+    TrialEvent,
+    TrialReported,
+    TrialStarted,
+    TrialTask,
+)
+from optml.executors._runtime import run_here
+from optml.objectives._base import Objective
 
 
 class SerialExecutor(Executor):
-    """Runs each trial in this process, in submission order.
+    """Runs each trial in this process, in submission order (the runtime's in-process mode,
+    :func:`~optml.executors._runtime.run_here`).
 
-    Time limits are enforced with SIGALRM when running in the main thread (a command
-    objective also kills every process its command started); logs are not captured.
+    A time limit raises TrialTimeoutError through SIGALRM when running in the main thread, and
+    every process the trial started is then killed (a command objective also stops its command
+    at its time limit in any thread); logs are not captured. Events come when the trial ends,
+    in the order they happened; a prune requested before a trial reports ends it at that report.
     """
 
     name = "serial"
@@ -25,6 +34,7 @@ class SerialExecutor(Executor):
         self.workers = 1
         self._queue: deque[TrialTask] = deque()
         self._objective: Objective | None = None
+        self._pruned: set[int] = set()
 
     def start(self, objective: Objective) -> None:
         self._objective = objective
@@ -38,37 +48,32 @@ class SerialExecutor(Executor):
     def running(self) -> int:
         return len(self._queue)
 
-    def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
+    def events(self, timeout: float | None = None) -> list[TrialEvent]:
         if not self._queue:
             return []
         task = self._queue.popleft()
         assert self._objective is not None, "start() first"
-        with _alarm(task.timeout):
-            return [run_trial(self._objective, task)]
+        number, attempt = task.number, task.attempt
+        events: list[TrialEvent] = [
+            TrialStarted(number, attempt, socket.gethostname(), "serial", os.getpid())
+        ]
+        outcome = run_here(
+            self._objective,
+            task,
+            on_report=lambda step, value: events.append(
+                TrialReported(number, attempt, step, value)
+            ),
+            should_prune=lambda: number in self._pruned,
+        )
+        self._pruned.discard(number)
+        events.append(outcome)
+        return events
+
+    def cancel(self, number: int) -> None:
+        self._queue = deque(t for t in self._queue if t.number != number)
+
+    def prune(self, number: int) -> None:
+        self._pruned.add(number)
 
     def shutdown(self, kill: bool = False) -> None:
         self._queue.clear()
-
-
-class _alarm:
-    """Raise TrialTimeoutError in the main thread after ``seconds``."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
-        self._old: Any = None
-
-    def __enter__(self) -> None:
-        if self.active:
-            seconds = self.seconds
-
-            def _raise(signum: int, frame: Any) -> None:
-                raise TrialTimeoutError(f"the trial ran past {seconds:g} s")
-
-            self._old = signal.signal(signal.SIGALRM, _raise)
-            signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._old)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +30,23 @@ class TrialContext:
     timeout: float | None = None
     data: str | None = None
     intermediate: dict[int, float] = field(default_factory=dict)
+    # Set by the worker runtime: where a report goes as it happens, and whether the controller
+    # asked for this trial to be pruned.
+    on_report: Callable[[int, float], None] | None = field(default=None, repr=False, compare=False)
+    should_prune: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
 
     def report(self, step: int, value: float) -> None:
-        """Record an intermediate value (e.g. validation loss after an epoch)."""
-        self.intermediate[int(step)] = float(value)
+        """Record an intermediate value (e.g. validation loss after an epoch).
+
+        The value reaches the controller as it is reported. If the controller asked for this
+        trial to be pruned, :class:`TrialPrunedError` is raised here: the trial ends PRUNED.
+        """
+        step, value = int(step), float(value)
+        self.intermediate[step] = value
+        if self.on_report is not None:
+            self.on_report(step, value)
+        if self.should_prune is not None and self.should_prune():
+            raise TrialPrunedError(f"pruned at step {step}")
 
 
 class Objective(abc.ABC):

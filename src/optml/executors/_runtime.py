@@ -1,0 +1,624 @@
+"""The one worker runtime every backend runs trials with: a supervised worker process that
+captures a trial's output, reports as it goes, and dies with its whole process tree."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from optml._process import (
+    LOG_TAIL,
+    adopting_orphans,
+    become_subreaper,
+    descendants,
+    kill_group,
+    kill_procs,
+    kill_tree,
+    limit_threads,
+)
+from optml.executors._base import TrialOutcome, TrialTask
+from optml.objectives._base import (
+    Objective,
+    TrialContext,
+    TrialPrunedError,
+    TrialTimeoutError,
+    normalize_result,
+)
+
+# -- one trial, in this process ------------------------------------------------------------
+
+
+def run_trial(
+    objective: Objective,
+    task: TrialTask,
+    log_path: str | None = None,
+    interruptible: bool = True,
+    on_report: Callable[[int, float], None] | None = None,
+    should_prune: Callable[[], bool] | None = None,
+) -> TrialOutcome:
+    """Run one task in this process and describe what happened; never raises for trial errors.
+
+    With ``log_path`` the process's stdout and stderr (file descriptors 1 and 2, so child
+    processes are caught too) go to that file for the trial; its tail is returned and the file
+    removed. Only a process that runs nothing else may do that (a worker process, never a
+    multi-threaded Dask worker). A ``KeyboardInterrupt`` is raised on (Ctrl-C must stop a trial
+    run in the controller's process) unless ``interruptible`` is False, as in a worker that
+    ignores SIGINT, where it can only come from the objective itself: the trial FAILED.
+    ``on_report`` receives each reported value as it is reported; ``should_prune`` is asked
+    after each report whether the trial is to end PRUNED there.
+    """
+    context = TrialContext(
+        number=task.number,
+        params=dict(task.params),
+        attempt=task.attempt,
+        timeout=task.timeout,
+        data=task.data,
+        on_report=on_report,
+        should_prune=should_prune,
+    )
+    started_at = datetime.now(UTC)
+    start = time.perf_counter()
+    capture = _LogCapture(log_path) if log_path else None
+    state, metrics, error = "COMPLETE", {}, None
+    try:
+        if capture:
+            capture.start()
+        objective.setup()
+        metrics = normalize_result(objective.run(dict(task.params), context), task.metric)
+    except TrialPrunedError as exc:
+        state, error = "PRUNED", str(exc) or None
+    except TrialTimeoutError as exc:
+        state, error = "TIMEOUT", str(exc)
+    except KeyboardInterrupt as exc:
+        if interruptible:
+            raise
+        state, error = (
+            "FAILED",
+            f"the objective raised KeyboardInterrupt{f': {exc}' if str(exc) else ''}",
+        )
+    except BaseException as exc:  # noqa: BLE001 - a trial's error is data, not our crash
+        state, error = "FAILED", _format_error(exc)
+    finally:
+        logs = capture.stop() if capture else None
+    return TrialOutcome(
+        number=task.number,
+        state=state,
+        metrics=metrics,
+        error=error,
+        logs=logs,
+        duration_s=time.perf_counter() - start,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        intermediate=dict(context.intermediate),
+        attempt=task.attempt,
+        host=socket.gethostname(),
+    )
+
+
+def run_here(
+    objective: Objective,
+    task: TrialTask,
+    on_report: Callable[[int, float], None] | None = None,
+    should_prune: Callable[[], bool] | None = None,
+) -> TrialOutcome:
+    """Run one task in the calling process (the serial executor): its time limit raises
+    TrialTimeoutError through SIGALRM where this is the main thread, and on a timeout every
+    process the trial started (found as this process's new descendants, orphans included while
+    it is a subreaper) is killed."""
+    with adopting_orphans():
+        before = {p.pid for p in descendants()}
+        with _alarm(task.timeout):
+            outcome = run_trial(objective, task, on_report=on_report, should_prune=should_prune)
+        if outcome.state == "TIMEOUT":
+            kill_procs([p for p in descendants() if p.pid not in before])
+    return outcome
+
+
+def _format_error(exc: BaseException) -> str:
+    from optml.errors import OptMLError
+
+    if isinstance(exc, OptMLError):
+        return f"{type(exc).__name__}: {exc}"
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = "".join(lines)
+    return text[-LOG_TAIL:]
+
+
+def read_log_tail(path: str, remove: bool = True) -> str | None:
+    """The last LOG_TAIL characters of a trial's log file (None if empty or missing)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - LOG_TAIL))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    if remove:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return text or None
+
+
+class _LogCapture:
+    """Redirect fds 1 and 2 to a file for the length of one trial."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._saved: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._saved = (os.dup(1), os.dup(2))
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def stop(self) -> str | None:
+        if self._saved is None:
+            return None
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        os.close(self._saved[0])
+        os.close(self._saved[1])
+        self._saved = None
+        return read_log_tail(self.path)
+
+
+class _alarm:
+    """Raise TrialTimeoutError in the main thread after ``seconds`` (nothing elsewhere)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+        self._old: Any = None
+
+    def __enter__(self) -> None:
+        if self.active:
+            seconds = self.seconds
+
+            def _raise(signum: int, frame: Any) -> None:
+                raise TrialTimeoutError(f"the trial ran past {seconds:g} s")
+
+            self._old = signal.signal(signal.SIGALRM, _raise)
+            signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
+
+
+# -- the objective on the wire --------------------------------------------------------------
+
+
+def dump_objective(objective: Objective) -> bytes:
+    """The objective as bytes another machine can load (cloudpickle).
+
+    A callable from a module that is not installed (a script, a notebook, a test file) travels
+    by value, since the worker cannot import it; one from an installed package by reference.
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        from optml.errors import missing_dependency
+
+        raise missing_dependency("cloudpickle", "dask") from None
+    by_value = [m for m in _user_modules(objective) if m not in _registered_by_value()]
+    for module in by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return bytes(cloudpickle.dumps(objective))
+    finally:
+        for module in by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _registered_by_value() -> set[Any]:
+    import cloudpickle
+
+    return set(getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ()))
+
+
+def _user_modules(objective: Objective) -> list[Any]:
+    """Modules of callables the objective holds that are not installed packages."""
+    import sysconfig
+
+    installed = {
+        os.path.realpath(p)
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_paths().get(key))
+    }
+    found = []
+    for value in vars(objective).values():
+        name = getattr(value, "__module__", None) if callable(value) else None
+        module = sys.modules.get(name) if name else None
+        path = getattr(module, "__file__", None)
+        if module is None or name == "__main__" or name.startswith("optml"):
+            continue
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if not any(real.startswith(root + os.sep) for root in installed):
+            found.append(module)
+    return found
+
+
+class _Unloadable(Objective):
+    """Stands for an objective the worker could not load: every trial fails saying why."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def run(self, params: dict[str, Any], context: TrialContext) -> Any:
+        from optml.errors import ObjectiveError
+
+        raise ObjectiveError(self.message)
+
+
+def load_objective(payload: bytes, relocate: dict[str, str] | None = None) -> Objective:
+    """The objective :func:`dump_objective` wrote, with its paths moved per ``relocate``
+    (files shipped to this machine); one that cannot be loaded fails each trial saying why."""
+    import pickle
+
+    try:
+        objective = pickle.loads(payload)
+    except Exception as exc:  # noqa: BLE001 - reported as every trial's error
+        return _Unloadable(
+            f"the objective could not be loaded on worker host {socket.gethostname()}: "
+            f"{type(exc).__name__}: {exc} (a function must be importable there, or defined in a "
+            "script or notebook so that it travels by value)"
+        )
+    for key, value in list(vars(objective).items()):
+        if isinstance(value, str) and relocate:
+            vars(objective)[key] = _moved(value, relocate)
+    return objective  # type: ignore[no-any-return]
+
+
+def _moved(value: str, relocate: dict[str, str]) -> str:
+    """``value`` with a shipped path replaced by where it lies here (``file.py:fn`` too)."""
+    if value in relocate:
+        return relocate[value]
+    target, sep, attr = value.rpartition(":")
+    if sep and target in relocate:
+        return f"{relocate[target]}:{attr}"
+    return value
+
+
+# -- a worker process and its supervisor ------------------------------------------------------
+
+
+def _log_path(log_dir: str, pid: int, number: int) -> str:
+    return os.path.join(log_dir, f"trial-{number}-{pid}.log")
+
+
+def death_message(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"the worker process running the trial was killed by signal {name}"
+    return f"the worker process running the trial exited unexpectedly with status {code}"
+
+
+class WorkerProcess:
+    """A worker process of the runtime and its supervisor's handle on it.
+
+    Built with an ``objective`` it is forked (no pickling: closures work; the caller must have
+    no other threads running); built with a ``payload`` from :func:`dump_objective` it is a
+    fresh interpreter (safe from a multi-threaded process such as a Dask worker). Either way
+    it runs :func:`worker_main`: one task at a time, each reported as ``("started", ...)``,
+    ``("reported", ...)`` messages and then its :class:`TrialOutcome`.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        threads: int | None = 1,
+        *,
+        objective: Objective | None = None,
+        payload: bytes | None = None,
+        relocate: dict[str, str] | None = None,
+        mp_context: Any = None,
+    ) -> None:
+        self.log_dir = log_dir
+        self.task: TrialTask | None = None
+        self.started = 0.0
+        self.started_at: datetime | None = None
+        self.deadline: float | None = None
+        self.dead = False
+        self._proc: Any = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        parent = os.getpid()
+        if objective is not None:
+            ctx = mp_context
+            conn, child = ctx.Pipe()
+            self._proc = ctx.Process(
+                target=worker_main,
+                args=(child, objective, log_dir, threads, parent),
+                name="optml-worker",
+            )
+            self._proc.start()
+            child.close()
+            self.conn: Connection = conn
+            self.pid: int = self._proc.pid
+            self.sentinel: Any = self._proc.sentinel
+        else:
+            assert payload is not None
+            ours, theirs = socket.socketpair()
+            try:
+                self._popen = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from optml.executors._runtime import _main; _main()",
+                        str(theirs.fileno()),
+                        log_dir,
+                        str(threads or 0),
+                        str(parent),
+                    ],
+                    pass_fds=[theirs.fileno()],
+                    stdin=subprocess.DEVNULL,
+                )
+            finally:
+                theirs.close()
+            self.conn = Connection(ours.detach())
+            self.pid = self._popen.pid
+            self.sentinel = None  # its death shows as the end of the connection
+            self.conn.send_bytes(payload)
+            self.conn.send(relocate or {})
+
+    @property
+    def waitables(self) -> list[Any]:
+        return [self.conn] if self.sentinel is None else [self.conn, self.sentinel]
+
+    def submit(self, task: TrialTask) -> None:
+        self.conn.send(task)
+        self.task = task
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.deadline = self.started + task.timeout if task.timeout else None
+
+    def prune(self, number: int) -> None:
+        try:
+            self.conn.send(("prune", number))
+        except OSError:
+            pass
+
+    def receive(self) -> list[Any]:
+        """The messages that arrived (without blocking); ``dead`` is set when the process is
+        gone (its connection closed)."""
+        messages = []
+        try:
+            while not self.dead and self.conn.poll():
+                message = self.conn.recv()
+                messages.append(message)
+                if isinstance(message, TrialOutcome):
+                    self.task = None
+        except (EOFError, OSError):
+            self.dead = True
+        if not self.dead and not self.alive():
+            self.dead = True
+            messages += self.receive_rest()
+        return messages
+
+    def receive_rest(self) -> list[Any]:
+        messages = []
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                messages.append(message)
+                if isinstance(message, TrialOutcome):
+                    self.task = None
+        except (EOFError, OSError):
+            pass
+        return messages
+
+    def alive(self) -> bool:
+        if self._proc is not None:
+            return bool(self._proc.is_alive())
+        assert self._popen is not None
+        return self._popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._proc is not None:
+            return self._proc.exitcode  # type: ignore[no-any-return]
+        assert self._popen is not None
+        return self._popen.poll()
+
+    def past_deadline(self, now: float | None = None) -> bool:
+        return self.deadline is not None and (now or time.monotonic()) >= self.deadline
+
+    def lost(self, state: str, error: str, host: str | None, worker: str | None) -> TrialOutcome:
+        """The outcome of the task this process was running when it was killed or died."""
+        task = self.task
+        assert task is not None
+        self.task = None
+        return TrialOutcome(
+            number=task.number,
+            state=state,
+            error=error,
+            logs=read_log_tail(_log_path(self.log_dir, self.pid, task.number)),
+            duration_s=time.monotonic() - self.started,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            attempt=task.attempt,
+            host=host,
+            worker=worker,
+        )
+
+    def timed_out(self, host: str | None, worker: str | None) -> TrialOutcome:
+        """Kill the process tree of a task past its time limit; its TIMEOUT outcome."""
+        assert self.task is not None
+        self.kill()
+        message = f"the trial ran past its time limit of {self.task.timeout:g} s and was killed"
+        return self.lost("TIMEOUT", message, host, worker)
+
+    def died(self, host: str | None, worker: str | None) -> TrialOutcome:
+        """The FAILED outcome of a task whose process died; what it left in its group dies."""
+        kill_group(self.pid)
+        self.join(1)
+        return self.lost("FAILED", death_message(self.exitcode), host, worker)
+
+    def join(self, timeout: float) -> None:
+        if self._proc is not None:
+            self._proc.join(timeout=timeout)
+        elif self._popen is not None:
+            try:
+                self._popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def kill(self) -> None:
+        """Kill the process and every process below it, now."""
+        kill_tree(self.pid)
+        self.join(2)
+        self.dead = True
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: at once with ``kill`` or while it runs a task, else when it has
+        finished its current work; then release the connection."""
+        if kill or self.task is not None:
+            kill_tree(self.pid)
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.join(2)
+        if self.alive():
+            kill_tree(self.pid)
+            self.join(2)
+        self.conn.close()
+        self.dead = True
+
+
+def worker_main(
+    conn: Connection,
+    objective: Objective | None,
+    log_dir: str,
+    threads: int | None,
+    parent: int,
+) -> None:
+    """The body of a worker process: run tasks from ``conn`` until told to stop (None)."""
+    os.setsid()
+    become_subreaper()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
+    # Not the controller's handler inherited by the fork, which defers the signal.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Write Python-level output to the real fds 1 and 2, which each trial redirects to its log
+    # (a forked worker may have inherited a replaced sys.stdout, e.g. under a test runner).
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if threads:
+        limit_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    relocate: dict[str, str] = {}
+    if objective is None:
+        try:
+            payload = conn.recv_bytes()
+            relocate = conn.recv()
+        except (EOFError, OSError):
+            return
+        objective = load_objective(payload, relocate)
+    lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        with lock:
+            conn.send(message)
+
+    tasks: queue.SimpleQueue[TrialTask | None] = queue.SimpleQueue()
+    pruned: set[int] = set()
+    threading.Thread(target=_read_commands, args=(conn, tasks, pruned), daemon=True).start()
+    host, pid = socket.gethostname(), os.getpid()
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        if relocate and task.data in relocate:
+            task = replace(task, data=relocate[task.data])
+        number, attempt = task.number, task.attempt
+        try:
+            send(("started", number, attempt, host, pid))
+            outcome = run_trial(
+                objective,
+                task,
+                log_path=_log_path(log_dir, pid, number),
+                interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
+                on_report=lambda step, value: send(("reported", number, attempt, step, value)),
+                should_prune=lambda: number in pruned,
+            )
+            # Processes a Python trial leaves running are kept until the worker ends: they may
+            # be a pool the objective reuses in its next trial (joblib's loky workers, for one),
+            # which breaks if they are killed between trials. A timeout, a SIGTERM, the parent's
+            # death and the worker's exit still take every one of them down.
+            send(outcome)
+        except OSError:
+            break
+        pruned.discard(number)
+    conn.close()
+    kill_procs(descendants())
+
+
+def _read_commands(
+    conn: Connection, tasks: queue.SimpleQueue[TrialTask | None], pruned: set[int]
+) -> None:
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            tasks.put(None)
+            return
+        if isinstance(message, tuple) and message[0] == "prune":
+            pruned.add(message[1])
+        else:
+            tasks.put(message)
+            if message is None:
+                return
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Stop the running trial (all its processes) and end the worker as SIGTERM would."""
+    kill_procs(descendants())
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int) -> None:
+    """Take this worker and everything below it down if its parent goes away."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            try:
+                kill_procs(descendants(), wait=0)
+                os.killpg(0, signal.SIGKILL)
+            finally:
+                os._exit(1)
+
+
+def _main() -> None:
+    """Entry point of a worker process started as a fresh interpreter."""
+    fd, log_dir, threads, parent = sys.argv[1:5]
+    worker_main(Connection(int(fd)), None, log_dir, int(threads) or None, int(parent))
