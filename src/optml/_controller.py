@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from optml import _interrupt
 from optml._process import controller_id
 from optml.errors import OptMLError
-from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
+from optml.executors import (
+    Executor,
+    TrialEvent,
+    TrialOutcome,
+    TrialReported,
+    TrialStarted,
+    TrialTask,
+    make_executor,
+)
 from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
 from optml.trial import Trial, TrialState
@@ -125,6 +133,10 @@ class Controller:
         self.data = data
         self.show_progress = show_progress
         self.inflight: dict[int, TrialTask] = {}
+        # Per running trial: the values reported so far, and the runs started (a cluster may
+        # rerun a task whose worker died: each further run counts as a retry).
+        self.reported: dict[int, dict[int, float]] = {}
+        self.runs: dict[int, set[str]] = {}
         self.deadline: float | None = None
         # Trials whose time limit is what was left of the study's time budget.
         self.cut_by_budget: set[int] = set()
@@ -190,8 +202,8 @@ class Controller:
                 left = None if deadline is None else deadline - time.monotonic()
                 wait = 0.5 if left is None or left <= 0 else min(0.5, left)
                 with collecting():
-                    for outcome in self.executor.wait(timeout=wait):
-                        self._handle(outcome)
+                    for event in self.executor.events(timeout=wait):
+                        self._on_event(event)
                 if progress:
                     progress.update()
         except BaseException:
@@ -251,8 +263,33 @@ class Controller:
         if attempt == 0:
             self.launched += 1
 
+    def _on_event(self, event: TrialEvent) -> None:
+        """Record what the executor saw happen; events of trials no longer running here (one
+        cancelled, or already recorded) are dropped, so that no trial is recorded twice."""
+        if event.number not in self.inflight:
+            return
+        if isinstance(event, TrialOutcome):
+            self._handle(event)
+        elif isinstance(event, TrialReported):
+            values = self.reported.setdefault(event.number, {})
+            values[event.step] = event.value
+            self.study._write(event.number, intermediate=dict(values))
+        elif isinstance(event, TrialStarted):
+            runs = self.runs.setdefault(event.number, set())
+            runs.add(event.run)
+            fields: dict[str, Any] = {}
+            if len(runs) > 1:  # run again elsewhere after its worker was lost
+                task = self.inflight[event.number]
+                fields["attempts"] = task.attempt + len(runs)
+                fields["error"] = f"attempt {task.attempt + len(runs) - 1} lost with its worker"
+            fields.update(_where(event))
+            if fields:
+                self.study._write(event.number, **fields)
+
     def _handle(self, outcome: TrialOutcome) -> None:
         task = self.inflight.pop(outcome.number)
+        reruns = max(0, len(self.runs.pop(outcome.number, ())) - 1)
+        self.reported.pop(outcome.number, None)
         study = self.study
         out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         if outcome.state == "FAILED" and task.attempt < self.retries and not out_of_time:
@@ -268,7 +305,7 @@ class Controller:
             "metrics": outcome.metrics,
             "error": outcome.error,
             "logs": outcome.logs,
-            "attempts": task.attempt + 1,
+            "attempts": task.attempt + 1 + reruns,
             "started_at": outcome.started_at,
             "finished_at": outcome.finished_at,
             "duration_s": outcome.duration_s,
@@ -349,6 +386,14 @@ class Controller:
             study.storage.set_study_state(study.id, "INTERRUPTED")
         except OptMLError:
             pass
+
+
+def _where(event: TrialStarted) -> dict[str, Any]:
+    """The storage fields that say where a trial runs (none where the record has no place for
+    them)."""
+    if "host" not in Trial.__dataclass_fields__:
+        return {}
+    return {"host": event.host, "worker": event.worker}
 
 
 class _Progress:

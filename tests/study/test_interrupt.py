@@ -139,20 +139,21 @@ def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
 def test_ctrl_c_as_outcomes_arrive_keeps_the_finished_trials(tmp_path: Path) -> None:
     # The signal lands right after finished trials were received from the workers: they must
     # be recorded COMPLETE, not dropped and queued again.
-    from optml.executors import make_executor
+    from optml.executors import TrialOutcome, make_executor
 
     ex = make_executor("local", workers=2)
     received: list[int] = []
-    wait = ex.wait
+    events = ex.events
 
-    def wait_then_ctrl_c(timeout=None):
-        outcomes = wait(timeout)
+    def events_then_ctrl_c(timeout=None):
+        got = events(timeout)
+        outcomes = [e for e in got if isinstance(e, TrialOutcome)]
         if outcomes and not received:
             received.extend(o.number for o in outcomes)
             _ctrl_c()
-        return outcomes
+        return got
 
-    ex.wait = wait_then_ctrl_c
+    ex.events = events_then_ctrl_c
     study = create_study(
         name="s", storage=f"sqlite:///{tmp_path / 's.db'}", space={"x": [1, 2, 3, 4, 5, 6]}
     )
