@@ -82,6 +82,17 @@ def run(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     oversubscribe: bool = OversubscribeOpt,
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        "-b",
+        help="Where trials run: local, serial or dask (default: the spec's execution.backend).",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Dask scheduler, e.g. tcp://host:8786 (default: the spec's; none: a local cluster).",
+    ),
 ) -> None:
     """Run the study described by SPEC_FILE; exits 0 when it finishes.
 
@@ -90,6 +101,11 @@ def run(
     from optml.spec import load_spec, study_from_spec
 
     spec = load_spec(spec_file)
+    if backend or address:
+        execution = {"backend": backend or spec.execution.backend, "address": address}
+        if not address and execution["backend"] == spec.execution.backend:
+            execution.pop("address")
+        spec = spec.model_copy(update={"execution": spec.execution.model_copy(update=execution)})
     executor = _executor(spec, workers, oversubscribe)  # refused before any study is written
     try:
         study = study_from_spec(spec, storage=storage, name=name)
@@ -148,10 +164,15 @@ def _executor(spec: Any, workers: int | None, oversubscribe: bool) -> Any:
     """The spec's executor with the command line's overrides (checked: no study is written yet)."""
     from optml.executors import make_executor
 
+    e = spec.execution
     return make_executor(
-        spec.execution.backend,
-        workers or spec.execution.workers,
-        oversubscribe=oversubscribe or spec.execution.oversubscribe,
+        e.backend,
+        workers or e.workers,
+        oversubscribe=oversubscribe or e.oversubscribe,
+        address=e.address,
+        cpus=e.cpus,
+        memory=e.memory,
+        gpus=e.gpus,
     )
 
 

@@ -89,6 +89,12 @@ class ExecutionSpec(_Model):
     retries: int = Field(default=0, ge=0)
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
+    # dask: the scheduler (none: a local cluster started with the study), and what one trial
+    # needs of a worker, as Dask worker resources CPU, MEMORY and GPU.
+    address: str | None = None
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | float | None = None
+    gpus: float | None = Field(default=None, gt=0)
 
     _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
 

@@ -13,11 +13,24 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
+from optml.executors._dask import DaskExecutor, check_address
 from optml.executors._local import LocalExecutor
 from optml.executors._runtime import run_trial
 from optml.executors._serial import SerialExecutor
 
-_BACKENDS: dict[str, type[Executor]] = {"serial": SerialExecutor, "local": LocalExecutor}
+_BACKENDS: dict[str, type[Executor]] = {
+    "serial": SerialExecutor,
+    "local": LocalExecutor,
+    "dask": DaskExecutor,
+}
+# Options only some backends take: (option, backends).
+_OPTIONS = {
+    "address": ("dask",),
+    "cpus": ("dask",),
+    "memory": ("dask",),
+    "gpus": ("dask",),
+    "in_thread": ("dask",),
+}
 
 
 def make_executor(
@@ -30,19 +43,32 @@ def make_executor(
     """Build an executor by name (``local`` by default) with ``workers`` slots.
 
     ``oversubscribe`` lets a local executor start more workers than
-    :func:`~optml.executors._local.max_local_workers` (refused otherwise).
+    :func:`~optml.executors._local.max_local_workers` (refused otherwise). The Dask backend
+    takes ``address`` (its scheduler; none: a local cluster) and what one trial needs:
+    ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); an option
+    left None is not given, and one the backend does not take is refused.
     """
     if isinstance(backend, Executor):
         return backend
     name = backend or "local"
     if name not in _BACKENDS:
         raise SpecError(f"execution.backend: unknown {name!r}; choose one of {sorted(_BACKENDS)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    for option in options:
+        takers = _OPTIONS.get(option)
+        if takers is not None and name not in takers:
+            raise SpecError(
+                f"execution.{option} applies to backend {' or '.join(takers)}, not {name!r}"
+            )
     if name == "local":
         options["oversubscribe"] = oversubscribe
+    if name == "dask" and options.get("address"):
+        check_address(options["address"])
     return _BACKENDS[name](workers=workers, **options)  # type: ignore[call-arg]
 
 
 __all__ = [
+    "DaskExecutor",
     "Executor",
     "LocalExecutor",
     "SerialExecutor",

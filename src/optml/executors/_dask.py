@@ -1,0 +1,547 @@
+"""The Dask executor: one Dask task per trial, run on a cluster's workers by the worker runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from optml.errors import OptMLError, missing_dependency
+from optml.executors._base import (
+    Executor,
+    TrialEvent,
+    TrialOutcome,
+    TrialReported,
+    TrialStarted,
+    TrialTask,
+)
+from optml.objectives._base import Objective
+
+# Files up to this size that the objective names (a model module, a data file) are shipped to
+# the workers with the objective; larger files and directories need a shared filesystem.
+SHIP_LIMIT = 16 * 2**20
+
+_COMMAND_POLL_S = 0.5
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise missing_dependency("dask", "dask") from None
+    return distributed
+
+
+class DaskExecutor(Executor):
+    """Runs each trial as one Dask task on a Dask cluster (``address``: its scheduler, e.g.
+    ``tcp://host:8786``), or, without an address, on a local cluster of ``workers`` worker
+    processes started with the executor and closed with it.
+
+    On the Dask worker the task runs the trial in a worker process of the runtime (one per
+    Dask worker thread and study, reused by its next trials, replaced after a timeout): its
+    output is captured there, not in the multi-threaded Dask worker, its time limit is enforced
+    there by killing its whole process tree, and it dies with the Dask worker. Started and
+    reported events travel back as they happen (Dask's structured events); commands (cancel,
+    prune) reach the task through a Dask ``Variable`` it polls. A Dask worker that dies while
+    running a trial: Dask runs the task again on another worker (the controller counts it as a
+    retry, and only its one result is recorded); after
+    ``distributed.scheduler.allowed-failures`` such deaths the trial FAILED.
+
+    The objective travels pickled (:func:`~optml.executors._runtime.dump_objective`). The
+    ``.py`` file of a function or model module and a data file up to ``SHIP_LIMIT`` bytes are
+    shipped with it and written on each worker where the path is not there already; any other
+    path (a directory, a command's ``cwd``) must be on a filesystem the workers share, and a
+    worker that cannot see it fails the trial saying so.
+
+    ``cpus``, ``memory`` and ``gpus`` are what one trial needs, as Dask worker resources named
+    ``CPU``, ``MEMORY`` (bytes; "4GB" accepted) and ``GPU``: a trial then runs only on workers
+    started with those resources (``dask worker ADDRESS --resources "CPU=8 GPU=2"``); a local
+    cluster's workers get exactly one trial's worth each.
+
+    ``in_thread`` runs trials in the Dask worker's threads instead (for objectives that only
+    wait, such as benchmarks of the controller: a process per trial is too heavy for hundreds
+    of slots on a few cores); its trials' output is not captured and their time limits are not
+    enforced.
+    """
+
+    name = "dask"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        *,
+        cpus: float | None = None,
+        memory: str | float | None = None,
+        gpus: float | None = None,
+        threads_per_worker: int = 1,
+        in_thread: bool = False,
+    ) -> None:
+        distributed = _distributed()
+        self.address = address
+        self._asked_workers = workers
+        self.workers = max(1, int(workers or (1 if address else _usable_cpus())))
+        self.threads_per_worker = threads_per_worker
+        self.in_thread = in_thread
+        resources: dict[str, float] = {}
+        if cpus:
+            resources["CPU"] = float(cpus)
+        if memory:
+            resources["MEMORY"] = float(
+                distributed.utils.parse_bytes(memory) if isinstance(memory, str) else memory
+            )
+        if gpus:
+            resources["GPU"] = float(gpus)
+        self.resources = resources
+        self._client: Any = None
+        self._cluster: Any = None
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._futures: dict[int, Any] = {}
+        self._tasks: dict[int, TrialTask] = {}
+        self._seen: dict[int, tuple[bool, list[int]]] = {}
+        self._commands: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._id = uuid.uuid4().hex[:12]
+        self._topic = f"optml-{self._id}"
+        self._payload: Any = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self, objective: Objective) -> None:
+        import logging
+
+        from optml.executors._runtime import dump_objective
+
+        distributed = _distributed()
+        payload = dump_objective(objective)
+        if self.address:
+            self._client = distributed.Client(self.address, timeout="30s")
+            if self._asked_workers is None:
+                self.workers = max(1, sum(self._client.nthreads().values()))
+        else:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=self.threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                resources=self.resources or None,
+                silence_logs=logging.ERROR,
+            )
+            self._client = distributed.Client(self._cluster)
+        self._client.subscribe_topic(self._topic, self._on_topic)
+        self._variable = distributed.Variable(f"{self._topic}-commands", client=self._client)
+        self._variable.set({})
+        files = shipped_files(objective)
+        key = hashlib.sha256(payload + repr(sorted(files)).encode()).hexdigest()[:16]
+        [self._payload] = self._client.scatter(
+            [(key, payload, files, _named_paths(objective))], broadcast=True, hash=False
+        )
+
+    def shutdown(self, kill: bool = False) -> None:
+        client = self._client
+        if client is None:
+            return
+        self._client = None
+        try:
+            futures = list(self._futures.values())
+            if futures:
+                # Their tasks see "cancel" and kill their trials' processes; their trials are
+                # the controller's to requeue.
+                self._commands.update(dict.fromkeys(self._futures, "cancel"))
+                self._publish(client)
+                client.cancel(futures)
+            if self._cluster is None:
+                client.run(_release, self._topic)
+                client.unsubscribe_topic(self._topic)
+        except Exception:  # noqa: BLE001 - a cluster already gone has nothing left to stop
+            pass
+        finally:
+            self._futures.clear()
+            self._tasks.clear()
+            try:
+                client.close(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+            if self._cluster is not None:
+                try:
+                    self._cluster.close(timeout=20)
+                except Exception:  # noqa: BLE001
+                    pass
+                self._cluster = None
+
+    # -- work -----------------------------------------------------------------------------
+    def free_slots(self) -> int:
+        return max(0, self.workers - len(self._futures))
+
+    def running(self) -> int:
+        return len(self._futures)
+
+    def submit(self, task: TrialTask) -> None:
+        assert self._client is not None, "start() first"
+        number = task.number
+        future = self._client.submit(
+            run_dask_task,
+            self._payload,
+            task,
+            self._topic,
+            self.in_thread,
+            key=f"optml-trial-{number}-{task.attempt}-{self._id}",
+            resources=self.resources or None,
+            pure=False,
+        )
+        self._futures[number] = future
+        self._tasks[number] = task
+        self._seen[number] = (False, [])
+        future.add_done_callback(lambda f: self._events.put(("done", number, f)))
+
+    def cancel(self, number: int) -> None:
+        future = self._futures.pop(number, None)
+        self._tasks.pop(number, None)
+        if future is not None:
+            self._commands[number] = "cancel"
+            self._publish(self._client)
+            future.cancel()
+
+    def prune(self, number: int) -> None:
+        if number in self._futures:
+            self._commands[number] = "prune"
+            self._publish(self._client)
+
+    def _publish(self, client: Any) -> None:
+        live = {n: c for n, c in self._commands.items() if n in self._futures or c == "cancel"}
+        self._commands = live
+        self._variable.set({str(n): c for n, c in live.items()})
+
+    def _on_topic(self, event: Any) -> None:
+        self._events.put(("event", event[1]))
+
+    def events(self, timeout: float | None = None) -> list[TrialEvent]:
+        if not self._futures:
+            return []
+        try:
+            items = [self._events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        out: list[TrialEvent] = []
+        for item in items:
+            if item[0] == "event":
+                out += self._from_worker(item[1])
+            else:
+                out += self._finished(item[1], item[2])
+        return out
+
+    def _current(self, number: int, attempt: int) -> TrialTask | None:
+        task = self._tasks.get(number)
+        return task if task is not None and task.attempt == attempt else None
+
+    def _from_worker(self, msg: dict[str, Any]) -> list[TrialEvent]:
+        number, attempt = msg["number"], msg["attempt"]
+        if self._current(number, attempt) is None:
+            return []  # late news of a trial already finished or cancelled
+        started, steps = self._seen[number]
+        if msg["kind"] == "started":
+            self._seen[number] = (True, steps)
+            return [
+                TrialStarted(
+                    number, attempt, msg["host"], msg["worker"], msg.get("pid"), msg["run"]
+                )
+            ]
+        steps.append(msg["step"])
+        return [TrialReported(number, attempt, msg["step"], msg["value"])]
+
+    def _finished(self, number: int, future: Any) -> list[TrialEvent]:
+        task = self._tasks.get(number)
+        if task is None or self._futures.get(number) is not future:
+            return []
+        del self._futures[number], self._tasks[number]
+        self._commands.pop(number, None)
+        started, steps = self._seen.pop(number)
+        if future.status == "cancelled":
+            return []
+        outcome = _outcome_of(future, task)
+        events: list[TrialEvent] = []
+        # The outcome comes on another path than the events: what has not arrived yet is
+        # told from the outcome, so that reports come before it and none twice.
+        if not started and outcome.host:
+            events.append(
+                TrialStarted(number, task.attempt, outcome.host, outcome.worker or "", None, "")
+            )
+        done = set(steps)
+        events += [
+            TrialReported(number, task.attempt, step, value)
+            for step, value in outcome.intermediate.items()
+            if step not in done
+        ]
+        events.append(outcome)
+        return events
+
+
+def _usable_cpus() -> int:
+    from optml.executors._local import usable_cpus
+
+    return usable_cpus()
+
+
+def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
+    distributed = _distributed()
+    try:
+        result = future.result(timeout=60)
+    except distributed.KilledWorker as exc:
+        return TrialOutcome(
+            task.number,
+            "FAILED",
+            error=f"the Dask workers running the trial died ({exc})",
+            attempt=task.attempt,
+        )
+    except Exception as exc:  # noqa: BLE001 - the task's own failure is the trial's
+        return TrialOutcome(
+            task.number,
+            "FAILED",
+            error=f"the Dask task failed: {type(exc).__name__}: {exc}",
+            attempt=task.attempt,
+        )
+    return result  # type: ignore[no-any-return]
+
+
+# -- what travels with the objective ------------------------------------------------------------
+
+
+def _named_paths(objective: Objective) -> list[tuple[str, str]]:
+    """(field, path) for every path the objective names: ``function``'s file, ``module``,
+    ``data`` and ``cwd``."""
+    found = []
+    for field in ("function", "module", "data", "cwd"):
+        value = getattr(objective, field, None)
+        if not isinstance(value, str) or not value:
+            continue
+        if field == "function":
+            target, sep, _ = value.rpartition(":")
+            if not (sep and target.endswith(".py")):
+                continue
+            value = target
+        elif field == "module" and not value.endswith(".py"):
+            continue
+        found.append((field, value))
+    return found
+
+
+def shipped_files(objective: Objective) -> dict[str, bytes]:
+    """The files that travel with the objective: those it names that are small regular files
+    (a directory, such as a command's ``cwd``, never does)."""
+    files = {}
+    for field, path in _named_paths(objective):
+        if field != "cwd" and os.path.isfile(path) and os.path.getsize(path) <= SHIP_LIMIT:
+            with open(path, "rb") as f:
+                files[path] = f.read()
+    return files
+
+
+_STATE_LOCK = threading.Lock()
+_SHIP_DIR: str | None = None
+_POOLS: dict[tuple[str, int], Any] = {}  # (study topic, thread): its worker process
+_OBJECTIVES: dict[str, Objective] = {}  # in-thread mode: loaded objectives by payload key
+
+
+def _localize(key: str, files: dict[str, bytes]) -> dict[str, str]:
+    """Where each shipped file lies on this worker: its own path where that holds the same
+    bytes (a shared filesystem), else a copy written under a directory of this worker."""
+    global _SHIP_DIR
+    relocate = {}
+    for path, content in files.items():
+        try:
+            with open(path, "rb") as f:
+                if f.read() == content:
+                    continue
+        except OSError:
+            pass
+        with _STATE_LOCK:
+            if _SHIP_DIR is None:
+                _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
+        digest = hashlib.sha256(content).hexdigest()[:12]
+        local = os.path.join(_SHIP_DIR, key, digest, os.path.basename(path))
+        if not os.path.exists(local):
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            tmp = f"{local}.{os.getpid()}.{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(content)
+            os.replace(tmp, local)
+        relocate[path] = local
+    return relocate
+
+
+def _unseen_path(objective_paths: list[tuple[str, str]], relocate: dict[str, str]) -> str | None:
+    """An error for the first path the objective names that this worker cannot see."""
+    for field, path in objective_paths:
+        if path in relocate or os.path.exists(path):
+            continue
+        where = f"objective.{field}" if field != "data" else "data"
+        return (
+            f"{where} {path!r} does not exist on Dask worker host {socket.gethostname()}: only "
+            f"files of up to {SHIP_LIMIT // 2**20} MB that a function or model module names, or "
+            "a data file, are shipped to the workers; put this path on a filesystem the workers "
+            "share, at the same path"
+        )
+    return None
+
+
+def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) -> TrialOutcome:
+    """The Dask task of one trial: runs on a Dask worker, streams its events to ``topic``."""
+    distributed = _distributed()
+    from optml.executors._runtime import load_objective, run_trial
+
+    worker = distributed.get_worker()
+    key, blob, files, named = payload
+    run = uuid.uuid4().hex[:12]
+    number, attempt = task.number, task.attempt
+    here = {"host": socket.gethostname(), "worker": str(worker.address)}
+
+    def emit(kind: str, **fields: Any) -> None:
+        worker.log_event(
+            topic, {"kind": kind, "number": number, "attempt": attempt, "run": run, **fields}
+        )
+
+    relocate = _localize(key, files)
+    if task.data in relocate:
+        task = replace(task, data=relocate[task.data])
+    paths = [(f, relocate.get(p, p)) for f, p in named]
+    if task.data and not any(p == task.data for _, p in paths):
+        paths.append(("data", task.data))
+    problem = _unseen_path(paths, relocate)
+    if problem:
+        emit("started", pid=os.getpid(), **here)
+        return TrialOutcome(number, "FAILED", error=problem, attempt=attempt, **here)
+    commands = _Commands(distributed, topic, number)
+    if in_thread:
+        with _STATE_LOCK:
+            objective = _OBJECTIVES.get(key)
+            if objective is None:
+                objective = _OBJECTIVES[key] = load_objective(blob, relocate)
+        emit("started", pid=os.getpid(), **here)
+        outcome = run_trial(
+            objective,
+            task,
+            on_report=lambda step, value: emit("reported", step=step, value=value),
+            should_prune=lambda: commands.get() == "prune",
+        )
+        return replace(outcome, **here)
+    return _supervise(key, blob, relocate, task, topic, here, emit, commands)
+
+
+class _Commands:
+    """The controller's command for one trial (cancel, prune), polled at most every half
+    second from the Dask ``Variable`` the executor publishes them in."""
+
+    def __init__(self, distributed: Any, topic: str, number: int) -> None:
+        self._variable = distributed.Variable(f"{topic}-commands")
+        self._number = str(number)
+        self._last = 0.0
+        self._value: str | None = None
+
+    def get(self) -> str | None:
+        now = time.monotonic()
+        if now - self._last >= _COMMAND_POLL_S:
+            self._last = now
+            try:
+                self._value = self._variable.get(timeout=5).get(self._number)
+            except Exception:  # noqa: BLE001 - no word from the scheduler: carry on
+                pass
+        return self._value
+
+
+def _supervise(
+    key: str,
+    blob: bytes,
+    relocate: dict[str, str],
+    task: TrialTask,
+    topic: str,
+    here: dict[str, str],
+    emit: Any,
+    commands: _Commands,
+) -> TrialOutcome:
+    """Run the trial in this Dask thread's worker process and watch it: forward its events,
+    enforce its time limit, obey the controller's commands."""
+    from multiprocessing.connection import wait as wait_any
+
+    from optml.executors._runtime import WorkerProcess
+
+    global _SHIP_DIR
+    pool_key = (topic, threading.get_ident())
+    with _STATE_LOCK:
+        if _SHIP_DIR is None:
+            _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
+        proc = _POOLS.get(pool_key)
+    if proc is None or proc.dead or not proc.alive():
+        log_dir = os.path.join(_SHIP_DIR, "logs")
+        os.makedirs(log_dir, exist_ok=True)
+        proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate)
+        with _STATE_LOCK:
+            _POOLS[pool_key] = proc
+    proc.submit(task)
+    pruned = False
+    try:
+        while True:
+            limit = _COMMAND_POLL_S
+            if proc.deadline is not None:
+                limit = max(0.0, min(limit, proc.deadline - time.monotonic()))
+            wait_any(proc.waitables, timeout=limit)
+            for message in proc.receive():
+                if isinstance(message, TrialOutcome):
+                    return replace(message, **here)
+                kind, _, _, *rest = message
+                if kind == "started":
+                    emit("started", pid=rest[1], **here)
+                else:
+                    emit("reported", step=rest[0], value=rest[1])
+            if proc.task is None:
+                continue
+            if proc.dead:
+                return proc.died(here["host"], here["worker"])
+            if proc.past_deadline():
+                return proc.timed_out(here["host"], here["worker"])
+            command = commands.get()
+            if command == "cancel":
+                proc.kill()
+                return proc.lost("FAILED", "cancelled by the controller", **_where(here))
+            if command == "prune" and not pruned:
+                proc.prune(task.number)
+                pruned = True
+    finally:
+        if proc.dead or proc.task is not None:
+            with _STATE_LOCK:
+                if _POOLS.get(pool_key) is proc:
+                    del _POOLS[pool_key]
+            if proc.task is not None:  # this thread is leaving a trial behind: stop it
+                proc.kill()
+
+
+def _where(here: dict[str, str]) -> dict[str, str]:
+    return {"host": here["host"], "worker": here["worker"]}
+
+
+def _release(topic: str) -> None:
+    """Stop the worker processes a study left on this Dask worker (run by ``client.run``)."""
+    with _STATE_LOCK:
+        mine = [k for k in _POOLS if k[0] == topic]
+        procs = [_POOLS.pop(k) for k in mine]
+    for proc in procs:
+        proc.close(kill=proc.task is not None)
+
+
+def check_address(address: str) -> None:
+    """Refuse a scheduler address Dask cannot dial, naming what is accepted."""
+    if "://" not in address:
+        raise OptMLError(
+            f"execution.address {address!r} is not a Dask scheduler address; give one such as "
+            "tcp://host:8786"
+        )
