@@ -224,17 +224,19 @@ def dump_objective(objective: Objective) -> bytes:
         from optml.errors import missing_dependency
 
         raise missing_dependency("cloudpickle", "dask") from None
-    by_value = [m for m in _user_modules(objective) if m not in _registered_by_value()]
-    for module in by_value:
+    registered = _registered_by_value()
+    by_value = {m.__name__: m for m in _user_modules(objective) if m.__name__ not in registered}
+    by_value_modules = list(by_value.values())
+    for module in by_value_modules:
         cloudpickle.register_pickle_by_value(module)
     try:
         return bytes(cloudpickle.dumps(objective))
     finally:
-        for module in by_value:
+        for module in by_value_modules:
             cloudpickle.unregister_pickle_by_value(module)
 
 
-def _registered_by_value() -> set[Any]:
+def _registered_by_value() -> set[str]:
     import cloudpickle
 
     return set(getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ()))

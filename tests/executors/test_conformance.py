@@ -1,0 +1,350 @@
+"""The executor contract, checked on every executor (serial, local, Dask on real worker processes)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from optml.executors import (
+    DaskExecutor,
+    TrialOutcome,
+    TrialReported,
+    TrialStarted,
+    TrialTask,
+    make_executor,
+)
+from optml.objectives import FunctionObjective
+
+PY = sys.executable
+BACKENDS = ["serial", "local", "dask"]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two real Dask worker processes, one thread each, for the whole module."""
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close(timeout=30)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def executor_for(backend, request):
+    """Build and start an executor of ``backend`` for an objective; shut down after the test."""
+    made = []
+
+    def build(objective, workers: int = 2):
+        if backend == "dask":
+            cluster = request.getfixturevalue("dask_cluster")
+            ex = DaskExecutor(workers=workers, address=cluster.scheduler_address)
+        else:
+            ex = make_executor(backend, workers=workers)
+        made.append(ex)
+        ex.start(objective)
+        return ex
+
+    yield build
+    for ex in made:
+        ex.shutdown(kill=True)
+
+
+def _events(ex, until, within: float = 60.0) -> list:
+    """Events until ``until(events)`` holds (bounded)."""
+    got: list = []
+    deadline = time.monotonic() + within
+    while not until(got):
+        assert time.monotonic() < deadline, f"gave up waiting; events so far: {got}"
+        got += ex.events(0.2)
+    return got
+
+
+def _outcomes(events) -> list[TrialOutcome]:
+    return [e for e in events if isinstance(e, TrialOutcome)]
+
+
+def _gone(pid: int, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _wait_for(path: Path, within: float = 30.0) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was not written within {within} s")
+
+
+def _kill(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# -- objectives (module level: they travel by value to the Dask workers) ----------------------
+
+
+def square(x):
+    return x * x
+
+
+def crash(x):
+    raise ValueError(f"boom at {x}")
+
+
+def die(x):
+    os._exit(3)
+
+
+def report_steps(x, trial):
+    for step in range(5):
+        trial.report(step, x + step / 10)
+    return x
+
+
+def report_then_wait(flag, trial):
+    trial.report(0, 1.5)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 1.0
+
+
+def report_slowly(x, trial):
+    time.sleep(0.3)
+    for step in range(100):
+        trial.report(step, float(step))
+        time.sleep(0.05)
+    return 0.0
+
+
+def spawn_and_sleep(pidfile, seconds):
+    child = subprocess.Popen([PY, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    Path(pidfile).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(seconds)
+    return 1.0
+
+
+# -- the contract ---------------------------------------------------------------------------
+
+
+def test_every_task_yields_exactly_one_outcome(executor_for) -> None:
+    ex = executor_for(FunctionObjective(square))
+    got: list = []
+    for n in range(5):
+        got += _events(ex, lambda _: ex.free_slots() > 0)
+        ex.submit(TrialTask(n, {"x": n}, "value"))
+    got += _events(ex, lambda g: ex.running() == 0)
+    got += ex.events(0.5)  # nothing more may come
+    outcomes = _outcomes(got)
+    assert sorted(o.number for o in outcomes) == [0, 1, 2, 3, 4]
+    assert all(o.state == "COMPLETE" for o in outcomes)
+    assert {o.number: o.metrics["value"] for o in outcomes} == {n: n * n for n in range(5)}
+    assert all(o.host for o in outcomes)
+
+
+def test_a_trial_past_its_timeout_is_timeout_and_its_processes_are_gone(
+    executor_for, tmp_path
+) -> None:
+    pidfile = tmp_path / "pids"
+    ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
+    ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 60}, "value", timeout=2.0))
+    got = _events(ex, lambda g: _outcomes(g))
+    pids = [int(p) for p in _wait_for(pidfile).split()]
+    try:
+        (outcome,) = _outcomes(got)
+        assert outcome.state == "TIMEOUT"
+        assert "2 s" in outcome.error
+        assert _gone(pids[1]), "the trial's detached child outlived its timeout"
+    finally:
+        _kill(pids[1:])
+
+
+def test_a_crash_is_failed_with_its_error(executor_for) -> None:
+    ex = executor_for(FunctionObjective(crash), workers=1)
+    ex.submit(TrialTask(7, {"x": 7}, "value"))
+    (outcome,) = _outcomes(_events(ex, _outcomes))
+    assert outcome.state == "FAILED"
+    assert "ValueError: boom at 7" in outcome.error
+
+
+def test_a_worker_process_that_dies_fails_its_trial(executor_for, backend) -> None:
+    if backend == "serial":
+        pytest.skip("the serial executor's trial runs in the controller's own process")
+    ex = executor_for(FunctionObjective(die), workers=1)
+    ex.submit(TrialTask(0, {"x": 0}, "value"))
+    (outcome,) = _outcomes(_events(ex, _outcomes))
+    assert outcome.state == "FAILED"
+    assert "exited unexpectedly with status 3" in outcome.error
+
+
+def test_shutdown_kill_stops_running_work(executor_for, backend, tmp_path) -> None:
+    if backend == "serial":
+        pytest.skip("the serial executor runs a trial only inside events(): none runs here")
+    pidfile = tmp_path / "pids"
+    ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
+    ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 120}, "value"))
+    pids = [int(p) for p in _wait_for(pidfile).split()]
+    try:
+        ex.shutdown(kill=True)
+        assert _gone(pids[0]), "the process running the trial outlived shutdown(kill=True)"
+        assert _gone(pids[1]), "the trial's detached child outlived shutdown(kill=True)"
+    finally:
+        _kill(pids)
+
+
+def test_reports_arrive_in_order_and_before_the_outcome(executor_for) -> None:
+    ex = executor_for(FunctionObjective(report_steps), workers=1)
+    ex.submit(TrialTask(3, {"x": 1}, "value"))
+    got = _events(ex, _outcomes)
+    kinds = [type(e) for e in got]
+    assert kinds[0] is TrialStarted and kinds[-1] is TrialOutcome
+    reports = [e for e in got if isinstance(e, TrialReported)]
+    assert [(r.step, r.value) for r in reports] == [(s, 1 + s / 10) for s in range(5)]
+    assert got[-1].intermediate == {s: 1 + s / 10 for s in range(5)}
+
+
+def test_a_report_arrives_while_the_trial_runs(executor_for, backend, tmp_path) -> None:
+    if backend == "serial":
+        pytest.skip("the serial executor hands over a trial's events when it ends")
+    flag = tmp_path / "go"
+    ex = executor_for(FunctionObjective(report_then_wait), workers=1)
+    ex.submit(TrialTask(0, {"flag": str(flag)}, "value"))
+    got = _events(ex, lambda g: any(isinstance(e, TrialReported) for e in g))
+    assert not _outcomes(got), "the report came only with the outcome"
+    started = [e for e in got if isinstance(e, TrialStarted)]
+    assert started and started[0].pid and started[0].host
+    flag.write_text("go")
+    (outcome,) = _outcomes(_events(ex, _outcomes))
+    assert outcome.state == "COMPLETE"
+
+
+def test_prune_ends_the_trial_pruned_at_its_next_report(executor_for) -> None:
+    ex = executor_for(FunctionObjective(report_slowly), workers=1)
+    ex.submit(TrialTask(0, {"x": 0}, "value"))
+    ex.prune(0)
+    (outcome,) = _outcomes(_events(ex, _outcomes))
+    assert outcome.state == "PRUNED"
+    assert len(outcome.intermediate) < 100
+
+
+def test_cancel_stops_the_trial_and_no_outcome_follows(executor_for, backend, tmp_path) -> None:
+    pidfile = tmp_path / "pids"
+    ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
+    ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 120}, "value"))
+    if backend == "serial":  # cancelled before it ran
+        ex.cancel(0)
+        assert ex.events(0.2) == [] and ex.running() == 0
+        return
+    pids = [int(p) for p in _wait_for(pidfile).split()]
+    try:
+        ex.cancel(0)
+        assert _gone(pids[1]), "a cancelled trial's process lived on"
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert not _outcomes(ex.events(0.2))
+        assert ex.running() == 0 and ex.free_slots() == 1
+    finally:
+        _kill(pids)
+
+
+def test_a_task_and_its_objective_survive_serialisation(executor_for) -> None:
+    task = TrialTask(4, {"x": 3, "name": "a"}, "value", attempt=1, timeout=30.0)
+    assert pickle.loads(pickle.dumps(task)) == task
+    offset = 10  # a closure: travels by value where the backend pickles it
+    ex = executor_for(FunctionObjective(lambda x, name: x + offset + len(name)), workers=1)
+    ex.submit(task)
+    (outcome,) = _outcomes(_events(ex, _outcomes))
+    assert outcome.state == "COMPLETE" and outcome.metrics == {"value": 14.0}
+    assert outcome.attempt == 1
+
+
+# -- Dask: what travels to the workers ------------------------------------------------------
+
+
+def test_dask_ships_a_small_objective_file_the_worker_cannot_see(dask_cluster, tmp_path) -> None:
+    module = tmp_path / "my_objective.py"
+    module.write_text("def f(x, data):\n    return x + len(open(data).read())\n")
+    data = tmp_path / "data.txt"
+    data.write_text("abc")
+    ex = DaskExecutor(workers=1, address=dask_cluster.scheduler_address)
+    try:
+        ex.start(FunctionObjective(f"{module}:f", data=str(data)))
+        module.unlink()  # gone from the path the controller named: the worker gets a copy
+        data.unlink()
+        ex.submit(TrialTask(0, {"x": 1}, "value", data=str(data)))
+        (outcome,) = _outcomes(_events(ex, _outcomes))
+    finally:
+        ex.shutdown(kill=True)
+    assert outcome.state == "COMPLETE", outcome.error
+    assert outcome.metrics == {"value": 4.0}
+
+
+def test_dask_fails_a_trial_whose_path_the_worker_cannot_see(dask_cluster, tmp_path) -> None:
+    missing = tmp_path / "not-shared" / "dataset"
+    ex = DaskExecutor(workers=1, address=dask_cluster.scheduler_address)
+    try:
+        ex.start(FunctionObjective(square))
+        ex.submit(TrialTask(0, {"x": 1}, "value", data=str(missing)))
+        (outcome,) = _outcomes(_events(ex, _outcomes))
+    finally:
+        ex.shutdown(kill=True)
+    assert outcome.state == "FAILED"
+    assert f"data {str(missing)!r} does not exist on Dask worker host" in outcome.error
+    assert "shared" in outcome.error
+
+
+def test_import_optml_does_not_import_dask() -> None:
+    code = (
+        "import sys, optml, optml.executors, optml.cli\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'cloudpickle')]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([PY, "-c", code], check=True, timeout=60)
+
+
+def test_without_dask_the_error_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['distributed'] = None\n"
+        "from optml.executors import make_executor\n"
+        "from optml.errors import MissingDependencyError\n"
+        "try:\n"
+        "    make_executor('dask', workers=1)\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'optml[dask]'" in out.stdout, out.stderr
