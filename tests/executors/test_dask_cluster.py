@@ -1,0 +1,180 @@
+"""Dask on a real cluster started here (a `dask scheduler` and two `dask worker` processes),
+really killed: a worker SIGKILLed mid-trial, a trial past its time limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from optml import TrialState, create_study
+from optml.executors import DaskExecutor
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+distributed = pytest.importorskip("distributed")
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-threaded workers on loopback ports (no nanny: a killed
+    worker stays dead)."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed below
+    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp_path}
+    procs = [
+        subprocess.Popen(
+            [
+                DASK,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                address.rsplit(":", 1)[1],
+                "--no-dashboard",
+            ],
+            **common,
+        )
+    ]
+    try:
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    **common,
+                )
+            )
+        with distributed.Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, procs[1:]
+    finally:
+        _stop(procs)
+        log.close()
+
+
+def _gone(pid: int, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def slow_point(x, data):
+    """Record which Dask worker runs this trial (the runtime's worker process's parent)."""
+    Path(data, f"started-{x}-{os.getpid()}").write_text(f"{os.getppid()} {os.getpid()}")
+    time.sleep(1.5)
+    return float(x)
+
+
+def test_a_worker_killed_mid_trial_the_grid_still_completes_each_point_once(
+    cluster, tmp_path
+) -> None:
+    address, workers = cluster
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    study = create_study(
+        name="grid", storage=f"sqlite:///{tmp_path / 's.db'}", space={"x": [1, 2, 3, 4, 5, 6]}
+    )
+    killed: list[tuple[int, int]] = []
+    worker_pids = {w.pid for w in workers}
+
+    def kill_a_busy_worker(study, trial) -> None:
+        # After the first result, SIGKILL the Dask worker that is running a trial right now.
+        if killed:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            done = {t.params["x"] for t in study.get_trials([TrialState.COMPLETE])}
+            for mark in marks.iterdir():
+                x = int(mark.name.split("-")[1])
+                parent, child = (int(p) for p in mark.read_text().split())
+                if x not in done and parent in worker_pids:
+                    os.kill(parent, signal.SIGKILL)
+                    killed.append((parent, child))
+                    return
+            time.sleep(0.05)
+
+    study.optimize(
+        slow_point,
+        executor=DaskExecutor(workers=2, address=address),
+        data=str(marks),
+        callbacks=[kill_a_busy_worker],
+        show_progress=False,
+    )
+    assert killed, "no trial was seen running to kill its worker"
+    trials = study.trials
+    assert sorted(t.params["x"] for t in trials) == [1, 2, 3, 4, 5, 6]
+    assert all(t.state is TrialState.COMPLETE for t in trials), [
+        (t.number, t.state, t.error) for t in trials
+    ]
+    assert any(t.attempts >= 2 for t in trials), "the rerun was not counted as a retry"
+    assert _gone(killed[0][1]), "the killed worker's trial process lived on"
+
+
+def spawn_and_sleep(x, data):
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
+    Path(data, "pids").write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(120)
+    return 1.0
+
+
+def test_a_trial_past_its_timeout_on_dask_is_timeout_and_its_processes_are_gone(
+    cluster, tmp_path
+) -> None:
+    address, _ = cluster
+    study = create_study(name="t", storage="memory://", space={"x": [1]})
+    study.optimize(
+        spawn_and_sleep,
+        executor=DaskExecutor(workers=1, address=address),
+        trial_timeout=3,
+        data=str(tmp_path),
+        show_progress=False,
+    )
+    (trial,) = study.trials
+    assert trial.state is TrialState.TIMEOUT
+    assert "time limit of 3 s" in trial.error
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert all(_gone(pid) for pid in pids), "a process of the timed-out trial lived on"
