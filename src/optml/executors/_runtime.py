@@ -561,27 +561,36 @@ def worker_main(
             break
         if relocate and task.data in relocate:
             task = replace(task, data=relocate[task.data])
-        number, attempt = task.number, task.attempt
         try:
-            send(("started", number, attempt, host, pid))
-            outcome = run_trial(
-                objective,
-                task,
-                log_path=_log_path(log_dir, pid, number),
-                interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
-                on_report=lambda step, value: send(("reported", number, attempt, step, value)),
-                should_prune=lambda: number in pruned,
-            )
+            send(("started", task.number, task.attempt, host, pid))
             # Processes a Python trial leaves running are kept until the worker ends: they may
             # be a pool the objective reuses in its next trial (joblib's loky workers, for one),
             # which breaks if they are killed between trials. A timeout, a SIGTERM, the parent's
             # death and the worker's exit still take every one of them down.
-            send(outcome)
+            send(_run_reporting(objective, task, log_dir, send, pruned))
         except OSError:
             break
-        pruned.discard(number)
+        pruned.discard(task.number)
     conn.close()
     kill_procs(descendants())
+
+
+def _run_reporting(
+    objective: Objective,
+    task: TrialTask,
+    log_dir: str,
+    send: Callable[[Any], None],
+    pruned: set[int],
+) -> TrialOutcome:
+    number, attempt = task.number, task.attempt
+    return run_trial(
+        objective,
+        task,
+        log_path=_log_path(log_dir, os.getpid(), number),
+        interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
+        on_report=lambda step, value: send(("reported", number, attempt, step, value)),
+        should_prune=lambda: number in pruned,
+    )
 
 
 def _read_commands(
