@@ -37,6 +37,7 @@ bench: install-bench
 	$(PY) benchmarks/bench_speedup.py
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_storage.py
+	$(PY) benchmarks/bench_dask.py
 
 lint: install-test
 	$(PIP) install mypy

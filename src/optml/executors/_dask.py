@@ -65,7 +65,8 @@ class DaskExecutor(Executor):
     started with those resources (``dask worker ADDRESS --resources "CPU=8 GPU=2"``); a local
     cluster's workers get exactly one trial's worth each.
 
-    ``in_thread`` runs trials in the Dask worker's threads instead (for objectives that only
+    A local cluster has ``workers`` slots in worker processes of ``threads_per_worker``
+    threads each. ``in_thread`` runs trials in the Dask worker's threads instead (for objectives that only
     wait, such as benchmarks of the controller: a process per trial is too heavy for hundreds
     of slots on a few cores); its trials' output is not captured and their time limits are not
     enforced.
@@ -126,7 +127,7 @@ class DaskExecutor(Executor):
                 self.workers = max(1, sum(self._client.nthreads().values()))
         else:
             self._cluster = distributed.LocalCluster(
-                n_workers=self.workers,
+                n_workers=-(-self.workers // self.threads_per_worker),
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
                 dashboard_address=None,

@@ -1,0 +1,140 @@
+"""Dask against the local executor, and how many concurrent trials one controller keeps busy.
+
+1. Per-trial overhead with no-op trials, 2 workers each: local executor, Dask (trial in the
+   runtime's worker process on the Dask worker), Dask in-thread.
+2. Parallel efficiency on the seed's ANN grid (examples/ann_grid.yaml), 2 workers each.
+3. Scale by simulation: trials that sleep 1 s on a local Dask cluster of 2 worker processes
+   with 64 and 256 slots (threads; trials run in-thread: a process per trial is too heavy for
+   hundreds of slots on 2 cores), random and GP samplers: efficiency
+   (trial time / (slots x wall time)) and controller CPU per trial.
+
+    .venv/bin/python benchmarks/bench_dask.py [--parts overhead ann scale] [--slots 64 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def noop(x):
+    return 0.0
+
+
+def sleep_1s(x):
+    time.sleep(1.0)
+    return x
+
+
+def _executor(kind: str, workers: int, threads: int = 1):
+    from optml.executors import DaskExecutor, LocalExecutor
+
+    if kind == "local":
+        return LocalExecutor(workers=workers)
+    return DaskExecutor(
+        workers=workers, threads_per_worker=threads, in_thread=kind == "dask-in-thread"
+    )
+
+
+def overhead(n: int) -> None:
+    from optml import create_study
+
+    print(f"\n### No-op trials, 2 workers ({n} trials)\n")
+    print("| executor | wall (s) | trials/s | per-trial overhead (ms, x workers) |")
+    print("|---|---:|---:|---:|")
+    for kind in ("local", "dask", "dask-in-thread"):
+        study = create_study(name=kind, storage="memory://", space={"x": (0.0, 1.0)})
+        ex = _executor(kind, 2)
+        start = time.perf_counter()
+        study.optimize(noop, n_trials=n, executor=ex, show_progress=False)
+        wall = time.perf_counter() - start
+        stats = study.last_run
+        # Wall time includes starting and stopping the workers (and the Dask cluster).
+        print(
+            f"| {kind} | {wall:.2f} | {n / wall:.0f} | {1000 * stats.wall_s * 2 / n:.1f} |",
+            flush=True,
+        )
+
+
+def ann() -> None:
+    from optml.spec import build_objective, load_spec, study_from_spec
+
+    spec = load_spec(ROOT / "examples" / "ann_grid.yaml")
+    print("\n### ANN grid (20 trials), 2 workers\n")
+    print("| executor | wall (s) | sum of trial times (s) | efficiency |")
+    print("|---|---:|---:|---:|")
+    for kind in ("local", "dask"):
+        study = study_from_spec(spec, storage="memory://", name=f"ann-{kind}")
+        start = time.perf_counter()
+        study.optimize(
+            build_objective(spec), executor=_executor(kind, 2), data=spec.data, show_progress=False
+        )
+        wall = time.perf_counter() - start
+        busy = sum(t.duration_s or 0.0 for t in study.trials)
+        print(f"| {kind} | {wall:.2f} | {busy:.2f} | {busy / (2 * wall):.3f} |", flush=True)
+
+
+def scale(slots_list: list[int], waves: int) -> None:
+    import resource
+
+    from optml import create_study
+
+    print(f"\n### 1-second trials on a local Dask cluster (in-thread), {waves} waves\n")
+    print(
+        "| slots | sampler | trials | wall (s) | efficiency | controller CPU per trial (ms) "
+        "| cluster start (s) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for slots in slots_list:
+        for sampler in ("random", "gp"):
+            n = slots * waves
+            study = create_study(
+                name=f"{sampler}-{slots}",
+                storage="memory://",
+                space={"x": (0.0, 1.0), "y": (0.0, 1.0)},
+                sampler=sampler,
+            )
+            ex = _executor("dask-in-thread", slots, threads=slots // 2)
+            t0 = time.perf_counter()
+            ex.start(__import__("optml").objectives.FunctionObjective(sleep_1s))
+            ex.shutdown()
+            cluster_s = time.perf_counter() - t0
+            ex = _executor("dask-in-thread", slots, threads=slots // 2)
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            study.optimize(sleep_1s, n_trials=n, executor=ex, show_progress=False)
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            stats = study.last_run
+            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+            # The wall time of optimize includes starting the local cluster: subtract the
+            # time measured for that alone, so that efficiency is about keeping slots busy.
+            wall = stats.wall_s - cluster_s
+            busy = sum(t.duration_s or 0.0 for t in study.trials)
+            print(
+                f"| {slots} | {sampler} | {n} | {wall:.2f} | {busy / (slots * wall):.3f} | "
+                f"{1000 * cpu / n:.2f} | {cluster_s:.1f} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["overhead", "ann", "scale"])
+    parser.add_argument("--noop-trials", type=int, default=200)
+    parser.add_argument("--slots", nargs="+", type=int, default=[64, 256])
+    parser.add_argument("--waves", type=int, default=4)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs")
+    if "overhead" in args.parts:
+        overhead(args.noop_trials)
+    if "ann" in args.parts:
+        ann()
+    if "scale" in args.parts:
+        scale(args.slots, args.waves)
+
+
+if __name__ == "__main__":
+    main()
