@@ -446,7 +446,7 @@ class _Commands:
     def __init__(self, distributed: Any, topic: str, number: int) -> None:
         self._variable = distributed.Variable(f"{topic}-commands")
         self._number = str(number)
-        self._last = 0.0
+        self._last = time.monotonic()  # nothing to ask before the trial has run a while
         self._value: str | None = None
 
     def get(self) -> str | None:
