@@ -3,10 +3,11 @@
 1. Per-trial overhead with no-op trials, 2 workers each: local executor, Dask (trial in the
    runtime's worker process on the Dask worker), Dask in-thread.
 2. Parallel efficiency on the seed's ANN grid (examples/ann_grid.yaml), 2 workers each.
-3. Scale by simulation: trials that sleep 1 s on a local Dask cluster of 2 worker processes
-   with 64 and 256 slots (threads; trials run in-thread: a process per trial is too heavy for
-   hundreds of slots on 2 cores), random and GP samplers: efficiency
-   (trial time / (slots x wall time)) and controller CPU per trial.
+3. Scale by simulation: trials that sleep 1 s on a Dask cluster started here (a scheduler and
+   2 worker processes) with 64 and 256 slots (threads; trials run in-thread: a process per
+   trial is too heavy for hundreds of slots on 2 cores), random and GP samplers: efficiency
+   (trial time / (slots x wall time), the wall time of optimize, connecting to the cluster
+   included), controller CPU per trial, and the part of it spent proposing.
 
     .venv/bin/python benchmarks/bench_dask.py [--parts overhead ann scale] [--slots 64 256]
 """
@@ -25,7 +26,7 @@ def noop(x):
     return 0.0
 
 
-def sleep_1s(x):
+def sleep_1s(x, y):
     time.sleep(1.0)
     return x
 
@@ -90,46 +91,109 @@ def ann() -> None:
         print(f"| {kind} | {wall:.2f} | {busy:.2f} | {busy / (2 * wall):.3f} |", flush=True)
 
 
+class _Cluster:
+    """A `dask scheduler` and two `dask worker` processes of ``threads`` threads each, started
+    here, so that the scheduler's CPU is not counted as the controller's."""
+
+    def __init__(self, threads: int) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        import distributed
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = str(Path(sys.executable).with_name("dask"))
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs = [
+            subprocess.Popen(
+                [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                **quiet,
+            )
+        ]
+        for _ in range(2):
+            self.procs.append(
+                subprocess.Popen(
+                    [dask, "worker", self.address, "--nthreads", str(threads), "--no-nanny"]
+                    + ["--host", "127.0.0.1", "--no-dashboard"],
+                    **quiet,
+                )
+            )
+        with distributed.Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+
+    def close(self) -> None:
+        # Workers first: a worker whose scheduler is gone waits to reconnect.
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - a worker slow to close is killed
+                p.kill()
+                p.wait(timeout=10)
+
+
 def scale(slots_list: list[int], waves: int) -> None:
     import resource
 
     from optml import create_study
+    from optml.executors import DaskExecutor
 
-    print(f"\n### 1-second trials on a local Dask cluster (in-thread), {waves} waves\n")
     print(
-        "| slots | sampler | trials | wall (s) | efficiency | controller CPU per trial (ms) "
-        "| cluster start (s) |"
+        f"\n### 1-second trials on a Dask cluster of 2 workers started here (in-thread), "
+        f"{waves} waves\n"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "| slots | sampler | trials | wall (s) | efficiency | efficiency, first start to last "
+        "finish | controller CPU per trial (ms) | of which proposing (ms) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for slots in slots_list:
-        for sampler in ("random", "gp"):
-            n = slots * waves
-            study = create_study(
-                name=f"{sampler}-{slots}",
-                storage="memory://",
-                space={"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]}},
-                sampler=sampler,
-            )
-            ex = _executor("dask-in-thread", slots, threads=slots // 2)
-            t0 = time.perf_counter()
-            ex.start(__import__("optml").objectives.FunctionObjective(sleep_1s))
-            ex.shutdown()
-            cluster_s = time.perf_counter() - t0
-            ex = _executor("dask-in-thread", slots, threads=slots // 2)
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-            study.optimize(sleep_1s, n_trials=n, executor=ex, show_progress=False)
-            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-            stats = study.last_run
-            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-            # The wall time of optimize includes starting the local cluster: subtract the
-            # time measured for that alone, so that efficiency is about keeping slots busy.
-            wall = stats.wall_s - cluster_s
-            busy = sum(t.duration_s or 0.0 for t in study.trials)
-            print(
-                f"| {slots} | {sampler} | {n} | {wall:.2f} | {busy / (slots * wall):.3f} | "
-                f"{1000 * cpu / n:.2f} | {cluster_s:.1f} |",
-                flush=True,
-            )
+        cluster = _Cluster(slots // 2)
+        try:
+            for sampler in ("random", "gp"):
+                n = slots * waves
+                study = create_study(
+                    name=f"{sampler}-{slots}",
+                    storage="memory://",
+                    space={"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]}},
+                    sampler=sampler,
+                )
+                proposing = [0.0]
+                start_trials = study._start_trials
+
+                def timed(*args, _start=start_trials, _spent=proposing, **kwargs):
+                    t = time.process_time()
+                    try:
+                        return _start(*args, **kwargs)
+                    finally:
+                        _spent[0] += time.process_time() - t
+
+                study._start_trials = timed
+                ex = DaskExecutor(workers=slots, address=cluster.address, in_thread=True)
+                cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+                study.optimize(sleep_1s, n_trials=n, executor=ex, show_progress=False)
+                cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+                stats = study.last_run
+                cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+                busy = sum(t.duration_s or 0.0 for t in study.trials)
+                span = (
+                    max(t.finished_at for t in study.trials)
+                    - min(t.started_at for t in study.trials)
+                ).total_seconds()
+                print(
+                    f"| {slots} | {sampler} | {n} | {stats.wall_s:.2f} | "
+                    f"{busy / (slots * stats.wall_s):.3f} | {busy / (slots * span):.3f} | "
+                    f"{1000 * cpu / n:.2f} | "
+                    f"{1000 * proposing[0] / n:.2f} |",
+                    flush=True,
+                )
+        finally:
+            cluster.close()
 
 
 def main() -> None:

@@ -30,10 +30,11 @@ def _free_port() -> int:
 
 
 def _stop(procs) -> None:
-    for p in procs:
+    # Workers first: a worker whose scheduler is gone waits to reconnect.
+    for p in reversed(procs):
         if p.poll() is None:
             p.terminate()
-    for p in procs:
+    for p in reversed(procs):
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:

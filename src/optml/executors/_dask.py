@@ -107,6 +107,7 @@ class DaskExecutor(Executor):
         self._futures: dict[int, Any] = {}
         self._tasks: dict[int, TrialTask] = {}
         self._seen: dict[int, tuple[bool, list[int]]] = {}
+        self._late: dict[int, tuple[Any, float]] = {}
         self._commands: dict[int, str] = {}
         self._lock = threading.Lock()
         self._id = uuid.uuid4().hex[:12]
@@ -130,7 +131,7 @@ class DaskExecutor(Executor):
                 n_workers=-(-self.workers // self.threads_per_worker),
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 resources=self.resources or None,
                 silence_logs=logging.ERROR,
             )
@@ -226,9 +227,10 @@ class DaskExecutor(Executor):
         if not self._futures:
             return []
         try:
-            items = [self._events.get(timeout=timeout)]
+            wait = timeout if not self._late else min(timeout or 0.2, 0.2)
+            items = [self._events.get(timeout=wait)]
         except queue.Empty:
-            return []
+            return self._overdue()
         while True:
             try:
                 items.append(self._events.get_nowait())
@@ -239,8 +241,8 @@ class DaskExecutor(Executor):
             if item[0] == "event":
                 out += self._from_worker(item[1])
             else:
-                out += self._finished(item[1], item[2])
-        return out
+                out += self._done(item[1], item[2])
+        return out + self._overdue()
 
     def _current(self, number: int, attempt: int) -> TrialTask | None:
         task = self._tasks.get(number)
@@ -251,6 +253,8 @@ class DaskExecutor(Executor):
         if self._current(number, attempt) is None:
             return []  # late news of a trial already finished or cancelled
         started, steps = self._seen[number]
+        if msg["kind"] == "finished":
+            return self._finished(number, self._futures[number], msg["outcome"])
         if msg["kind"] == "started":
             self._seen[number] = (True, steps)
             return [
@@ -261,16 +265,42 @@ class DaskExecutor(Executor):
         steps.append(msg["step"])
         return [TrialReported(number, attempt, msg["step"], msg["value"])]
 
-    def _finished(self, number: int, future: Any) -> list[TrialEvent]:
+    def _done(self, number: int, future: Any) -> list[TrialEvent]:
+        """A task's future is done: its outcome normally came as an event already; a task
+        that failed as a Dask task (its workers died, say) is told from the future; one that
+        finished but whose outcome event has not come yet is given a moment for it."""
+        if self._futures.get(number) is not future:
+            return []
+        if future.status == "finished":
+            self._late[number] = (future, time.monotonic())
+            return []
+        return self._finished(number, future)
+
+    def _overdue(self) -> list[TrialEvent]:
+        events: list[TrialEvent] = []
+        now = time.monotonic()
+        for number, (future, since) in list(self._late.items()):
+            if self._futures.get(number) is not future:
+                del self._late[number]
+            elif now - since > 1.0:
+                del self._late[number]
+                events += self._finished(number, future)
+        return events
+
+    def _finished(self, number: int, future: Any, msg: Any = None) -> list[TrialEvent]:
         task = self._tasks.get(number)
         if task is None or self._futures.get(number) is not future:
             return []
         del self._futures[number], self._tasks[number]
         self._commands.pop(number, None)
+        self._late.pop(number, None)
         started, steps = self._seen.pop(number)
-        if future.status == "cancelled":
+        if msg is not None:
+            outcome = _outcome_from_msg(number, task.attempt, msg)
+        elif future.status == "cancelled":
             return []
-        outcome = _outcome_of(future, task)
+        else:
+            outcome = _outcome_of(future, task)
         events: list[TrialEvent] = []
         # The outcome comes on another path than the events: what has not arrived yet is
         # told from the outcome, so that reports come before it and none twice.
@@ -421,7 +451,7 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
     problem = _unseen_path(paths, relocate)
     if problem:
         emit("started", pid=os.getpid(), **here)
-        return TrialOutcome(number, "FAILED", error=problem, attempt=attempt, **here)
+        return _finish(emit, TrialOutcome(number, "FAILED", error=problem, attempt=attempt, **here))
     commands = _Commands(distributed, topic, number)
     if in_thread:
         with _STATE_LOCK:
@@ -435,8 +465,52 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
             on_report=lambda step, value: emit("reported", step=step, value=value),
             should_prune=lambda: commands.get() == "prune",
         )
-        return replace(outcome, **here)
-    return _supervise(key, blob, relocate, task, topic, here, emit, commands)
+        return _finish(emit, replace(outcome, **here))
+    return _finish(emit, _supervise(key, blob, relocate, task, topic, here, emit, commands))
+
+
+def _finish(emit: Any, outcome: TrialOutcome) -> TrialOutcome:
+    """Send the outcome with the trial's other events (the controller need not fetch the
+    task's result, a round trip per trial), and return it as the task's result as well."""
+    emit("finished", outcome=_outcome_to_msg(outcome))
+    return outcome
+
+
+def _outcome_to_msg(o: TrialOutcome) -> dict[str, Any]:
+    return {
+        "state": o.state,
+        "metrics": dict(o.metrics),
+        "error": o.error,
+        "logs": o.logs,
+        "duration_s": o.duration_s,
+        "started_at": o.started_at.timestamp() if o.started_at else None,
+        "finished_at": o.finished_at.timestamp() if o.finished_at else None,
+        "intermediate": [[k, v] for k, v in o.intermediate.items()],
+        "host": o.host,
+        "worker": o.worker,
+    }
+
+
+def _outcome_from_msg(number: int, attempt: int, m: dict[str, Any]) -> TrialOutcome:
+    from datetime import UTC, datetime
+
+    def when(t: float | None) -> datetime | None:
+        return None if t is None else datetime.fromtimestamp(t, UTC)
+
+    return TrialOutcome(
+        number=number,
+        state=m["state"],
+        metrics=dict(m["metrics"]),
+        error=m["error"],
+        logs=m["logs"],
+        duration_s=m["duration_s"],
+        started_at=when(m["started_at"]),
+        finished_at=when(m["finished_at"]),
+        intermediate={int(k): v for k, v in m["intermediate"]},
+        attempt=attempt,
+        host=m["host"],
+        worker=m["worker"],
+    )
 
 
 class _Commands:
