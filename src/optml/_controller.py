@@ -391,9 +391,9 @@ class Controller:
 def _where(event: TrialStarted) -> dict[str, Any]:
     """The storage fields that say where a trial runs (none where the record has no place for
     them)."""
-    if "host" not in Trial.__dataclass_fields__:
+    if "runner" not in Trial.__dataclass_fields__:
         return {}
-    return {"host": event.host, "worker": event.worker}
+    return {"host": event.host, "runner": event.runner}
 
 
 class _Progress:

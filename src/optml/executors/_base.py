@@ -36,14 +36,15 @@ class TrialOutcome:
     finished_at: datetime | None = None
     intermediate: dict[int, float] = field(default_factory=dict)
     attempt: int = 0
-    # Where it ran, when known (a trial lost with its worker may not say).
+    # Where it ran, when known: the machine, and the process (or executor worker) there.
     host: str | None = None
-    worker: str | None = None
+    runner: str | None = None
 
 
 @dataclass(frozen=True)
 class TrialStarted:
-    """A task began to run: on which host, in which worker, as which process.
+    """A task began to run: on which host, in which ``runner`` (the executor's worker), as
+    which process.
 
     ``run`` tells two runs of one attempt apart: a cluster that reruns a task whose worker
     died (Dask does) starts it again with a new ``run``."""
@@ -51,7 +52,7 @@ class TrialStarted:
     number: int
     attempt: int
     host: str
-    worker: str
+    runner: str
     pid: int | None = None
     run: str = ""
 

@@ -259,7 +259,7 @@ class DaskExecutor(Executor):
             self._seen[number] = (True, steps)
             return [
                 TrialStarted(
-                    number, attempt, msg["host"], msg["worker"], msg.get("pid"), msg["run"]
+                    number, attempt, msg["host"], msg["runner"], msg.get("pid"), msg["run"]
                 )
             ]
         steps.append(msg["step"])
@@ -306,7 +306,7 @@ class DaskExecutor(Executor):
         # told from the outcome, so that reports come before it and none twice.
         if not started and outcome.host:
             events.append(
-                TrialStarted(number, task.attempt, outcome.host, outcome.worker or "", None, "")
+                TrialStarted(number, task.attempt, outcome.host, outcome.runner or "", None, "")
             )
         done = set(steps)
         events += [
@@ -435,7 +435,7 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
     key, blob, files, named = payload
     run = uuid.uuid4().hex[:12]
     number, attempt = task.number, task.attempt
-    here = {"host": socket.gethostname(), "worker": str(worker.address)}
+    here = {"host": socket.gethostname(), "runner": str(worker.address)}
 
     def emit(kind: str, **fields: Any) -> None:
         worker.log_event(
@@ -487,7 +487,7 @@ def _outcome_to_msg(o: TrialOutcome) -> dict[str, Any]:
         "finished_at": o.finished_at.timestamp() if o.finished_at else None,
         "intermediate": [[k, v] for k, v in o.intermediate.items()],
         "host": o.host,
-        "worker": o.worker,
+        "runner": o.runner,
     }
 
 
@@ -509,7 +509,7 @@ def _outcome_from_msg(number: int, attempt: int, m: dict[str, Any]) -> TrialOutc
         intermediate={int(k): v for k, v in m["intermediate"]},
         attempt=attempt,
         host=m["host"],
-        worker=m["worker"],
+        runner=m["runner"],
     )
 
 
@@ -581,9 +581,9 @@ def _supervise(
             if proc.task is None:
                 continue
             if proc.dead:
-                return proc.died(here["host"], here["worker"])
+                return proc.died(here["host"], here["runner"])
             if proc.past_deadline():
-                return proc.timed_out(here["host"], here["worker"])
+                return proc.timed_out(here["host"], here["runner"])
             command = commands.get()
             if command == "cancel":
                 proc.kill()
@@ -601,7 +601,7 @@ def _supervise(
 
 
 def _where(here: dict[str, str]) -> dict[str, str]:
-    return {"host": here["host"], "worker": here["worker"]}
+    return {"host": here["host"], "runner": here["runner"]}
 
 
 def _release(topic: str) -> None:

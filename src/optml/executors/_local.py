@@ -177,13 +177,13 @@ class LocalExecutor(Executor):
                 w.prune(number)
 
 
-def translate(message: Any, worker: str, run: str = "") -> TrialEvent:
-    """A worker process's message as an event (``worker`` names where it ran)."""
+def translate(message: Any, runner: str, run: str = "") -> TrialEvent:
+    """A worker process's message as an event (``runner`` names where it ran)."""
     if isinstance(message, TrialOutcome):
-        return message if message.worker else replace(message, worker=worker)
+        return message if message.runner else replace(message, runner=runner)
     kind, number, attempt, *rest = message
     if kind == "started":
         host, pid = rest
-        return TrialStarted(number, attempt, host=host, worker=worker, pid=pid, run=run)
+        return TrialStarted(number, attempt, host=host, runner=runner, pid=pid, run=run)
     step, value = rest
     return TrialReported(number, attempt, step=step, value=value)

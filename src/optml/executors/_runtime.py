@@ -453,7 +453,7 @@ class WorkerProcess:
     def past_deadline(self, now: float | None = None) -> bool:
         return self.deadline is not None and (now or time.monotonic()) >= self.deadline
 
-    def lost(self, state: str, error: str, host: str | None, worker: str | None) -> TrialOutcome:
+    def lost(self, state: str, error: str, host: str | None, runner: str | None) -> TrialOutcome:
         """The outcome of the task this process was running when it was killed or died."""
         task = self.task
         assert task is not None
@@ -468,21 +468,21 @@ class WorkerProcess:
             finished_at=datetime.now(UTC),
             attempt=task.attempt,
             host=host,
-            worker=worker,
+            runner=runner,
         )
 
-    def timed_out(self, host: str | None, worker: str | None) -> TrialOutcome:
+    def timed_out(self, host: str | None, runner: str | None) -> TrialOutcome:
         """Kill the process tree of a task past its time limit; its TIMEOUT outcome."""
         assert self.task is not None
         self.kill()
         message = f"the trial ran past its time limit of {self.task.timeout:g} s and was killed"
-        return self.lost("TIMEOUT", message, host, worker)
+        return self.lost("TIMEOUT", message, host, runner)
 
-    def died(self, host: str | None, worker: str | None) -> TrialOutcome:
+    def died(self, host: str | None, runner: str | None) -> TrialOutcome:
         """The FAILED outcome of a task whose process died; what it left in its group dies."""
         kill_group(self.pid)
         self.join(1)
-        return self.lost("FAILED", death_message(self.exitcode), host, worker)
+        return self.lost("FAILED", death_message(self.exitcode), host, runner)
 
     def join(self, timeout: float) -> None:
         if self._proc is not None:
