@@ -283,12 +283,13 @@ class _Progress:
             done = sum(1 for t in study._trial_cache().values() if t.state.is_finished)
             total = max(0, study.sampler.size(study.context()) - done)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            # The study and metric names are user text: never read as markup.
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[best]}"),
+            TextColumn("{task.fields[best]}", markup=False),
             auto_refresh=False,
             transient=False,
         )

@@ -317,13 +317,24 @@ class SQLStorage(Storage):
             now = _identity(self._file)
         except FileNotFoundError:
             raise StorageError(
-                f"the database file {self._file} was deleted while in use; nothing more can be "
-                "recorded in it (what was recorded since it was deleted is lost)"
+                f"the database file {self._file} was deleted while in use; stopping, since "
+                "nothing more could be recorded"
             ) from None
         if now != self._identity:
             raise StorageError(
                 f"the database file {self._file} was replaced by another file while in use; "
                 "stopping rather than writing into the old one"
+            )
+        try:
+            with open(self._file, "rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except OSError:
+            header = _SQLITE_HEADER  # unreadable here: SQLite itself will say why
+        # Empty until the first checkpoint copies pages out of the write-ahead log.
+        if header not in (b"", _SQLITE_HEADER):
+            raise StorageError(
+                f"the database file {self._file} was overwritten while in use and is no longer "
+                "a SQLite database; stopping"
             )
 
     def __repr__(self) -> str:
@@ -825,6 +836,9 @@ def _engine_url(url: str) -> sa.engine.URL:
     if os.path.isdir(path):
         raise StorageError(f"storage URL {safe!r}: {path} is a directory, not a database file")
     return parsed.set(database=path)
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _identity(path: str) -> tuple[int, int]:
