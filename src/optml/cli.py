@@ -314,8 +314,7 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     if hidden:
         console.print(
             f"Not shown for want of width: {_user(', '.join(hidden))} "
-            "(a wider terminal shows them; optml export has every column)",
-            soft_wrap=True,
+            "(a wider terminal shows them; optml export has every column)"
         )
     left_out = len(trials) - len(shown)
     if best is not None:
@@ -329,8 +328,7 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     if left_out:
         console.print(
             f"{left_out} earlier trial(s) not shown; optml show {_user(_shell_word(study.name))} "
-            "--all shows every trial, --limit N the last N.",
-            soft_wrap=True,
+            "--all shows every trial, --limit N the last N."
         )
 
 

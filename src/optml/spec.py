@@ -116,8 +116,15 @@ class StudySpec(_Model):
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     storage: str | None = None
     # What the database keeps (a signed 64-bit integer) and numpy accepts (not negative).
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    seed: int | None = None
     constraints: list[str | dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"a seed is an integer from 0 to 2**63 - 1 ({MAX_SEED})")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from optml.errors import StorageError
 from optml.storage._base import Storage, StudyRecord, StudySummary
 from optml.storage._memory import InMemoryStorage
@@ -16,13 +18,15 @@ def open_storage(url: str | Storage | None = None) -> Storage:
     url = url or DEFAULT_STORAGE_URL
     if url in ("memory://", ":memory:"):
         return InMemoryStorage()
-    if url.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+    if url.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
         from optml.storage._sql import SQLStorage
 
         return SQLStorage(url)
+    shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)  # never print a password
     raise StorageError(
-        f"storage URL {url!r} is not understood; use memory://, sqlite:///PATH.db or "
-        "postgresql://USER:PASSWORD@HOST/DB"
+        f"storage URL {shown!r} is not understood; OptML accepts sqlite:///PATH.db (relative to "
+        "the current directory), sqlite:////ABS/PATH.db, postgresql://USER:PASSWORD@HOST/DB and "
+        "memory://"
     )
 
 
