@@ -21,7 +21,8 @@ StorageOpt = typer.Option(
     None,
     "--storage",
     "-s",
-    help="Database URL: sqlite:///optml.db (default), postgresql://..., memory://",
+    help="Database URL: sqlite:///optml.db (default; relative to this directory), "
+    "sqlite:////abs/path.db, postgresql://USER:PASSWORD@HOST/DB, or memory:// (throwaway).",
     show_default=False,
 )
 
@@ -85,6 +86,10 @@ def run(
     """Run the study described by SPEC_FILE; exits 0 when it finishes.
 
     Running the same spec again continues the study where it stopped.
+
+    The spec is checked whole before anything is written.
+
+    Exit codes: 1 when trials ran but none completed; 2 for bad input; 130/143 on Ctrl-C/SIGTERM.
     """
     from optml.spec import load_spec, study_from_spec
 
@@ -380,8 +385,7 @@ def show(
 ) -> None:
     """Show a study's trials as a table, with the best one marked.
 
-    On a terminal only the last trials and the best are shown, with a line saying how many
-    are left out; --all shows every trial, --limit N the last N.
+    On a terminal: the last 50 trials and the best; --all shows every trial.
     """
     if limit is not None and limit < 0:
         _fail(f"--limit must be 0 or more (the number of trials to show), not {limit}")
