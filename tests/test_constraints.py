@@ -7,13 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from optml.constraints import (
-    MetricConstraint,
-    ParamConstraint,
-    is_feasible,
-    parse_constraints,
-)
+from optml.constraints import MetricConstraint, ParamConstraint, parse_constraints
 from optml.errors import SpecError
+from optml.ranking import is_feasible
 from optml.samplers import (
     Metric,
     SearchContext,

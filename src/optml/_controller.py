@@ -13,7 +13,7 @@ from optml._process import controller_id
 from optml.errors import OptMLError
 from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
 from optml.objectives import FunctionObjective, Objective, primary_value
-from optml.samplers import GridSampler
+from optml.ranking import best_trial, target_reached
 from optml.trial import Trial, TrialState
 
 if TYPE_CHECKING:
@@ -74,7 +74,11 @@ class Controller:
             raise OptMLError(f"n_trials must be >= 0, got {n_trials}")
         if retries < 0:
             raise OptMLError(f"retries must be >= 0, got {retries}")
-        if n_trials is None and timeout is None and not isinstance(study.sampler, GridSampler):
+        if (
+            n_trials is None
+            and timeout is None
+            and study.sampler.remaining(study.context()) is None
+        ):
             raise OptMLError(
                 f"{study.sampler.name} search never runs out of configurations: "
                 "give n_trials or timeout"
@@ -169,16 +173,11 @@ class Controller:
         return ""
 
     def _target_reached(self) -> bool:
-        metric = self.study.metric
-        best = [
-            t.value
-            for t in self.study._trial_cache().values()
-            if t.state is TrialState.COMPLETE and t.value is not None
-        ]
-        if not best:
-            return False
         assert self.target is not None
-        return min(metric.loss(v) for v in best) <= metric.loss(self.target)
+        study = self.study
+        return target_reached(
+            study._trial_cache().values(), study.metric, self.target, study.constraints
+        )
 
     def _submit(self, number: int, params: dict[str, Any], attempt: int) -> None:
         task = TrialTask(
@@ -279,9 +278,11 @@ class _Progress:
         self.controller = controller
         study = controller.study
         total = controller.n_trials
-        if total is None and isinstance(study.sampler, GridSampler):
-            done = sum(1 for t in study._trial_cache().values() if t.state.is_finished)
-            total = max(0, study.sampler.size(study.context()) - done)
+        if total is None:  # None still when the sampler never runs out
+            remaining = study.sampler.remaining(study.context())
+            if remaining is not None:
+                unfinished = sum(not t.state.is_finished for t in study._trial_cache().values())
+                total = remaining + unfinished
         self.progress = Progress(
             # The study and metric names are user text: never read as markup.
             TextColumn("{task.description}", style="bold", markup=False),
@@ -300,14 +301,10 @@ class _Progress:
     def update(self) -> None:
         c = self.controller
         best = ""
-        metric = c.study.metric
-        values = [
-            t.value
-            for t in c.study._trial_cache().values()
-            if t.state is TrialState.COMPLETE and t.value is not None
-        ]
-        if values:
-            best = f"best {metric.name} {min(values, key=metric.loss):.6g}"
+        study = c.study
+        top = best_trial(study._trial_cache().values(), study.metric, study.constraints)
+        if top is not None:
+            best = f"best {study.metric.name} {top.value:.6g}"
         self.progress.update(self.task, completed=c.finished, best=best)
         now = time.monotonic()
         if now - self.last > 0.1:

@@ -2,7 +2,7 @@
 
 Python raises ``KeyboardInterrupt`` at whatever bytecode the main thread is running when SIGINT
 arrives. Two ways that goes wrong for a controller that writes to a database many times a
-second (both reproduced by sending SIGINT to ``optml run`` at random moments, 2 runs in 60):
+second:
 
 - It lands inside SQLAlchemy while a write transaction is open. The connection can then be
   left holding SQLite's write lock, and the clean-up that puts running trials back in the queue
@@ -12,8 +12,8 @@ second (both reproduced by sending SIGINT to ``optml run`` at random moments, 2 
 
 While :func:`deferring_stop_signals` is active (the controller loop), a SIGINT is recorded,
 and raised at once only outside :func:`critical` blocks (every storage transaction is one);
-inside one it is raised when the block ends. :func:`check`, called by the loop at every turn, raises a recorded
-SIGINT that got lost. Outside the loop (``ask``/``tell`` from a user's code) nothing changes:
+inside one it is raised when the block ends. :func:`check`, called by the loop at every turn,
+raises a recorded SIGINT that got lost. Outside the loop (``ask``/``tell`` from a user's code) nothing changes:
 Python's own handler is in place, and :func:`critical` only counts.
 
 SIGTERM (``kill``, a container or service manager stopping the run) is handled the same way

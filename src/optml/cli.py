@@ -258,7 +258,7 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     from rich.table import Table
 
     trials = study.trials
-    best = study.storage.get_best_trial(study.id)
+    best = study._best()  # the study's own notion of best (constraints included)
     shown = trials if limit is None else trials[len(trials) - limit :] if limit else []
     if best is not None and all(t.number != best.number for t in shown):
         shown = [best, *shown]

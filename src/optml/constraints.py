@@ -8,7 +8,8 @@ Two kinds, both built by :func:`parse_constraints` from a spec list:
   again).
 - :class:`MetricConstraint` — a limit on a metric the objective reports, such as
   ``{"metric": "memory_mb", "max": 500}``. It can only be checked *after* a trial ran; a
-  finished trial that breaks it is infeasible: it never counts as the best trial, and
+  finished trial that breaks it is infeasible: it never counts as the best trial (see
+  :mod:`optml.ranking`, which also totals a trial's violations), and
   :meth:`SearchContext.losses` ranks it below every feasible trial so that model-based samplers
   steer away from its region.
 
@@ -385,27 +386,9 @@ def _parse_one(spec: Any, where: str) -> Constraint:
     raise SpecError(f"{where}: cannot read {spec!r} as a constraint; use {_SPEC_HELP}")
 
 
-def violation(trial: Any, constraints: Sequence[Constraint]) -> float:
-    """Total violation of ``trial`` (0 when it meets every constraint, ``inf`` if unknowable)."""
-    return float(sum(c.violation(trial) for c in constraints))
-
-
-def is_feasible(trial: Any, constraints: Sequence[Constraint]) -> bool:
-    """Whether a finished trial meets every constraint."""
-    return violation(trial, constraints) == 0.0
-
-
-def allows(config: Mapping[str, Any], constraints: Sequence[Constraint]) -> bool:
-    """Whether a configuration meets every parameter constraint."""
-    return all(c.allows(config) for c in constraints)
-
-
 __all__ = [
     "Constraint",
     "MetricConstraint",
     "ParamConstraint",
-    "allows",
-    "is_feasible",
     "parse_constraints",
-    "violation",
 ]

@@ -75,40 +75,27 @@ def crowding_distance(losses: np.ndarray) -> np.ndarray:
     return distance
 
 
-def _metric_losses(trials: Sequence[Trial], metrics: Sequence[Any]) -> np.ndarray:
-    from optml.samplers._base import Metric
-
-    ms = [m if isinstance(m, Metric) else Metric(str(m)) for m in metrics]
-    rows = []
-    for t in trials:
-        row = []
-        for i, m in enumerate(ms):
-            value = t.metrics.get(m.name, t.value if i == 0 else None)
-            row.append(np.nan if value is None else m.loss(value))
-        rows.append(row)
-    return np.array(rows, dtype=float).reshape(len(trials), len(ms))
-
-
 def pareto_front(
     trials: Sequence[Trial], metrics: Sequence[Any], constraints: Sequence[Any] = ()
 ) -> list[Trial]:
     """The COMPLETE trials that no other COMPLETE trial beats on every metric at once.
 
-    ``metrics`` are :class:`~optml.samplers.Metric` objects (or names, taken as minimised).
+    ``metrics`` are :class:`~optml.trial.Metric` objects (or names, taken as minimised).
     Trials without a finite value of every metric are left out, and so, given ``constraints``
     (see :mod:`optml.constraints`), are infeasible ones. Trials with equal values all stay.
     The result is in trial-number order.
     """
     from optml.constraints import parse_constraints
+    from optml.ranking import loss_matrix, violations
 
     constraints = parse_constraints(list(constraints)) if constraints else []
     done = [t for t in trials if t.state is TrialState.COMPLETE]
     if not done or not metrics:
         return []
-    losses = _metric_losses(done, metrics)
+    losses = loss_matrix(done, metrics)
     keep = np.all(np.isfinite(losses), axis=1)
     if constraints:
-        keep &= np.array([sum(c.violation(t) for c in constraints) == 0 for t in done])
+        keep &= violations(done, constraints) == 0
     done = [t for t, k in zip(done, keep, strict=True) if k]
     losses = losses[keep]
     if not done:

@@ -124,23 +124,21 @@ class Study:
         return self.storage.get_trials(self.id, states)
 
     def _best(self) -> Trial | None:
-        if not any(getattr(c, "kind", None) == "metric" for c in self.constraints):
+        """The best trial as :func:`optml.ranking.best_trial` ranks them, or None."""
+        if not self.constraints:  # storage ranks under the stored ones itself, the fast way
             return self.storage.get_best_trial(self.id)
-        from optml.constraints import is_feasible
-        from optml.storage._base import best_of
+        from optml.ranking import best_trial
 
-        feasible = [
-            t for t in self.get_trials([TrialState.COMPLETE]) if is_feasible(t, self.constraints)
-        ]
-        return best_of(feasible, self.metric)
+        return best_trial(self.get_trials([TrialState.COMPLETE]), self.metric, self.constraints)
 
     @property
     def best_trial(self) -> Trial:
-        """The COMPLETE trial with the best value of the primary metric (feasible ones only,
-        when the study has constraints on metrics)."""
+        """The COMPLETE trial with the best finite value of the primary metric (feasible ones
+        only, when the study has constraints; lowest number on ties): see :mod:`optml.ranking`."""
         best = self._best()
         if best is None:
-            raise OptMLError(f"study {self.name!r} has no completed trial yet")
+            feasible = " that meets its constraints" if self.constraints else ""
+            raise OptMLError(f"study {self.name!r} has no completed trial{feasible} yet")
         return best
 
     @property

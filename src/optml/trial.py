@@ -1,4 +1,4 @@
-"""The trial record and its states."""
+"""The trial record, its states, and the metrics a study optimises."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import enum
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+Direction = Literal["minimize", "maximize"]
 
 
 class TrialState(enum.StrEnum):
@@ -26,6 +28,18 @@ class TrialState(enum.StrEnum):
 
 
 FINISHED_STATES = tuple(s for s in TrialState if s.is_finished)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the study optimises: its name as the objective reports it, and its direction."""
+
+    name: str
+    direction: Direction = "minimize"
+
+    def loss(self, value: float) -> float:
+        """The value turned into something to minimise."""
+        return float(value) if self.direction == "minimize" else -float(value)
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,27 @@ def test_the_chosen_sampler_does_the_work() -> None:
     )
     assert len(batch) == 2
     assert sampler.to_spec()["name"] == "gp"
+
+
+def test_a_new_auto_study_on_a_finite_space_runs_every_point_without_a_budget() -> None:
+    # The controller asks the sampler what remains instead of testing for a grid: a new study
+    # (an AutoSampler that chose grid) and the same study loaded back (a GridSampler) agree.
+    import optml
+
+    study = optml.create_study("three", space={"a": [1, 2, 3]}, storage="memory://", seed=1)
+    study.optimize(lambda a: float(a), executor="serial")
+    assert sorted(t.params["a"] for t in study.trials) == [1, 2, 3]
+    loaded = optml.load_study("three", storage=study.storage)
+    loaded.optimize(lambda a: float(a), executor="serial")
+    assert len(loaded.trials) == 3
+
+
+def test_a_grid_the_sampler_refuses_leaves_no_study_behind() -> None:
+    import optml
+    from optml.errors import SpaceError
+
+    storage = optml.storage.open_storage("memory://")
+    for space in ({"x": {"uniform": [0, 1]}}, {"n": {"int": [0, 10**15]}}):
+        with pytest.raises(SpaceError):
+            optml.create_study("g", space=space, sampler="grid", storage=storage)
+        assert storage.list_studies() == []

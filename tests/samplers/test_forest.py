@@ -216,3 +216,19 @@ def test_space_snap_matches_decode_then_encode() -> None:
     U = np.random.default_rng(2).random((200, len(MIXED)))
     expected = MIXED.encode_many([MIXED.decode(u) for u in U])
     np.testing.assert_allclose(MIXED.snap(U), expected, atol=1e-12)
+
+
+def test_a_study_with_huge_losses_keeps_running() -> None:
+    # Losses of ±1e308 used to make every proposal raise, so the study (and each resume) died.
+    import optml
+
+    study = optml.create_study(
+        space={"x": {"uniform": [0, 1]}, "c": ["a", "b"]},
+        sampler={"name": "forest", "n_initial": 2, "n_trees": 8, "n_candidates": 50},
+        storage="memory://",
+        seed=0,
+    )
+    for i, value in enumerate([1e308, -1e308, 1e308, 3.0]):
+        study.add_trial({"x": i / 4, "c": "ab"[i % 2]}, value)
+    study.optimize(lambda x, c: 1e308 * x, n_trials=3, executor="serial")
+    assert len(study.get_trials([optml.TrialState.COMPLETE])) == 7

@@ -228,7 +228,7 @@ def test_constraints_apply_to_the_chosen_family() -> None:
 def test_options_and_missing_families() -> None:
     with pytest.raises(SpecError, match="surrogate"):
         make_sampler({"name": "meta", "subspaces": SYNTHETIC, "surrogate": "svm"})
-    with pytest.raises(SpecError, match="bad options"):
+    with pytest.raises(SpecError, match="unknown option"):
         make_sampler({"name": "meta", "subspaces": SYNTHETIC, "temperature": 1})
     ctx = SearchContext(
         space=Space.from_dict({"x": {"type": "float", "low": 0, "high": 1}}), trials=[]

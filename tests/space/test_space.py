@@ -194,3 +194,8 @@ def test_encode_many_matches_encode(rng) -> None:
     assert space.encode_many([]).shape == (0, 6)
     with pytest.raises(SpaceError, match="'zz' is not one of"):
         space.encode_many([{**configs[0], "c": "zz"}])
+
+
+def test_a_step_on_a_continuous_range_is_refused_not_ignored() -> None:
+    with pytest.raises(SpaceError, match=r"space.x: 'step' is for integer ranges"):
+        parse_space({"x": {"uniform": [0, 1], "step": 0.1}})

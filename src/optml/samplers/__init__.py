@@ -8,6 +8,7 @@ from typing import Any
 from optml.errors import SpecError
 from optml.samplers._base import Metric, Sampler, SearchContext, TrialMemo, fill_unique
 from optml.samplers._simple import GridSampler, LatinHypercubeSampler, RandomSampler, SobolSampler
+from optml.space import Space
 
 # name -> "module:Class", imported on demand so that `import optml` stays light.
 _REGISTRY: dict[str, str] = {
@@ -25,11 +26,6 @@ _REGISTRY: dict[str, str] = {
 }
 
 
-def register_sampler(name: str, target: str) -> None:
-    """Make ``make_sampler(name)`` build the class at ``"module:Class"``."""
-    _REGISTRY[name] = target
-
-
 def available_samplers() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -37,6 +33,8 @@ def available_samplers() -> list[str]:
 def make_sampler(spec: str | Mapping[str, Any] | Sampler, **context: Any) -> Sampler:
     """Build a sampler from its name or ``{"name": ..., **options}`` (as :meth:`Sampler.to_spec`)."""
     if isinstance(spec, Sampler):
+        if isinstance(context.get("space"), Space):
+            spec.check_space(context["space"])
         return spec
     if isinstance(spec, str):
         spec = {"name": spec}
@@ -47,13 +45,8 @@ def make_sampler(spec: str | Mapping[str, Any] | Sampler, **context: Any) -> Sam
     module_name, _, class_name = _REGISTRY[name].partition(":")
     import importlib
 
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if hasattr(cls, "from_spec"):
-        return cls.from_spec(options, **context)  # type: ignore[no-any-return]
-    try:
-        return cls(**options)  # type: ignore[no-any-return]
-    except TypeError as exc:
-        raise SpecError(f"algorithm {name!r}: bad options {options}: {exc}") from None
+    cls: type[Sampler] = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_spec(options, **context)
 
 
 __all__ = [
@@ -68,5 +61,4 @@ __all__ = [
     "available_samplers",
     "fill_unique",
     "make_sampler",
-    "register_sampler",
 ]

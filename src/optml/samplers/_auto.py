@@ -36,6 +36,7 @@ import numpy as np
 
 from optml.errors import SpecError
 from optml.samplers._base import Sampler, SearchContext
+from optml.samplers._simple import MAX_GRID
 from optml.space import Categorical, Float, Int, Space, parse_space
 
 UNKNOWN_BUDGET = 100
@@ -60,7 +61,7 @@ def choose_algorithm(
     >>> choose_algorithm(Space([Float("x", 0, 1), Float("y", 0, 1)]), budget=50)
     ('gp', 'a short budget (50 trials) in 2 dimensions: a GP is the most sample-efficient')
     """
-    from optml.samplers._meta import MetaSpace
+    from optml.space import MetaSpace
 
     if isinstance(space, MetaSpace):
         return "meta", f"the space chooses among {len(space.families)} model families (CASH)"
@@ -69,7 +70,8 @@ def choose_algorithm(
     d = len(space)
     known = budget is not None
     trials = int(budget) if budget is not None else UNKNOWN_BUDGET
-    if space.is_finite:
+    # (A grid beyond MAX_GRID points is refused by the grid sampler, whatever the budget.)
+    if space.is_finite and space.grid_size <= MAX_GRID:
         size = space.grid_size
         if known and size <= trials:
             return (
@@ -138,9 +140,8 @@ class AutoSampler(Sampler):
 
     @classmethod
     def from_spec(cls, options: Mapping[str, Any], **context: Any) -> AutoSampler:
-        if options:
-            raise SpecError(f"algorithm 'auto' takes no options, got {sorted(options)}")
-        sampler = cls()
+        sampler = super().from_spec(options)  # refuses options: it takes none
+        assert isinstance(sampler, AutoSampler)
         space = context.get("space")
         if space is not None:
             if not isinstance(space, Space):
@@ -174,6 +175,9 @@ class AutoSampler(Sampler):
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         sampler = self.decide(ctx.space, ctx.budget, len(ctx.metrics))
         return sampler.propose(ctx, n, rng)
+
+    def remaining(self, ctx: SearchContext) -> int | None:
+        return self.decide(ctx.space, ctx.budget, len(ctx.metrics)).remaining(ctx)
 
     def to_spec(self) -> dict[str, Any]:
         """The concrete sampler's spec once chosen (so a restart rebuilds the same one)."""

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import abc
 import functools
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from optml.errors import SpecError
+from optml.ranking import loss_matrix, violations
 from optml.space import Space
-from optml.trial import Trial, TrialState
-
-Direction = Literal["minimize", "maximize"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric the study optimises: its name as the objective reports it, and its direction."""
-
-    name: str
-    direction: Direction = "minimize"
-
-    def loss(self, value: float) -> float:
-        """The value turned into something to minimise."""
-        return float(value) if self.direction == "minimize" else -float(value)
+from optml.trial import Metric, Trial, TrialState
 
 
 class TrialMemo:
@@ -121,12 +110,7 @@ class SearchContext:
 
     def violations(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Total constraint violation of ``trials`` (default: :attr:`completed`); 0 = feasible."""
-        trials = self.completed if trials is None else trials
-        if not self.constraints:
-            return np.zeros(len(trials))
-        return np.array(
-            [sum(c.violation(t) for c in self.constraints) for t in trials], dtype=float
-        ).reshape(len(trials))
+        return violations(self.completed if trials is None else trials, self.constraints)
 
     def feasible(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
         """Boolean mask of ``trials`` (default: :attr:`completed`) that meet every constraint."""
@@ -176,21 +160,18 @@ class SearchContext:
         raw = np.array([t.value for t in trials], dtype=np.float64).reshape(len(trials))
         if metric.direction != "minimize":  # as Metric.loss
             raw = -raw
+        raw = tame(raw)
         if not self.constraints or not len(raw):
             return raw
         return penalise(raw, self.violations(trials))
 
     def loss_matrix(self, trials: Sequence[Trial] | None = None) -> np.ndarray:
-        """Every metric of ``trials`` as an (n, k) array of values to minimise."""
-        trials = self.completed if trials is None else trials
-        rows = [
-            [
-                m.loss(t.metrics.get(m.name, t.value if i == 0 else np.nan))  # type: ignore[arg-type]
-                for i, m in enumerate(self.metrics)
-            ]
-            for t in trials
-        ]
-        return np.array(rows, dtype=float).reshape(len(trials), len(self.metrics))
+        """Every metric of ``trials`` as an (n, k) array of values to minimise (each column
+        scaled as :func:`tame` scales it)."""
+        matrix = loss_matrix(self.completed if trials is None else trials, self.metrics)
+        for j in range(matrix.shape[1]):
+            matrix[:, j] = tame(matrix[:, j])
+        return matrix
 
     def seen_keys(self) -> set[tuple[Any, ...]]:
         """Keys (see :meth:`Space.key`) of every configuration already tried or pending.
@@ -215,6 +196,27 @@ class SearchContext:
     @property
     def _memo(self) -> TrialMemo | None:
         return self.memo if self.memo is not None and self.memo.space is self.space else None
+
+
+# Losses beyond this magnitude are scaled down before a sampler sees them (see tame).
+_LOSS_LIMIT = 2.0**256
+
+
+def tame(losses: np.ndarray) -> np.ndarray:
+    """``losses`` scaled by a power of two when their magnitude passes 2**256, else unchanged.
+
+    An objective may return 1e308: a model that takes differences, squares or sums of such
+    losses overflows to inf and NaN. Scaling by a power of two is exact and keeps the order
+    (only values far below the largest may round to zero), and losses of any sane size are
+    left exactly as they are.
+    """
+    finite = np.abs(losses[np.isfinite(losses)])
+    if not finite.size:
+        return losses
+    top = float(finite.max())
+    if top <= _LOSS_LIMIT:
+        return losses
+    return losses * 2.0 ** -math.ceil(math.log2(top / _LOSS_LIMIT))
 
 
 WARPS = ("none", "log", "power")
@@ -242,7 +244,10 @@ def warp_losses(y: np.ndarray, kind: str = "log") -> np.ndarray:
         scale = float(np.max(y)) - low
     if not scale > 0:
         return y
-    r = (y - low) / scale
+    with np.errstate(over="ignore"):
+        r = (y - low) / scale
+    if not np.all(np.isfinite(r)):  # a tiny median spread under a huge range: use the range
+        r = (y - low) / (float(np.max(y)) - low)
     if kind == "log":
         return np.log1p(r)
     log_x = np.log1p(r)
@@ -318,11 +323,16 @@ class Sampler(abc.ABC):
       another in the batch or (for finite spaces where it can be avoided) to a pending one.
     - Returning fewer than ``n`` (or none) means the sampler has nothing more to offer, and the
       study stops asking once nothing is running (a finished grid).
+    - :meth:`remaining` says how many configurations it can still offer (None: it never runs
+      out), so that callers need not know which sampler it is.
     - The pending trials are points being evaluated right now: model-based samplers must take
       them into account (constant liar or similar) so that asynchronous workers do not all
       explore the same place.
-    - The constructor takes only plain options, and :meth:`to_spec` returns them so that the
-      study can be rebuilt from storage.
+    - The constructor takes only plain options and keeps each under its own name (an attribute
+      of the same name): :meth:`to_spec` reads them back by the constructor's signature, and
+      :meth:`from_spec` builds the sampler again from them, so the study can be rebuilt from
+      storage. :meth:`check_space` refuses a space the sampler cannot search, before a study
+      is written.
     """
 
     name: str = "sampler"
@@ -331,9 +341,49 @@ class Sampler(abc.ABC):
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         """Return up to ``n`` new configurations."""
 
+    @classmethod
+    def from_spec(cls, options: Mapping[str, Any], **context: Any) -> Sampler:
+        """Build from the options of :meth:`to_spec`; ``context`` holds what the study knows
+        (``space``, ``budget``, ``n_metrics``), and a given ``space`` is checked."""
+        options = dict(options)
+        accepted = _option_names(cls)
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise SpecError(
+                f"algorithm {cls.name!r}: unknown option(s) {unknown}; it takes "
+                f"{accepted or 'no options'}"
+            )
+        try:
+            sampler = cls(**options)
+        except TypeError as exc:
+            raise SpecError(f"algorithm {cls.name!r}: bad options {options}: {exc}") from None
+        space = context.get("space")
+        if isinstance(space, Space):
+            sampler.check_space(space)
+        return sampler
+
     def to_spec(self) -> dict[str, Any]:
-        """The sampler's name and options, enough to build it again with :func:`make_sampler`."""
-        return {"name": self.name}
+        """The sampler's name and options, enough to build it again with :func:`make_sampler`.
+
+        Every constructor option that is set (not None), read from the attribute of its name.
+        """
+        spec: dict[str, Any] = {"name": self.name}
+        for option in _option_names(type(self)):
+            value = getattr(self, option)
+            if value is not None:
+                spec[option] = value
+        return spec
+
+    def check_space(self, space: Space) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~optml.errors.SpaceError` if this sampler cannot search ``space``."""
+
+    def remaining(self, ctx: SearchContext) -> int | None:
+        """How many more configurations this sampler can propose; None when it never runs out.
+
+        By default: None on a space with a continuous parameter, else the points of the finite
+        space that are neither tried nor pending (and meet the parameter constraints).
+        """
+        return unseen_points(ctx)
 
     def describe(self) -> str:
         return self.name
@@ -342,6 +392,34 @@ class Sampler(abc.ABC):
         options = {k: v for k, v in self.to_spec().items() if k != "name"}
         inner = ", ".join(f"{k}={v!r}" for k, v in options.items())
         return f"{type(self).__name__}({inner})"
+
+
+def _option_names(cls: type) -> list[str]:
+    """The keyword options of ``cls``'s constructor."""
+    parameters = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
+    return [
+        p.name
+        for p in list(parameters)[1:]  # not self
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+# Up to this many points, a finite space under parameter constraints is walked to count exactly
+# the points that remain; beyond, every untried point counts.
+_COUNT_EXACTLY = 100_000
+
+
+def unseen_points(ctx: SearchContext, space: Space | None = None) -> int | None:
+    """Points of ``space`` (default: the context's) that no trial has yet and that meet the
+    parameter constraints; None if the space is not finite."""
+    space = ctx.space if space is None else space
+    if not space.is_finite:
+        return None
+    seen = ctx._seen_keys if space is ctx.space else {space.key(t.params) for t in ctx.trials}
+    size = space.grid_size
+    if ctx.param_constraints and size <= _COUNT_EXACTLY:
+        return sum(1 for c in space.grid() if space.key(c) not in seen and ctx.allows(c))
+    return max(0, size - len(seen))
 
 
 def fill_unique(

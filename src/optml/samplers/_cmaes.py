@@ -235,15 +235,6 @@ class CMAESSampler(Sampler):
         self.__dict__.update(state)
         self._cache_lock = threading.Lock()
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "popsize": self.popsize,
-            "sigma0": self.sigma0,
-            "restart": self.restart,
-            "tol_x": self.tol_x,
-        }
-
     # -- proposing ------------------------------------------------------------------------
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         if n <= 0:

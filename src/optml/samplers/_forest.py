@@ -128,17 +128,16 @@ class ForestSampler(Sampler):
       with the best value ("cl_max" on its maximised objective). Here the default is the mean:
       extra-trees interpolate their training points, so an optimistic lie makes the whole cell
       around a pending point look as good as the best trial and draws the rest of the batch
-      next to it, while a pessimistic one pushes the batch away from promising regions. On
-      Branin with batches of 4 (40 trials, 8 seeds) the mean lie reached a median best of 0.69
-      against 1.63 for "min" and 0.85 for "max" (random search: 1.71).
+      next to it, while a pessimistic one pushes the batch away from promising regions (the
+      comparison of the three lies is in benchmarks/RESULTS.md).
     - ``surrogate`` ("extra_trees" or "random_forest"), ``n_trees`` (64): the ensemble.
     - ``n_candidates`` (2000): points scored per proposal, half uniform, half mutations of the
       best trials.
 
     Cost per proposed point: one fit of ``n_trees`` trees on the trials so far (n_jobs=1) and one
-    vectorised prediction over the candidates; a batch of ``n`` refits ``n`` times. Measured on a
-    shared 2-core machine (6-parameter space, 64 trees): 0.09 s per point at 50 trials, 0.11 s at
-    200, 0.4 s at 1000, nearly all of it in scikit-learn's fit.
+    vectorised prediction over the candidates; a batch of ``n`` refits ``n`` times. Nearly all of
+    it is scikit-learn's fit, which grows with the number of trials (timings in
+    benchmarks/RESULTS.md).
     """
 
     name = "forest"
@@ -172,17 +171,6 @@ class ForestSampler(Sampler):
         self.surrogate = surrogate
         self.n_trees = n_trees
         self.n_candidates = n_candidates
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_initial": self.n_initial,
-            "kappa": self.kappa,
-            "liar": self.liar,
-            "surrogate": self.surrogate,
-            "n_trees": self.n_trees,
-            "n_candidates": self.n_candidates,
-        }
 
     # -- proposing ------------------------------------------------------------------------
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:

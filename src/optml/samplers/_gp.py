@@ -314,7 +314,7 @@ class GaussianProcess:
     only its uncertainty can make such a place look promising. With the mean as prior, a
     minimiser's acquisition favours the unexplored corners and faces of the cube, where the
     posterior falls back to the average with its full spread, over the surroundings of good
-    points (boundary over-exploration; on Rastrigin-3 our GP once evaluated all 8 corners).
+    points (boundary over-exploration; benchmarks/RESULTS.md shows it on Rastrigin-3).
 
     Long histories: with more than ``max_points`` observations the GP is fitted *and
     conditioned* on a subset of ``max_points`` rows: the best quarter (lowest ``y``), the most
@@ -694,18 +694,6 @@ class GPSampler(Sampler):
         self.n_candidates = int(n_candidates)
         self.max_fit_points = int(max_fit_points)
         self.n_restarts = int(n_restarts)
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_startup": self.n_startup,
-            "batch_strategy": self.batch_strategy,
-            "liar": self.liar,
-            "n_candidates": self.n_candidates,
-            "max_fit_points": self.max_fit_points,
-            "n_restarts": self.n_restarts,
-            "warp": self.warp,
-        }
 
     def startup_trials(self, space: Space) -> int:
         if self.n_startup is not None:

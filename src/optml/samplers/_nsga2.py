@@ -38,9 +38,9 @@ class NSGA2Sampler(Sampler):
     per parameter (default ``1 / dims``).
 
     The defaults are smaller than the textbook ones (population 100, indices 15 and 20) because
-    tuning budgets are short: on ZDT1 with 3 parameters and 100 trials, population 10 and
-    indices 5 reached a mean hypervolume of 0.62 against 0.36 with population 16 and indices
-    15/20 (random search: 0.26; 10 seeds).
+    tuning budgets are short: a small population gets through more generations, and wider
+    offspring distributions explore more of the front, within a hundred trials (the comparison
+    is in benchmarks/RESULTS.md).
     """
 
     name = "nsga2"
@@ -70,16 +70,6 @@ class NSGA2Sampler(Sampler):
         self.eta_crossover = float(eta_crossover)
         self.eta_mutation = float(eta_mutation)
         self.mutation_prob = None if mutation_prob is None else float(mutation_prob)
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "population_size": self.population_size,
-            "crossover_prob": self.crossover_prob,
-            "eta_crossover": self.eta_crossover,
-            "eta_mutation": self.eta_mutation,
-            "mutation_prob": self.mutation_prob,
-        }
 
     def population(self, ctx: SearchContext) -> int:
         if self.population_size is not None:

@@ -9,7 +9,11 @@ from typing import Any
 import numpy as np
 
 from optml.errors import SpaceError
-from optml.samplers._base import Sampler, SearchContext, fill_unique
+from optml.samplers._base import Sampler, SearchContext, fill_unique, unseen_points
+from optml.space import Space
+
+# The most points a grid over a space may have: each is a trial, and a grid is walked in order.
+MAX_GRID = 10_000_000
 
 
 class GridSampler(Sampler):
@@ -46,14 +50,30 @@ class GridSampler(Sampler):
                 break
         return _longest_first(ctx, ahead)[:n]
 
-    def size(self, ctx: SearchContext) -> int:
-        return len(self.points) if self.points is not None else ctx.space.grid_size
-
-    def to_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"name": self.name}
+    def check_space(self, space: Space) -> None:
+        """A grid over the space itself needs a finite space of at most :data:`MAX_GRID` points."""
         if self.points is not None:
-            spec["points"] = self.points
-        return spec
+            return
+        size = space.grid_size  # raises, naming the continuous parameters, on a non-finite space
+        if size > MAX_GRID:
+            axes = ", ".join(f"{p.name} {p.size:,}" for p in space)  # type: ignore[union-attr]
+            raise SpaceError(
+                f"grid search over {size:,} points ({axes}) is refused: a grid may have at most "
+                f"{MAX_GRID:,}; give fewer values (a larger step) or choose another algorithm "
+                "(random, sobol, tpe, ...)"
+            )
+
+    def remaining(self, ctx: SearchContext) -> int | None:
+        if self.points is None:
+            return unseen_points(ctx)
+        seen = ctx.seen_keys()
+        left = 0
+        for point in self.points:
+            key = ctx.space.key(point)
+            if key not in seen and ctx.allows(point):
+                seen.add(key)
+                left += 1
+        return left
 
 
 def _longest_first(ctx: SearchContext, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,6 +140,3 @@ class LatinHypercubeSampler(Sampler):
                 ).random(block)
             points.append(ctx.space.decode(designs[b][index % block]))
         return fill_unique(ctx, points, n, rng)
-
-    def to_spec(self) -> dict[str, Any]:
-        return {"name": self.name, "block": self.block}

@@ -6,9 +6,9 @@ parameters are already on a log axis):
 1. The completed trials are ranked by loss. The best ``min(ceil(gamma * n), max_good)`` of them
    (at least one) are the *good* ones; the rest, plus every pending trial (the constant liar: a
    point being evaluated right now counts as a bad result, so workers spread out), are *bad*.
-   ``gamma`` defaults to 0.2, not Optuna's 0.1: on 3-5 dimensional test functions with 50
-   evaluations (20 seeds) 0.2 to 0.25 found clearly better points, and the cap of 25 keeps long
-   runs as sharp as 0.1 would.
+   ``gamma`` defaults to 0.2, not Optuna's 0.1: on short budgets the larger good group finds
+   better points, and the cap of 25 keeps long runs as sharp as 0.1 would (the comparison is
+   in benchmarks/RESULTS.md).
 2. A Parzen estimator (a weighted mixture of kernels, one per point, plus one wide *prior*
    component of weight ``prior_weight``) is built for each group: ``l(x)`` from the good points,
    ``g(x)`` from the bad. Floats get Gaussians truncated to [0, 1]; integers the same Gaussian
@@ -28,18 +28,16 @@ never resolve finer than a hundredth of a range; integer kernels are never narro
 cell. With ``multivariate=True`` the kernels of one point across all dimensions form one
 component (a draw takes every coordinate from the same point, and the density is a mixture of
 products), so the model keeps correlations between parameters. (A Scott's-rule width shared by
-all kernels, ``0.2 * m ** (-1 / (d + 4))``, was measured worse: on the 11 test functions of
-``bench_quality.py``, 20 seeds, it had the higher median regret after 80 evaluations on 10 of
-11 both sequentially and in batches, e.g. Rosenbrock-4 69.5 against 28.7; benchmarks/RESULTS.md.)
+all kernels, ``0.2 * m ** (-1 / (d + 4))``, searches worse: it cannot be narrow where points
+crowd and wide where they are sparse at once; benchmarks/RESULTS.md compares the two.)
 
 Cost with long histories: the good group is capped at ``max_good`` (25) and only the
 ``max_bad`` (256) most recent bad trials (plus the pending ones) are modelled. The bandwidth
 floor above means ``g`` cannot resolve more than about a hundred positions per dimension anyway,
 so a few hundred points describe it as well as thousands do; the recent ones are those near
 where the search now works, which is where candidates from ``l`` are drawn and where ``g`` must
-be accurate, and the regions of older points stay covered by the prior component. (Measured: on
-400-trial runs of a 4-D quadratic and 5-D Rosenbrock, 6 seeds, ``max_bad`` of 32, 128, 256 and
-unlimited found equally good points.) The kernel work per proposal is then bounded by
+be accurate, and the regions of older points stay covered by the prior component (long runs
+find equally good points with or without the cap; benchmarks/RESULTS.md). The kernel work per proposal is then bounded by
 ``n_candidates * (max_good + max_bad + 1) * d`` whatever the length of the history; what still
 grows with it are single passes over the trials (ranking the losses, and the context's own
 ``completed``/``pending``/``seen_keys``).
@@ -118,18 +116,6 @@ class TPESampler(Sampler):
         self.max_bad = int(max_bad)
         self.prior_weight = float(prior_weight)
         self.multivariate = multivariate
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n_startup": self.n_startup,
-            "n_candidates": self.n_candidates,
-            "gamma": self.gamma,
-            "max_good": self.max_good,
-            "max_bad": self.max_bad,
-            "prior_weight": self.prior_weight,
-            "multivariate": self.multivariate,
-        }
 
     def n_good(self, n_completed: int) -> int:
         """How many of ``n_completed`` trials form the good group."""

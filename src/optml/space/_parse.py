@@ -146,6 +146,11 @@ def _from_mapping(name: str, value: Mapping[str, Any], where: str) -> Param:
             raise SpaceError(f"{where}: {{choice: ...}} needs a list, got {choices!r}")
         return Categorical(name, tuple(choices))
     low, high = _pair(value[kind], kind, where)
+    if "step" in value and kind not in ("int", "logint"):
+        raise SpaceError(
+            f"{where}: 'step' is for integer ranges ({{int: [low, high], step: k}}); a "
+            f"{kind!r} range is continuous: list its values instead ([0.1, 0.2, ...])"
+        )
     log = bool(value.get("log", False)) or kind in ("loguniform", "logint")
     if kind in ("int", "logint"):
         return Int(name, low, high, log=log, step=value.get("step", 1))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -161,8 +160,26 @@ class Space:
         if not self.is_finite:
             raise SpaceError(self._not_finite_message())
         names = self.names
-        for combo in itertools.product(*(p.values() for p in self)):  # type: ignore[union-attr]
-            yield dict(zip(names, combo, strict=True))
+        # Lazily: itertools.product would first copy every parameter's values into a tuple,
+        # which for a huge integer range exhausts memory before the first point.
+        axes: list[Sequence[Any]] = [
+            range(p.low, p.high + 1, p.step) if isinstance(p, Int) else p.values()  # type: ignore[union-attr]
+            for p in self
+        ]
+        if any(len(axis) == 0 for axis in axes):
+            return
+        index = [0] * len(axes)
+        while True:
+            yield {n: axis[i] for n, axis, i in zip(names, axes, index, strict=True)}
+            j = len(axes) - 1
+            while j >= 0:
+                index[j] += 1
+                if index[j] < len(axes[j]):
+                    break
+                index[j] = 0
+                j -= 1
+            if j < 0:
+                return
 
     def _not_finite_message(self) -> str:
         floats = [p.name for p in self if isinstance(p, Float)]
@@ -180,7 +197,7 @@ class Space:
         """Rebuild a stored space (:meth:`to_dict`), including a CASH meta space."""
         entry = data.get("model") if isinstance(data, Mapping) else None
         if cls is Space and isinstance(entry, Mapping) and entry.get("type") == "meta":
-            from optml.samplers._meta import MetaSpace
+            from optml.space._conditional import MetaSpace
 
             return MetaSpace.from_dict(data)
         return cls([param_from_dict(name, d) for name, d in data.items()])

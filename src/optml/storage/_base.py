@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from optml.samplers._base import Metric
-from optml.trial import Trial, TrialState
+from optml.trial import Metric, Trial, TrialState
 
 # Study states: RUNNING while a controller drives it, INTERRUPTED when stopped early (resume
 # finishes it), COMPLETE when its budget is spent or its sampler has nothing more to offer.
@@ -148,7 +147,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def get_best_trial(self, study_id: int) -> Trial | None:
-        """The COMPLETE trial with the best value of the primary metric (lowest number on ties)."""
+        """The best trial under the study's stored constraints, as :func:`optml.ranking.best_trial`
+        ranks them (COMPLETE with a finite value, feasible, lowest number on ties)."""
 
     @abc.abstractmethod
     def count_trials(self, study_id: int) -> dict[str, int]:
@@ -202,12 +202,15 @@ def check_update(trial: Trial, fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def best_of(trials: Iterable[Trial], metric: Metric) -> Trial | None:
-    """The COMPLETE trial with the best primary value, lowest number on ties."""
-    best: Trial | None = None
-    for t in trials:
-        if t.state is not TrialState.COMPLETE or t.value is None or t.value != t.value:
-            continue
-        if best is None or metric.loss(t.value) < metric.loss(best.value):  # type: ignore[arg-type]
-            best = t
-    return best
+def stored_constraints(spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The constraints kept in a study's spec (strings and dicts; callables are never stored).
+
+    A storage ranks trials under them, so that its best trial is the study's (see
+    :mod:`optml.ranking`).
+    """
+    specs = spec.get("constraints") if isinstance(spec, Mapping) else None
+    if not specs:
+        return ()
+    from optml.constraints import parse_constraints
+
+    return tuple(parse_constraints(list(specs)))

@@ -9,17 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optml.errors import DuplicateStudyError, StorageError, StudyNotFoundError
-from optml.samplers._base import Metric
+from optml.ranking import best_trial
 from optml.storage._base import (
     STUDY_STATES,
     Storage,
     StudyRecord,
     StudySummary,
-    best_of,
     check_study_name,
     check_update,
+    stored_constraints,
 )
-from optml.trial import Trial, TrialState
+from optml.trial import Metric, Trial, TrialState
 
 
 class InMemoryStorage(Storage):
@@ -173,9 +173,11 @@ class InMemoryStorage(Storage):
 
     def get_best_trial(self, study_id: int) -> Trial | None:
         with self._lock:
-            return copy.deepcopy(
-                best_of(self._trials_of(study_id), self._by_id(study_id).metrics[0])
+            record = self._by_id(study_id)
+            best = best_trial(
+                self._trials_of(study_id), record.metrics[0], stored_constraints(record.spec)
             )
+            return copy.deepcopy(best)
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}

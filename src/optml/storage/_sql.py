@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,7 +50,7 @@ from optml.errors import (
     StudyNotFoundError,
     missing_dependency,
 )
-from optml.samplers._base import Metric
+from optml.ranking import best_trial
 from optml.storage._base import (
     STUDY_STATES,
     Storage,
@@ -57,9 +58,10 @@ from optml.storage._base import (
     StudySummary,
     check_study_name,
     check_update,
+    stored_constraints,
 )
 from optml.storage._migrations import MIGRATIONS
-from optml.trial import Trial, TrialState
+from optml.trial import Metric, Trial, TrialState
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -214,16 +216,21 @@ _FIRST_WAITING = (
 )
 
 
+_FINITE_VALUE = (trials.c.value >= -sys.float_info.max, trials.c.value <= sys.float_info.max)
+
+
 def _best_statement(direction: str) -> sa.Select:
     # The best value first (an index probe: ORDER BY value in one direction, LIMIT 1), then the
     # lowest-numbered trial with it (the index again, in number order). A single ORDER BY value
     # DESC, number ASC mixes directions, and PostgreSQL then sorts every COMPLETE trial; MIN/MAX
-    # is planned as a scan of them all while the table has no statistics.
+    # is planned as a scan of them all while the table has no statistics. Only finite values
+    # rank (optml.ranking): the range excludes infinities, and PostgreSQL's NaN, which sorts
+    # above every number.
     where = (trials.c.study_id == _bp("sid"), trials.c.state == _bp("complete"))
     order = trials.c.value.asc() if direction == "minimize" else trials.c.value.desc()
     best_value = (
         sa.select(trials.c.value)
-        .where(*where, trials.c.value.is_not(None))
+        .where(*where, *_FINITE_VALUE)
         .order_by(order)
         .limit(1)
         .scalar_subquery()
@@ -278,6 +285,8 @@ class SQLStorage(Storage):
         self._serial = threading.RLock() if self._memory else nullcontext()
         # The primary metric of each study id; ids are never reused, metrics never change.
         self._metric_cache: dict[int, Metric] = {}
+        # The constraints stored with each study (its spec never changes either).
+        self._constraint_cache: dict[int, tuple[Any, ...]] = {}
         if self._file is None or os.path.exists(self._file):
             self._open()
 
@@ -528,9 +537,11 @@ class SQLStorage(Storage):
         return record
 
     def list_studies(self) -> list[StudySummary]:
-        # One statement: each study with its trial count per state and, for the COMPLETE
-        # group, the lowest and highest value; the covering index on trials answers it
-        # without reading any trial row.
+        # One statement: each study with its trial count per state and, in the COMPLETE group,
+        # the lowest and highest finite value (only finite values rank: optml.ranking); the
+        # covering index on trials answers it without reading trial rows. A study with stored
+        # constraints needs its feasible best, one more query for each such study.
+        finite = sa.case((sa.and_(*_FINITE_VALUE), trials.c.value), else_=None)
         stmt = (
             sa.select(
                 studies.c.id,
@@ -538,10 +549,11 @@ class SQLStorage(Storage):
                 studies.c.state,
                 studies.c.metrics,
                 studies.c.created_at,
+                studies.c.spec,
                 trials.c.state,
                 sa.func.count(trials.c.id),
-                sa.func.min(trials.c.value),
-                sa.func.max(trials.c.value),
+                sa.func.min(finite),
+                sa.func.max(finite),
             )
             .select_from(studies.outerjoin(trials, trials.c.study_id == studies.c.id))
             .group_by(studies.c.id, trials.c.state)
@@ -550,9 +562,9 @@ class SQLStorage(Storage):
 
         def query(conn: Connection) -> list[StudySummary]:
             out: dict[int, StudySummary] = {}
-            for study_id, name, state, metrics_json, created_at, tstate, n, lo, hi in conn.execute(
-                stmt
-            ):
+            for row in conn.execute(stmt).all():
+                study_id, name, state, metrics_json, created_at, spec_json = row[:6]
+                tstate, n, lo, hi = row[6:]
                 summary = out.get(study_id)
                 if summary is None:
                     metric = Metric(**json.loads(metrics_json)[0])
@@ -568,9 +580,17 @@ class SQLStorage(Storage):
                 if tstate is None:  # a study without trials (the outer join's empty side)
                     continue
                 summary.counts[tstate] = n
-                if tstate == _COMPLETE:
-                    best = lo if summary.metric.direction == "minimize" else hi
-                    out[study_id] = dataclasses.replace(summary, best_value=best)
+                if tstate != _COMPLETE or lo is None:
+                    continue
+                best_value = lo if summary.metric.direction == "minimize" else hi
+                constraints = self._constraint_cache.get(study_id)
+                if constraints is None:
+                    constraints = stored_constraints(_loads(spec_json))
+                    self._constraint_cache[study_id] = constraints
+                if constraints:  # only a feasible trial's value is best
+                    best = self._best(conn, study_id)
+                    best_value = None if best is None else best.value
+                out[study_id] = dataclasses.replace(summary, best_value=best_value)
             return list(out.values())
 
         return self._read(query, if_absent=list)
@@ -585,7 +605,9 @@ class SQLStorage(Storage):
             conn.execute(studies.delete().where(studies.c.id == study_id))
             return study_id
 
-        self._metric_cache.pop(self._write(delete), None)
+        study_id = self._write(delete)
+        self._metric_cache.pop(study_id, None)
+        self._constraint_cache.pop(study_id, None)
 
     def set_study_state(self, study_id: int, state: str) -> None:
         if state not in STUDY_STATES:
@@ -708,18 +730,26 @@ class SQLStorage(Storage):
         return self._read(query)
 
     def get_best_trial(self, study_id: int) -> Trial | None:
-        def query(conn: Connection) -> Trial | None:
-            metric = self._metric(conn, study_id)
-            row = conn.execute(
-                _BEST_MIN if metric.direction == "minimize" else _BEST_MAX,
-                {"sid": study_id, "complete": _COMPLETE},
-            ).first()
-            if row is None:
-                self._require_study(conn, study_id)
-                return None
-            return _row_to_trial(row)
+        return self._read(lambda conn: self._best(conn, study_id))
 
-        return self._read(query)
+    def _best(self, conn: Connection, study_id: int) -> Trial | None:
+        metric = self._metric(conn, study_id)
+        constraints = self._constraints(conn, study_id)
+        if constraints:  # feasibility is judged in Python, as everywhere (optml.ranking)
+            complete = conn.execute(
+                sa.select(*_TRIAL_COLS)
+                .where(trials.c.study_id == study_id, trials.c.state == _COMPLETE)
+                .order_by(trials.c.number)
+            ).all()
+            return best_trial(_rows_to_trials(complete), metric, constraints)
+        row = conn.execute(
+            _BEST_MIN if metric.direction == "minimize" else _BEST_MAX,
+            {"sid": study_id, "complete": _COMPLETE},
+        ).first()
+        if row is None:
+            self._require_study(conn, study_id)
+            return None
+        return _row_to_trial(row)
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         def query(conn: Connection) -> dict[str, int]:
@@ -748,6 +778,17 @@ class SQLStorage(Storage):
                 raise self._no_study(study_id)
             metric = self._metric_cache[study_id] = Metric(**json.loads(metrics_json)[0])
         return metric
+
+    def _constraints(self, conn: Connection, study_id: int) -> tuple[Any, ...]:
+        constraints = self._constraint_cache.get(study_id)
+        if constraints is None:
+            spec_json = conn.execute(
+                sa.select(studies.c.spec).where(studies.c.id == study_id)
+            ).scalar()
+            if spec_json is None:
+                raise self._no_study(study_id)
+            constraints = self._constraint_cache[study_id] = stored_constraints(_loads(spec_json))
+        return constraints
 
     def _require_study(self, conn: Connection, study_id: int) -> None:
         found = conn.execute(_STUDY_EXISTS, {"sid": study_id}).first()
