@@ -125,6 +125,7 @@ def resume(
 
 def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
     from optml.spec import build_objective
+    from optml.storage import safe_url
     from optml.trial import FINISHED_STATES, TrialState
 
     console = _console()
@@ -139,7 +140,7 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
             f"Study [bold]{_user(study.name)}[/] · {_user(study.sampler.describe())} · "
             f"{_user(spec.execution.backend)} × "
             f"{workers or spec.execution.workers or 'CPU count'} · "
-            f"storage {_user(study.storage.url)}"
+            f"storage {_user(safe_url(study.storage.url))}"
         )
         if finished:
             console.print(f"{finished} trial(s) already finished: they are kept, not run again.")
@@ -164,7 +165,11 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
         _console(stderr=True).print(
             f"\n[yellow]{what}:[/] {waiting} trial(s) are queued again; "
             f"continue with: optml resume {_user(_shell_word(study.name))}"
-            + (f" --storage {_user(_shell_word(study.storage.url))}" if study.storage.url else "")
+            + (
+                f" --storage {_user(_shell_word(safe_url(study.storage.url)))}"
+                if study.storage.url
+                else ""
+            )
         )
         # The shell's convention: 128 + the signal's number.
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
@@ -342,15 +347,15 @@ def studies(storage: str | None = StorageOpt) -> None:
     """List the studies in the database with their state, trial counts and best value."""
     from rich.table import Table
 
-    from optml.storage import open_storage
+    from optml.storage import open_storage, safe_url
 
     store = open_storage(_storage_url(storage, must_exist=True))
     rows = store.list_studies()
     console = _console()
     if not rows:
-        console.print(f"No studies in {_user(store.url)}.")
+        console.print(f"No studies in {_user(safe_url(store.url))}.")
         return
-    table = Table(title=f"Studies in {_user(store.url)}", title_justify="left")
+    table = Table(title=f"Studies in {_user(safe_url(store.url))}", title_justify="left")
     for col in ("name", "state", "trials", "complete", "failed", "metric", "best", "created"):
         table.add_column(
             col, justify="right" if col in ("trials", "complete", "failed", "best") else "left"

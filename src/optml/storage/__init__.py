@@ -11,6 +11,11 @@ from optml.storage._memory import InMemoryStorage
 DEFAULT_STORAGE_URL = "sqlite:///optml.db"
 
 
+def safe_url(url: str) -> str:
+    """``url`` as it may be printed: its password, if any, replaced by ``***``."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 def open_storage(url: str | Storage | None = None) -> Storage:
     """Open the storage at ``url``: ``memory://``, ``sqlite:///path.db`` or ``postgresql://...``."""
     if isinstance(url, Storage):
@@ -22,9 +27,8 @@ def open_storage(url: str | Storage | None = None) -> Storage:
         from optml.storage._sql import SQLStorage
 
         return SQLStorage(url)
-    shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)  # never print a password
     raise StorageError(
-        f"storage URL {shown!r} is not understood; OptML accepts sqlite:///PATH.db (relative to "
+        f"storage URL {safe_url(url)!r} is not understood; OptML accepts sqlite:///PATH.db (relative to "
         "the current directory), sqlite:////ABS/PATH.db, postgresql://USER:PASSWORD@HOST/DB and "
         "memory://"
     )
@@ -37,4 +41,5 @@ __all__ = [
     "StudyRecord",
     "StudySummary",
     "open_storage",
+    "safe_url",
 ]

@@ -51,6 +51,7 @@ from optml.errors import (
     missing_dependency,
 )
 from optml.ranking import best_trial
+from optml.storage import safe_url
 from optml.storage._base import (
     STUDY_STATES,
     Storage,
@@ -267,7 +268,7 @@ class SQLStorage(Storage):
     def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
         self.url = url
         # For messages: never print a password.
-        self._safe_url = _safe(url)
+        self._safe_url = safe_url(url)
         engine_url = _engine_url(url)
         self._dialect = engine_url.get_backend_name()
         self._memory = self._dialect == "sqlite" and engine_url.database in (None, "", ":memory:")
@@ -812,17 +813,8 @@ _ACCEPTED = (
 _DRIVERS = {"sqlite": (None, "pysqlite"), "postgresql": (None, "psycopg", "psycopg2", "pg8000")}
 
 
-def _safe(url: str) -> str:
-    """``url`` as it may be printed: without its password."""
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        return url
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
-
-
 def _engine_url(url: str) -> sa.engine.URL:
-    safe = _safe(url)
+    safe = safe_url(url)
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
