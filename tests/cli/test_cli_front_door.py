@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import sqlite3
 import subprocess
 import time
@@ -310,17 +311,21 @@ def test_export_to_a_missing_directory_or_a_directory_is_one_line(cli) -> None:
 def _run_in_terminal(cli, *args: str, columns: int = 200) -> str:
     """Run the CLI with a pseudo-terminal as its stdout, as a user at a terminal would."""
     leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        cli.command(*args),
+        cwd=cli.workdir,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={**cli.env(), "COLUMNS": str(columns), "TERM": "dumb"},
+    )
+    os.close(follower)
+    chunks = []
     try:
-        proc = subprocess.Popen(
-            cli.command(*args),
-            cwd=cli.workdir,
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env={**cli.env(), "COLUMNS": str(columns), "TERM": "dumb"},
-        )
-        os.close(follower)
-        chunks = []
-        while True:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the other side closed
@@ -328,10 +333,12 @@ def _run_in_terminal(cli, *args: str, columns: int = 200) -> str:
             if not chunk:
                 break
             chunks.append(chunk)
-        proc.wait(timeout=60)
+        proc.wait(timeout=10)
     finally:
         os.close(leader)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        proc.kill()
+        _, err = proc.communicate()
+    assert proc.returncode == 0, err
     return b"".join(chunks).decode()
 
 
