@@ -45,6 +45,11 @@ def parse_space(spec: Space | Mapping[str, Any], where: str = "space") -> Space:
 def parse_param(name: str, value: Any, where: str) -> Param:
     """Turn one parameter definition into a parameter object."""
     if isinstance(value, Float | Int | Categorical):
+        if value.name != name:
+            raise SpaceError(
+                f"{where}: the key {name!r} holds a parameter named {value.name!r}; "
+                "give both the same name"
+            )
         return value
     try:
         if isinstance(value, range):
