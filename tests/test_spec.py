@@ -7,7 +7,8 @@ import time
 import pytest
 
 from optml.errors import SpecError
-from optml.spec import MAX_ALIAS_NODES, MAX_SEED, MAX_SPEC_BYTES, load_spec, parse_spec
+from optml.spec import MAX_ALIAS_NODES, MAX_SPEC_BYTES, load_spec, parse_spec
+from optml.study import SEED_LIMIT
 
 BASE = "name: s\nobjective: {function: obj.py:f}\n"
 
@@ -106,7 +107,7 @@ def spec_with(**fields):
     [
         ({"metric": [{"name": "a"}, {"name": "a", "direction": "maximize"}]}, "'a' is named more"),
         ({"seed": -5}, "seed"),
-        ({"seed": MAX_SEED + 1}, "seed"),
+        ({"seed": SEED_LIMIT}, "seed"),
         ({"seed": 2**64 + 1}, "seed"),
         ({"execution": {"backend": "slurm"}}, "unknown backend 'slurm'"),
         ({"name": "a\nb"}, "control character"),
@@ -120,6 +121,6 @@ def test_fields_out_of_bounds_are_refused(fields, words) -> None:
 
 def test_fields_at_their_bounds_are_accepted() -> None:
     assert parse_spec(spec_with(seed=0)).seed == 0
-    assert parse_spec(spec_with(seed=MAX_SEED)).seed == MAX_SEED
+    assert parse_spec(spec_with(seed=SEED_LIMIT - 1)).seed == SEED_LIMIT - 1
     assert parse_spec(spec_with(execution={"backend": "serial"})).execution.backend == "serial"
     assert parse_spec(spec_with(name="a name [with] brackets & ünïcode")).name.endswith("ünïcode")

@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from optml.errors import OptMLError, SpecError
 
-# The largest seed a study can keep.
-MAX_SEED = 2**63 - 1
 # A spec file larger than this is refused unread (a spec is a page of YAML; grids go in files).
 MAX_SPEC_BYTES = 4 * 1024 * 1024
 # How many nodes YAML aliases may add to a spec by repeating what an anchor names: enough for
@@ -115,16 +113,20 @@ class StudySpec(_Model):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     storage: str | None = None
-    # What the database keeps (a signed 64-bit integer) and numpy accepts (not negative).
     seed: int | None = None
     constraints: list[str | dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("seed")
     @classmethod
     def _seed_range(cls, value: int | None) -> int | None:
-        if value is not None and not 0 <= value <= MAX_SEED:
-            raise ValueError(f"a seed is an integer from 0 to 2**63 - 1 ({MAX_SEED})")
-        return value
+        from optml.study import check_seed
+
+        if value is None:
+            return None
+        try:
+            return check_seed(value)
+        except OptMLError as exc:  # its message names the field and value; pydantic does too
+            raise ValueError(str(exc).removeprefix("seed ").partition(", got")[0]) from None
 
     @field_validator("name")
     @classmethod
