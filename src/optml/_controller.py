@@ -117,6 +117,7 @@ class Controller:
         self.n_trials = n_trials
         self.timeout = timeout
         self.executor = make_executor(executor, workers)
+        self.executor.limit_workers(self._most_trials())
         self.trial_timeout = trial_timeout
         self.retries = retries
         self.target = target
@@ -130,6 +131,17 @@ class Controller:
         self.launched = 0
         self.finished = 0
         self.busy_s = 0.0
+
+    def _most_trials(self) -> int | None:
+        """The most trials this call can still launch (None: no bound known), so that no more
+        workers start than can have work."""
+        study = self.study
+        most = self.n_trials
+        left = study.sampler.remaining(study.context())
+        if left is not None:  # a finite space: what is left of it, and the trials queued
+            left += sum(not t.state.is_finished for t in study._trial_cache().values())
+            most = left if most is None else min(most, left)
+        return most
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:

@@ -27,6 +27,13 @@ StorageOpt = typer.Option(
 )
 
 
+OversubscribeOpt = typer.Option(
+    False,
+    "--oversubscribe",
+    help="Allow more local workers than 4 per CPU (refused otherwise).",
+)
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -82,6 +89,7 @@ def run(
         None, "--name", "-n", help="Study name (default: the spec's name)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    oversubscribe: bool = OversubscribeOpt,
 ) -> None:
     """Run the study described by SPEC_FILE; exits 0 when it finishes.
 
@@ -94,13 +102,14 @@ def run(
     from optml.spec import load_spec, study_from_spec
 
     spec = load_spec(spec_file)
+    executor = _executor(spec, workers, oversubscribe)  # refused before any study is written
     try:
         study = study_from_spec(spec, storage=storage, name=name)
     except OptMLError as exc:
         if str(exc).startswith(("space", "algorithm", "constraints")):
             raise type(exc)(f"{spec_file}: {exc}") from None
         raise
-    _optimize(study, spec, workers=workers, quiet=quiet)
+    _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
 
 
 @app.command()
@@ -109,21 +118,56 @@ def resume(
     storage: str | None = StorageOpt,
     workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    oversubscribe: bool = OversubscribeOpt,
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Run the stored objective even if it was not signed by you (it is shown first).",
+    ),
 ) -> None:
     """Finish a study that was interrupted (Ctrl-C, a crash, a kill), without re-running finished trials."""
+    import json
+
+    from optml import _trust
     from optml.spec import parse_spec
 
     study = _load(name, storage)
-    if not study.spec:
+    stored = study.spec
+    if not stored:
         _fail(
             f"study {name!r} was not created from a spec, so there is no objective to resume it with; "
             "continue it from Python with load_study(...).optimize(...)"
         )
-    spec = parse_spec(study.spec, source=f"stored spec of {name!r}")
-    _optimize(study, spec, workers=workers, quiet=quiet)
+    # The database may be shared: run only an objective this user stored (or vouches for).
+    if not _trust.verify(stored, study.name):
+        shown = json.dumps({"objective": stored.get("objective"), "data": stored.get("data")})
+        _console(stderr=True).print(
+            f"the stored objective of study {study.name!r}: {shown}", markup=False, soft_wrap=True
+        )
+        if not trust:
+            _fail(
+                f"study {name!r}: its stored objective (above) was not signed with your key, so "
+                "it may have been written by someone else; resume will not run it unless you "
+                "pass --trust (or run your own spec file: optml run SPEC_FILE)"
+            )
+    stored.pop(_trust.SIGNATURE, None)
+    spec = parse_spec(stored, source=f"stored spec of {name!r}")
+    executor = _executor(spec, workers, oversubscribe)
+    _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
 
 
-def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
+def _executor(spec: Any, workers: int | None, oversubscribe: bool) -> Any:
+    """The spec's executor with the command line's overrides (checked: no study is written yet)."""
+    from optml.executors import make_executor
+
+    return make_executor(
+        spec.execution.backend,
+        workers or spec.execution.workers,
+        oversubscribe=oversubscribe or spec.execution.oversubscribe,
+    )
+
+
+def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor: Any) -> None:
     from optml.spec import build_objective
     from optml.storage import safe_url
     from optml.trial import FINISHED_STATES, TrialState
@@ -150,7 +194,7 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
             n_trials=n_trials,
             timeout=spec.budget.timeout,
             workers=workers or spec.execution.workers,
-            executor=spec.execution.backend,
+            executor=executor,
             trial_timeout=spec.execution.trial_timeout,
             retries=spec.execution.retries,
             target=spec.budget.target,

@@ -50,6 +50,8 @@ class ObjectiveSpec(_Model):
     function: str | None = None
     module: str | None = None
     command: str | None = None
+    # Run the command line in /bin/sh (pipes, &&); by default it runs without a shell.
+    shell: bool = False
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -61,6 +63,15 @@ class ObjectiveSpec(_Model):
                 "give exactly one of function ('pkg.module:fn' or 'file.py:fn'), module (a model "
                 f"module in the seed protocol) or command (a command-line template); got {given or 'none'}"
             )
+        if self.shell and not self.command:
+            raise ValueError("shell: true applies to a command objective only")
+        if self.command:
+            from optml.objectives._command import parse_command
+
+            try:
+                parse_command(self.command, self.shell)
+            except OptMLError as exc:
+                raise ValueError(str(exc).removeprefix("objective.")) from None
         return self
 
 
@@ -82,6 +93,8 @@ class ExecutionSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
     trial_timeout: float | None = None
     retries: int = Field(default=0, ge=0)
+    # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
+    oversubscribe: bool = False
 
     _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
 
@@ -360,7 +373,7 @@ def build_objective(spec: StudySpec) -> Any:
     if o.module:
         return ModuleObjective(o.module, data=spec.data)
     assert o.command is not None
-    return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env)
+    return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env, shell=o.shell)
 
 
 def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | None = None) -> Any:
@@ -372,6 +385,7 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
     and the constraints (in ``create_study``). A spec that fails leaves no study behind, so the
     corrected spec runs under the same name.
     """
+    from optml import _trust
     from optml.errors import StudyNotFoundError
     from optml.space import parse_space, read_grid_file
     from optml.storage import DEFAULT_STORAGE_URL, open_storage
@@ -406,9 +420,10 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
     except StudyNotFoundError:
         record = None
     if record is not None:
-        same = {
-            k: v for k, v in record.spec.items() if k not in ("name", "storage", "execution")
-        } == {k: v for k, v in stored.items() if k not in ("name", "storage", "execution")}
+        ignored = ("name", "storage", "execution", _trust.SIGNATURE)
+        same = {k: v for k, v in _normalized(record.spec).items() if k not in ignored} == {
+            k: v for k, v in stored.items() if k not in ignored
+        }
         if not same:
             raise SpecError(
                 f"a study named {name!r} already exists in {store.url} with a different spec; "
@@ -416,6 +431,8 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
             )
         return Study(store, record)
 
+    # resume runs the stored objective only if this user's signature of it verifies.
+    stored[_trust.SIGNATURE] = _trust.sign(stored, name)
     return create_study(
         name,
         space=space,
@@ -427,3 +444,14 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
         budget=spec.budget.trials,
         constraints=spec.constraints,
     )
+
+
+def _normalized(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with the defaults of fields added since it was stored filled in."""
+    from optml import _trust
+
+    try:
+        spec = StudySpec.model_validate({k: v for k, v in stored.items() if k != _trust.SIGNATURE})
+    except ValidationError:
+        return stored
+    return spec.model_dump(mode="json")
