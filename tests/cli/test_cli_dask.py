@@ -6,10 +6,10 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 
 from optml import TrialState, load_study
+from proc_helpers import gone
 
 pytest.importorskip("distributed")
 
@@ -38,18 +38,6 @@ def _spec(cli, sleep_first: bool) -> None:
         execution: {backend: local, workers: 2}
         """,
     )
-
-
-def _gone(pid: int, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.slow
@@ -82,7 +70,7 @@ def test_sigterm_of_the_controller_cancels_its_dask_trials_and_requeues_them(cli
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 143, err
         assert "queued again" in err
-        assert all(_gone(pid) for pid in pids), "a process of the cancelled trial lived on"
+        assert all(gone(pid) for pid in pids), "a process of the cancelled trial lived on"
     finally:
         for pid in pids:
             try:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from optml.executors import (
@@ -21,6 +20,7 @@ from optml.executors import (
     make_executor,
 )
 from optml.objectives import FunctionObjective
+from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
 BACKENDS = ["serial", "local", "dask"]
@@ -82,35 +82,6 @@ def _events(ex, until, within: float = 60.0) -> list:
 
 def _outcomes(events) -> list[TrialOutcome]:
     return [e for e in events if isinstance(e, TrialOutcome)]
-
-
-def _gone(pid: int, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _wait_for(path: Path, within: float = 30.0) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was not written within {within} s")
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 # -- objectives (module level: they travel by value to the Dask workers) ----------------------
@@ -175,21 +146,21 @@ def test_every_task_yields_exactly_one_outcome(executor_for) -> None:
     assert all(o.host for o in outcomes)
 
 
-def test_a_trial_past_its_timeout_is_timeout_and_its_processes_are_gone(
+def test_a_trial_past_its_timeout_is_timeout_and_its_processes_aregone(
     executor_for, tmp_path
 ) -> None:
     pidfile = tmp_path / "pids"
     ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
     ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 60}, "value", timeout=2.0))
     got = _events(ex, lambda g: _outcomes(g))
-    pids = [int(p) for p in _wait_for(pidfile).split()]
+    pids = [int(p) for p in wait_for_text(pidfile).split()]
     try:
         (outcome,) = _outcomes(got)
         assert outcome.state == "TIMEOUT"
         assert "2 s" in outcome.error
-        assert _gone(pids[1]), "the trial's detached child outlived its timeout"
+        assert gone(pids[1]), "the trial's detached child outlived its timeout"
     finally:
-        _kill(pids[1:])
+        kill(pids[1:])
 
 
 def test_a_crash_is_failed_with_its_error(executor_for) -> None:
@@ -216,13 +187,13 @@ def test_shutdown_kill_stops_running_work(executor_for, backend, tmp_path) -> No
     pidfile = tmp_path / "pids"
     ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
     ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 120}, "value"))
-    pids = [int(p) for p in _wait_for(pidfile).split()]
+    pids = [int(p) for p in wait_for_text(pidfile).split()]
     try:
         ex.shutdown(kill=True)
-        assert _gone(pids[0]), "the process running the trial outlived shutdown(kill=True)"
-        assert _gone(pids[1]), "the trial's detached child outlived shutdown(kill=True)"
+        assert gone(pids[0]), "the process running the trial outlived shutdown(kill=True)"
+        assert gone(pids[1]), "the trial's detached child outlived shutdown(kill=True)"
     finally:
-        _kill(pids)
+        kill(pids)
 
 
 def test_reports_arrive_in_order_and_before_the_outcome(executor_for) -> None:
@@ -268,16 +239,16 @@ def test_cancel_stops_the_trial_and_no_outcome_follows(executor_for, backend, tm
         ex.cancel(0)
         assert ex.events(0.2) == [] and ex.running() == 0
         return
-    pids = [int(p) for p in _wait_for(pidfile).split()]
+    pids = [int(p) for p in wait_for_text(pidfile).split()]
     try:
         ex.cancel(0)
-        assert _gone(pids[1]), "a cancelled trial's process lived on"
+        assert gone(pids[1]), "a cancelled trial's process lived on"
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             assert not _outcomes(ex.events(0.2))
         assert ex.running() == 0 and ex.free_slots() == 1
     finally:
-        _kill(pids)
+        kill(pids)
 
 
 def test_a_task_and_its_objective_survive_serialisation(executor_for) -> None:

@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from optml import TrialState, create_study
 from optml.executors import DaskExecutor
+from proc_helpers import gone
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -89,18 +89,6 @@ def cluster(tmp_path):
         log.close()
 
 
-def _gone(pid: int, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def slow_point(x, data):
     """Record which Dask worker runs this trial (the runtime's worker process's parent)."""
     Path(data, f"started-{x}-{os.getpid()}").write_text(f"{os.getppid()} {os.getpid()}")
@@ -150,7 +138,7 @@ def test_a_worker_killed_mid_trial_the_grid_still_completes_each_point_once(
         (t.number, t.state, t.error) for t in trials
     ]
     assert any(t.attempts >= 2 for t in trials), "the rerun was not counted as a retry"
-    assert _gone(killed[0][1]), "the killed worker's trial process lived on"
+    assert gone(killed[0][1]), "the killed worker's trial process lived on"
 
 
 def spawn_and_sleep(x, data):
@@ -162,7 +150,7 @@ def spawn_and_sleep(x, data):
     return 1.0
 
 
-def test_a_trial_past_its_timeout_on_dask_is_timeout_and_its_processes_are_gone(
+def test_a_trial_past_its_timeout_on_dask_is_timeout_and_its_processes_aregone(
     cluster, tmp_path
 ) -> None:
     address, _ = cluster
@@ -178,4 +166,4 @@ def test_a_trial_past_its_timeout_on_dask_is_timeout_and_its_processes_are_gone(
     assert trial.state is TrialState.TIMEOUT
     assert "time limit of 3 s" in trial.error
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-    assert all(_gone(pid) for pid in pids), "a process of the timed-out trial lived on"
+    assert all(gone(pid) for pid in pids), "a process of the timed-out trial lived on"
