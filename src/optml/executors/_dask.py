@@ -271,6 +271,7 @@ class DaskExecutor(Executor):
         finished but whose outcome event has not come yet is given a moment for it."""
         if self._futures.get(number) is not future:
             return []
+        assert future is not None
         if future.status == "finished":
             self._late[number] = (future, time.monotonic())
             return []
@@ -297,7 +298,7 @@ class DaskExecutor(Executor):
         started, steps = self._seen.pop(number)
         if msg is not None:
             outcome = _outcome_from_msg(number, task.attempt, msg)
-        elif future.status == "cancelled":
+        elif future is None or future.status == "cancelled":
             return []
         else:
             outcome = _outcome_of(future, task)
@@ -435,7 +436,7 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
     key, blob, files, named = payload
     run = uuid.uuid4().hex[:12]
     number, attempt = task.number, task.attempt
-    here = {"host": socket.gethostname(), "runner": str(worker.address)}
+    host, runner = socket.gethostname(), str(worker.address)
 
     def emit(kind: str, **fields: Any) -> None:
         worker.log_event(
@@ -450,23 +451,27 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
         paths.append(("data", task.data))
     problem = _unseen_path(paths, relocate)
     if problem:
-        emit("started", pid=os.getpid(), **here)
-        return _finish(emit, TrialOutcome(number, "FAILED", error=problem, attempt=attempt, **here))
+        emit("started", pid=os.getpid(), host=host, runner=runner)
+        failed = TrialOutcome(
+            number, "FAILED", error=problem, attempt=attempt, host=host, runner=runner
+        )
+        return _finish(emit, failed)
     commands = _Commands(distributed, topic, number)
     if in_thread:
         with _STATE_LOCK:
             objective = _OBJECTIVES.get(key)
             if objective is None:
                 objective = _OBJECTIVES[key] = load_objective(blob, relocate)
-        emit("started", pid=os.getpid(), **here)
+        emit("started", pid=os.getpid(), host=host, runner=runner)
         outcome = run_trial(
             objective,
             task,
             on_report=lambda step, value: emit("reported", step=step, value=value),
             should_prune=lambda: commands.get() == "prune",
         )
-        return _finish(emit, replace(outcome, **here))
-    return _finish(emit, _supervise(key, blob, relocate, task, topic, here, emit, commands))
+        return _finish(emit, replace(outcome, host=host, runner=runner))
+    supervised = _supervise(key, blob, relocate, task, topic, (host, runner), emit, commands)
+    return _finish(emit, supervised)
 
 
 def _finish(emit: Any, outcome: TrialOutcome) -> TrialOutcome:
@@ -540,7 +545,7 @@ def _supervise(
     relocate: dict[str, str],
     task: TrialTask,
     topic: str,
-    here: dict[str, str],
+    where: tuple[str, str],
     emit: Any,
     commands: _Commands,
 ) -> TrialOutcome:
@@ -551,6 +556,7 @@ def _supervise(
     from optml.executors._runtime import WorkerProcess
 
     global _SHIP_DIR
+    host, runner = where
     pool_key = (topic, threading.get_ident())
     with _STATE_LOCK:
         if _SHIP_DIR is None:
@@ -572,22 +578,22 @@ def _supervise(
             wait_any(proc.waitables, timeout=limit)
             for message in proc.receive():
                 if isinstance(message, TrialOutcome):
-                    return replace(message, **here)
+                    return replace(message, host=host, runner=runner)
                 kind, _, _, *rest = message
                 if kind == "started":
-                    emit("started", pid=rest[1], **here)
+                    emit("started", pid=rest[1], host=host, runner=runner)
                 else:
                     emit("reported", step=rest[0], value=rest[1])
             if proc.task is None:
                 continue
             if proc.dead:
-                return proc.died(here["host"], here["runner"])
+                return proc.died(host, runner)
             if proc.past_deadline():
-                return proc.timed_out(here["host"], here["runner"])
+                return proc.timed_out(host, runner)
             command = commands.get()
             if command == "cancel":
                 proc.kill()
-                return proc.lost("FAILED", "cancelled by the controller", **_where(here))
+                return proc.lost("FAILED", "cancelled by the controller", host, runner)
             if command == "prune" and not pruned:
                 proc.prune(task.number)
                 pruned = True
@@ -598,10 +604,6 @@ def _supervise(
                     del _POOLS[pool_key]
             if proc.task is not None:  # this thread is leaving a trial behind: stop it
                 proc.kill()
-
-
-def _where(here: dict[str, str]) -> dict[str, str]:
-    return {"host": here["host"], "runner": here["runner"]}
 
 
 def _release(topic: str) -> None:

@@ -254,11 +254,11 @@ def _user_modules(objective: Objective) -> list[Any]:
     found = []
     for value in vars(objective).values():
         name = getattr(value, "__module__", None) if callable(value) else None
-        module = sys.modules.get(name) if name else None
-        path = getattr(module, "__file__", None)
-        if module is None or name == "__main__" or name.startswith("optml"):
+        if not isinstance(name, str) or name == "__main__" or name.startswith("optml"):
             continue
-        if path is None:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if module is None or path is None:
             continue
         real = os.path.realpath(path)
         if not any(real.startswith(root + os.sep) for root in installed):
