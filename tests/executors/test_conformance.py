@@ -319,3 +319,20 @@ def test_without_dask_the_error_names_the_extra() -> None:
     )
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'optml[dask]'" in out.stdout, out.stderr
+
+
+def malloc_trim_set(x):
+    return float("MALLOC_TRIM_THRESHOLD_" in os.environ)
+
+
+def test_dask_trials_run_without_the_nanny_s_malloc_setting(dask_cluster) -> None:
+    # The nanny sets MALLOC_TRIM_THRESHOLD_ for its worker; in a trial's process it made numpy
+    # code that allocates large arrays several times slower.
+    ex = DaskExecutor(workers=1, address=dask_cluster.scheduler_address)
+    try:
+        ex.start(FunctionObjective(malloc_trim_set))
+        ex.submit(TrialTask(0, {"x": 1}, "value"))
+        (outcome,) = _outcomes(_events(ex, _outcomes))
+    finally:
+        ex.shutdown(kill=True)
+    assert outcome.state == "COMPLETE" and outcome.metrics == {"value": 0.0}

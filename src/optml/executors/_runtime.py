@@ -330,7 +330,7 @@ class WorkerProcess:
     Built with an ``objective`` it is forked (no pickling: closures work; the caller must have
     no other threads running); built with a ``payload`` from :func:`dump_objective` it is a
     fresh interpreter (safe from a multi-threaded process such as a Dask worker). Either way
-    it runs :func:`worker_main`: one task at a time, each reported as ``("started", ...)``,
+    it runs :func:`worker_main` (with ``env`` as its environment, if given): one task at a time, each reported as ``("started", ...)``,
     ``("reported", ...)`` messages and then its :class:`TrialOutcome`.
     """
 
@@ -343,6 +343,7 @@ class WorkerProcess:
         payload: bytes | None = None,
         relocate: dict[str, str] | None = None,
         mp_context: Any = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.task: TrialTask | None = None
@@ -382,6 +383,7 @@ class WorkerProcess:
                     ],
                     pass_fds=[theirs.fileno()],
                     stdin=subprocess.DEVNULL,
+                    env=env,
                 )
             finally:
                 theirs.close()
