@@ -196,9 +196,52 @@ def scale(slots_list: list[int], waves: int) -> None:
             cluster.close()
 
 
+def gp_cost() -> None:
+    """Why GP stops keeping up: the CPU time of one proposal call, by history, pending trials
+    and how many configurations the call asks for (2 dimensions, as in the scale runs)."""
+    import numpy as np
+
+    from optml.samplers import SearchContext, make_sampler
+    from optml.space import Float, Space
+    from optml.trial import Trial, TrialState
+
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    sampler = make_sampler("gp")
+    print("\n### GP proposal cost (CPU ms), 2 dimensions\n")
+    print("| finished | pending | asked at once | per call (ms) | per configuration (ms) |")
+    print("|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    warm = [Trial(i, TrialState.COMPLETE, {"x": 0.1 * i, "y": 0.5}, value=i) for i in range(9)]
+    sampler.propose(SearchContext(space=space, trials=warm), 1, np.random.default_rng(0))
+    for finished, pending, n in [
+        (256, 0, 1),
+        (256, 64, 1),
+        (256, 256, 1),
+        (256, 256, 16),
+        (256, 256, 64),
+        (768, 256, 1),
+    ]:
+        trials = [
+            Trial(i, TrialState.COMPLETE, {"x": a, "y": b}, value=a + b)
+            for i, (a, b) in enumerate(rng.random((finished, 2)))
+        ]
+        trials += [
+            Trial(finished + i, TrialState.RUNNING, {"x": a, "y": b})
+            for i, (a, b) in enumerate(rng.random((pending, 2)))
+        ]
+        ctx = SearchContext(space=space, trials=trials)
+        t = time.process_time()
+        sampler.propose(ctx, n, np.random.default_rng(1))
+        spent = time.process_time() - t
+        print(
+            f"| {finished} | {pending} | {n} | {1000 * spent:.1f} | {1000 * spent / n:.1f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["overhead", "ann", "scale"])
+    parser.add_argument("--parts", nargs="+", default=["overhead", "ann", "scale", "gp"])
     parser.add_argument("--noop-trials", type=int, default=200)
     parser.add_argument("--slots", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--waves", type=int, default=4)
@@ -210,6 +253,8 @@ def main() -> None:
         ann()
     if "scale" in args.parts:
         scale(args.slots, args.waves)
+    if "gp" in args.parts:
+        gp_cost()
 
 
 if __name__ == "__main__":
