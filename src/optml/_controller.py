@@ -282,7 +282,8 @@ class Controller:
                 task = self.inflight[event.number]
                 fields["attempts"] = task.attempt + len(runs)
                 fields["error"] = f"attempt {task.attempt + len(runs) - 1} lost with its worker"
-            fields.update(_where(event))
+            if self.executor.remote:
+                fields.update(_where(event))
             if fields:
                 self.study._write(event.number, **fields)
 

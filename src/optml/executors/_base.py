@@ -123,6 +123,9 @@ class Executor(abc.ABC):
     # Whether ``events`` runs the trials in this process (then Ctrl-C must reach them at once;
     # otherwise the controller defers it while it collects and records outcomes).
     in_process: bool = False
+    # Whether trials may run on other machines: the controller then records where each one
+    # runs as it starts (otherwise with its outcome, sparing a storage write per trial).
+    remote: bool = False
 
     def limit_workers(self, n: int | None) -> None:
         """Start no more than ``n`` workers (at least one): only ``n`` trials can still run.

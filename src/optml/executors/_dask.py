@@ -73,6 +73,7 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    remote = True
 
     def __init__(
         self,
