@@ -118,7 +118,10 @@ def test_a_worker_killed_mid_trial_the_grid_still_completes_each_point_once(
             for mark in marks.iterdir():
                 x = int(mark.name.split("-")[1])
                 parent, child = (int(p) for p in mark.read_text().split())
-                if x not in done and parent in worker_pids:
+                # Some way into the trial, as a worker dying of its memory use would be (one
+                # killed within milliseconds of starting it may take its started event along).
+                running_for = time.time() - mark.stat().st_mtime
+                if x not in done and parent in worker_pids and running_for > 0.5:
                     os.kill(parent, signal.SIGKILL)
                     killed.append((parent, child))
                     return

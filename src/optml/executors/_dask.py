@@ -51,7 +51,9 @@ class DaskExecutor(Executor):
     reported events travel back as they happen (Dask's structured events); commands (cancel,
     prune) reach the task through a Dask ``Variable`` it polls. A Dask worker that dies while
     running a trial: Dask runs the task again on another worker (the controller counts it as a
-    retry, and only its one result is recorded); after
+    retry from the second started event, and only its one result is recorded; a worker that
+    dies within milliseconds of starting a trial may take that first event with it, and the
+    rerun is then not counted); after
     ``distributed.scheduler.allowed-failures`` such deaths the trial FAILED.
 
     The objective travels pickled (:func:`~optml.executors._runtime.dump_objective`). The
