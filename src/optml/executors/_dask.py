@@ -144,8 +144,14 @@ class DaskExecutor(Executor):
         self._variable.set({})
         files = shipped_files(objective)
         key = hashlib.sha256(payload + repr(sorted(files)).encode()).hexdigest()[:16]
-        [self._payload] = self._client.scatter(
-            [(key, payload, files, _named_paths(objective))], broadcast=True, hash=False
+        # A task that returns the payload, not scattered data: a worker that dies holding it
+        # loses scattered data for good (and Dask cancels every trial that needs it), while a
+        # task's result is computed again. (Dask keeps a single copy of data either way.)
+        self._payload = self._client.submit(
+            _payload_of,
+            (key, payload, files, _named_paths(objective)),
+            key=f"optml-payload-{self._id}",
+            pure=False,
         )
 
     def shutdown(self, kill: bool = False) -> None:
@@ -320,6 +326,10 @@ class DaskExecutor(Executor):
         ]
         events.append(outcome)
         return events
+
+
+def _payload_of(payload: Any) -> Any:
+    return payload
 
 
 def _usable_cpus() -> int:
