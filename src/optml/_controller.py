@@ -470,12 +470,13 @@ class _Progress:
                 unfinished = sum(not t.state.is_finished for t in study._trial_cache().values())
                 total = remaining + unfinished
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            # The study and metric names are user text: never read as markup.
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[best]}"),
+            TextColumn("{task.fields[best]}", markup=False),
             auto_refresh=False,
             transient=False,
         )

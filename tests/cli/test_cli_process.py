@@ -141,6 +141,7 @@ def test_resume_refuses_a_stored_command_it_did_not_sign_unless_trusted(cli) -> 
         f"""
         name: shared
         objective: {{command: "{PY} report.py mine {{x}}"}}
+        metric: loss
         space: {{x: [1, 2, 3]}}
         algorithm: grid
         budget: {{trials: 1}}
@@ -174,6 +175,7 @@ def test_a_run_and_resume_by_the_same_user_needs_no_trust(cli) -> None:
         f"""
         name: mine
         objective: {{command: "{PY} report.py a {{x}}"}}
+        metric: loss
         space: {{x: [1, 2]}}
         algorithm: grid
         """,

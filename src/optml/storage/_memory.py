@@ -18,6 +18,7 @@ from optml.storage._base import (
     StudyRecord,
     StudySummary,
     check_owner,
+    check_study_name,
     check_update,
     stale_changes,
     stored_constraints,
@@ -61,6 +62,7 @@ class InMemoryStorage(Storage):
         spec: Mapping[str, Any] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
+        check_study_name(name)
         with self._lock:
             if name in self._studies:
                 raise DuplicateStudyError(f"a study named {name!r} already exists in {self.url}")
