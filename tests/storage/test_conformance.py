@@ -442,7 +442,7 @@ def _lapse(storage, study_id: int, number: int, seconds: float) -> None:
 
 def test_a_lapsed_heartbeat_makes_a_trial_stale_and_a_fresh_one_does_not(storage) -> None:
     study = new_study(storage)
-    got = storage.reserve_trials(study.id, [({"x": 0.1}, None), ({"x": 0.2}, None)], worker="h:1")
+    storage.reserve_trials(study.id, [({"x": 0.1}, None), ({"x": 0.2}, None)], worker="h:1")
     storage.reserve_trials(study.id, [({"x": 0.3}, None)], worker="h:2")
     _lapse(storage, study.id, 0, 100)
     _lapse(storage, study.id, 2, 100)
