@@ -550,7 +550,13 @@ class Study:
         """
         me = controller_id()
         started: list[Trial] = []
-        while len(started) < n:
+        self._sync()
+        # Only a trial queued (or left STALE) in the history just read can be claimed.
+        claimable = any(
+            t.state is TrialState.WAITING or t.state is TrialState.STALE
+            for t in self._trial_cache().values()
+        )
+        while claimable and len(started) < n:
             claimed = self.storage.claim_trial(self.id, worker=me)
             if claimed is None:
                 break
@@ -561,7 +567,8 @@ class Study:
         for round_ in range(self.PROPOSAL_ROUNDS):
             if want <= 0:
                 break
-            self._sync()
+            if round_ or started:
+                self._sync()
             ctx = self.context(budget)
             number = max(self._trial_cache(), default=-1) + 1
             rng = np.random.default_rng(
