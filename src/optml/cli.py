@@ -359,7 +359,13 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     table.add_column(
         "note", min_width=_NOTE_MIN, max_width=_NOTE_MIN + room, no_wrap=True, overflow="ellipsis"
     )
-    colours = {"COMPLETE": "green", "FAILED": "red", "TIMEOUT": "magenta", "PRUNED": "yellow"}
+    colours = {
+        "COMPLETE": "green",
+        "FAILED": "red",
+        "TIMEOUT": "magenta",
+        "PRUNED": "yellow",
+        "STALE": "cyan",
+    }
     for t in shown:
         is_best = best is not None and t.number == best.number
         note = "★ best" if is_best else _last_line(t.error)[:60]
