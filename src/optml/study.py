@@ -138,7 +138,19 @@ class Study:
 
     @property
     def state(self) -> str:
-        return self.storage.load_study(self.name).state
+        """CREATED, RUNNING (while any controller of it is alive), INTERRUPTED or COMPLETE.
+
+        A study stored RUNNING whose every controller stopped heartbeating (killed, or its
+        machine lost) is INTERRUPTED: ``optml resume`` continues it.
+        """
+        state = self.storage.load_study(self.name).state
+        if state == "RUNNING":
+            from optml._controller import DEFAULT_GRACE_S
+
+            owners = set(self.storage.live_runs(self.id, DEFAULT_GRACE_S))
+            if not owners - dead_local_owners(owners):
+                return "INTERRUPTED"
+        return state
 
     @property
     def user_attrs(self) -> dict[str, Any]:

@@ -220,6 +220,11 @@ class Storage(abc.ABC):
         (heartbeat within ``grace_s``), when it stays RUNNING; returns the study's state."""
 
     @abc.abstractmethod
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        """The owners of the study's runs that are unfinished with a heartbeat within
+        ``grace_s``."""
+
+    @abc.abstractmethod
     def request_stop(self, study_id: int, grace_s: float) -> int:
         """Ask every live run of the study to stop; returns how many were asked. With none
         alive, a RUNNING study is marked INTERRUPTED."""

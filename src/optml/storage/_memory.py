@@ -250,6 +250,10 @@ class InMemoryStorage(Storage):
             self._replace_study(run.study_id, state=state)
             return state
 
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        with self._lock:
+            return [self._runs[i].owner for i in self._live(study_id, grace_s)]
+
     def request_stop(self, study_id: int, grace_s: float) -> int:
         with self._lock:
             record = self._by_id(study_id)

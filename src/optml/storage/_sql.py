@@ -1043,6 +1043,15 @@ class SQLStorage(Storage):
 
         return self._write(end)
 
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        return self._read(
+            lambda conn: list(
+                conn.execute(
+                    sa.select(runs.c.owner).where(self._live_runs(study_id, grace_s))
+                ).scalars()
+            )
+        )
+
     def request_stop(self, study_id: int, grace_s: float) -> int:
         def stop(conn: Connection) -> int:
             if conn.execute(_LOCK_STUDY, {"sid": study_id}).first() is None:
