@@ -354,6 +354,17 @@ def _target_names(target: Any) -> list[str]:
     return []
 
 
+def _shuffles(call: cst.Call) -> bool:
+    """Whether a DataLoader is the training one (``shuffle=True``)."""
+    return any(
+        a.keyword is not None
+        and a.keyword.value == "shuffle"
+        and isinstance(a.value, cst.Name)
+        and a.value.value == "True"
+        for a in call.args
+    )
+
+
 def _snake(class_name: str) -> str:
     return class_name.lower()
 
@@ -476,12 +487,14 @@ class _Finder(cst.CSTVisitor):
             self.training_calls.add(id(call))
         if path is not None:
             self._metric_call(call, path, method)
-        if path is None and method is not None:
+        if method is not None and (path is None or path.startswith("keras.Model.")):
             self._metric_method(call, method)
         if path is None or not table.has(path):
             return
         self.table_calls.add(id(call))
         layer = path
+        if layer.endswith(".DataLoader") and not _shuffles(call):
+            return  # an evaluation loader: its batch size does not change the model
         rows = table.for_layer(layer)
         scope = self._scope()
         if any(r.param in _KERAS_WIDTH + _TORCH_WIDTH_OUT + _TORCH_WIDTH_IN for r in rows):
