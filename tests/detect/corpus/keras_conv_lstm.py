@@ -1,7 +1,8 @@
 # expect: conv1d_filters, conv1d_activation, lstm_units, lstm_dropout, rmsprop_learning_rate, compile_loss, fit_batch_size, fit_epochs
 """A Conv1D + LSTM forecaster on a generated noisy sine wave."""
-import numpy as np
+
 import keras
+import numpy as np
 
 WINDOW = 24  # the input length: fixed by how the data is cut
 

@@ -1,5 +1,6 @@
 # expect: units, dense_activation, dropout, batchnormalization_momentum, sgd_learning_rate, sgd_momentum, fit_epochs
 """The Keras functional API with constants for the width and the dropout rate."""
+
 import numpy as np
 from keras import Input, Model, layers, optimizers
 

@@ -1,6 +1,7 @@
 # expect: dense_units, dense_activation, dense_units_2, relu_negative_slope, compile_optimizer, compile_loss, fit_epochs
 """The paper's Figure 1 constructs: model.add with full and short class paths, an activation
 object held in a variable, string optimizer and loss; the metric is fit's best val_loss."""
+
 import keras
 import numpy as np
 from keras.layers import Dense

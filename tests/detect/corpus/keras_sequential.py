@@ -1,7 +1,8 @@
 # expect: dense_units, dense_activation, dropout_rate, dense_units_2, dense_activation_2, adam_learning_rate, fit_epochs, fit_batch_size
 """A Keras Sequential classifier on generated data, scored by model.evaluate."""
-import numpy as np
+
 import keras
+import numpy as np
 from keras import layers
 
 rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 # expect: dense_units, dense_activation, dense_units_2, dropout_rate, leakyrelu_negative_slope, fit_epochs, fit_batch_size, adam_learning_rate
 # needs: tensorflow
 """TensorFlow's Keras paths: tf.keras.layers..., an imported Dense, an activation built inline."""
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.keras.layers import Dense, Dropout

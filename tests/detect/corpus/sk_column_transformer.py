@@ -1,5 +1,6 @@
 # expect: model__n_estimators, model__max_depth
 """Mixed numeric and categorical columns: a ColumnTransformer feeding a random forest."""
+
 import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier

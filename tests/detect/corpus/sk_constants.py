@@ -1,5 +1,6 @@
 # expect: n_estimators, learning_rate
 """Gradient boosting with its settings in module-level constants."""
+
 from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import accuracy_score

@@ -1,5 +1,6 @@
 # expect: forest__n_estimators, knn__n_neighbors, knn__weights
 """Two candidate models kept in a dict and compared by cross-validation in a loop."""
+
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import cross_val_score

@@ -1,5 +1,6 @@
 # expect: histgradientboostingregressor__learning_rate, histgradientboostingregressor__max_iter, histgradientboostingregressor__max_leaf_nodes
 """Histogram gradient boosting on a synthetic regression task, scored by mean squared error."""
+
 from sklearn.datasets import make_regression
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import mean_squared_error

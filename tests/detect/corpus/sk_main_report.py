@@ -1,5 +1,6 @@
 # expect: svr__C, svr__epsilon, svr__kernel
 """A support-vector regressor in a main() function; the metric is marked with report()."""
+
 from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler

@@ -1,5 +1,6 @@
 # expect: svc__C, svc__gamma
 """Scaled features into an RBF SVM, built with make_pipeline."""
+
 from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline

@@ -1,5 +1,6 @@
 # expect: mlpclassifier__hidden_layer_sizes_0, mlpclassifier__hidden_layer_sizes_1, mlpclassifier__alpha, mlpclassifier__learning_rate_init
 """scikit-learn's multi-layer perceptron: two hidden layers given as a tuple."""
+
 import warnings
 
 from sklearn.datasets import load_digits

@@ -1,5 +1,6 @@
 # expect: kneighborsclassifier__n_neighbors, kneighborsclassifier__p, decisiontreeclassifier__max_depth
 """Estimators reached through module aliases (nb.KNeighborsClassifier, sklearn.tree....)."""
+
 import sklearn.neighbors as nb
 import sklearn.tree
 from sklearn import datasets, model_selection

@@ -1,5 +1,6 @@
 # expect: clf__C
 """Logistic regression in a named Pipeline, scored by 5-fold cross-validation."""
+
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression

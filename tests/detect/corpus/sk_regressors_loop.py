@@ -1,5 +1,6 @@
 # expect: ridge__alpha, lasso__alpha
 """Linear regressors built in a loop over a list, evaluated with R^2 on diabetes data."""
+
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Lasso, Ridge
 from sklearn.metrics import r2_score

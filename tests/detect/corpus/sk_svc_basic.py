@@ -1,5 +1,6 @@
 # expect: svc__C, svc__kernel
 """An SVM on the iris flowers, scored on a held-out quarter."""
+
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC

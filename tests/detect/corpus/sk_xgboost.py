@@ -1,6 +1,7 @@
 # expect: xgbclassifier__n_estimators, xgbclassifier__max_depth, xgbclassifier__learning_rate, xgbclassifier__subsample, lgbmclassifier__num_leaves
 # needs: xgboost, lightgbm
 """XGBoost and LightGBM classifiers side by side (scikit-learn API)."""
+
 import lightgbm as lgb
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import cross_val_score

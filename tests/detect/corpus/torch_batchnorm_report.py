@@ -1,5 +1,6 @@
 # expect: linear_out_features, leakyrelu_negative_slope, rmsprop_lr, rmsprop_momentum, epochs
 """Regression with batch normalisation after the hidden layer; the metric is reported explicitly."""
+
 import torch
 from torch import nn
 

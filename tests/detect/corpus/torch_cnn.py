@@ -1,5 +1,6 @@
 # expect: conv2d_out_channels, linear_out_features, adam_lr, epochs
 """A small CNN on 8x8 generated images: a conv width feeds the next conv, a linear width the head."""
+
 import torch
 from torch import nn, optim
 

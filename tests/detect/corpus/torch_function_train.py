@@ -1,5 +1,6 @@
 # expect: linear_out_features, linear_out_features_2, adamw_lr, adamw_weight_decay, dataloader_batch_size, epochs
 """Training factored into functions, as in many PyTorch examples; three tied widths."""
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset

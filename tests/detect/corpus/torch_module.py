@@ -1,5 +1,6 @@
 # expect: hidden, epochs, lr, adam_weight_decay
 """An nn.Module subclass whose widths come from module-level constants."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

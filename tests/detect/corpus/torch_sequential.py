@@ -1,5 +1,6 @@
 # expect: linear_out_features, dropout_p, sgd_lr, sgd_momentum, dataloader_batch_size, epochs
 """A two-layer PyTorch classifier built with nn.Sequential, trained with SGD on generated data."""
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
