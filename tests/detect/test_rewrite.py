@@ -1,0 +1,90 @@
+"""The rewritten script: literals read from the parameters, data loaded once per worker."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+
+from optml.detect import detect, rewrite
+
+SCRIPT = textwrap.dedent(
+    '''
+    """Counts how often its data is loaded."""
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    LOADS = []  # appended each time the data is read
+
+    np.random.seed(0)
+    LOADS.append(1)
+    X = np.random.rand(50, 3)
+    y = X @ [1.0, 2.0, 3.0]
+    ALPHA = 0.5
+    model = Ridge(alpha=ALPHA)  # the tuned estimator
+    X_scaled = X * 2
+    model.fit(X_scaled, y)
+    score = model.score(X_scaled, y)
+    '''
+)
+
+
+def _load(tmp_path, code):
+    path = tmp_path / "tuned.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location("tuned_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_data_loads_once_and_each_trial_reads_its_values(tmp_path):
+    found = detect("model.py", source=SCRIPT)
+    assert [hp.name for hp in found.hyperparameters] == ["alpha"]
+    code = rewrite(found)
+    assert "# the tuned estimator" in code
+    module = _load(tmp_path, code)
+    assert module.LOADS == [1]  # at import: once per worker
+    first = module.optml_objective(alpha=0.5)
+    second = module.optml_objective(alpha=1e4)
+    assert module.LOADS == [1]  # the trials did not load it again
+    assert first > second  # a huge ridge penalty fits worse
+    assert module.model.alpha == 1e4  # module-level names still bound, as in the script
+
+
+def test_statement_depending_on_a_hyperparameter_stays_in_the_trial(tmp_path):
+    source = SCRIPT.replace("X_scaled = X * 2", "X_scaled = X * ALPHA")
+    module = _load(tmp_path, rewrite(detect("model.py", source=source)))
+    assert not hasattr(module, "X_scaled")
+    module.optml_objective(alpha=2.0)
+    assert (module.X_scaled == module.X * 2.0).all()
+
+
+def test_in_place_change_keeps_the_data_in_the_trial(tmp_path):
+    source = SCRIPT.replace("X_scaled = X * 2", "X *= 2\nX_scaled = X")
+    module = _load(tmp_path, rewrite(detect("model.py", source=source)))
+    module.optml_objective(alpha=1.0)
+    module.optml_objective(alpha=1.0)
+    # X was generated again in each trial, so it was doubled once, not twice
+    assert module.X.max() <= 2.0
+
+
+def test_seed_is_repeated_at_the_start_of_each_trial(tmp_path):
+    source = SCRIPT.replace(
+        "model.fit(X_scaled, y)", "model.fit(X_scaled + np.random.rand(50, 3), y)"
+    )
+    module = _load(tmp_path, rewrite(detect("model.py", source=source)))
+    assert module.optml_objective(alpha=0.5) == module.optml_objective(alpha=0.5)
+
+
+def test_report_wins_over_the_framework_rule():
+    source = SCRIPT + "import optml.detect\noptml.detect.report(1 - score, direction='minimize')\n"
+    found = detect("model.py", source=source)
+    assert found.metric.explicit and found.metric.direction == "minimize"
+    assert "optml_runtime.record(1 - score)" in rewrite(found)
+
+
+def test_report_is_a_no_op_outside_a_run():
+    from optml.detect import report
+
+    assert report(0.25) == 0.25
+    assert report(0.9, direction="maximize") == 0.9
