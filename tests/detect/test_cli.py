@@ -96,7 +96,7 @@ def test_unusable_scripts_get_one_line(tmp_path, run_optml, source, message, com
     import re
 
     assert re.search(message, err), err
-    assert not (tmp_path / "bad.optml.py").exists()
+    assert not (tmp_path / "bad_optml.py").exists()
 
 
 def test_bad_metadata_csv_through_the_cli(tmp_path, run_optml):
@@ -125,7 +125,7 @@ def _tune(run_optml, tmp_path: Path, name: str, trials: int, workers: int, *extr
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert script.read_text() == original
-    assert (tmp_path / f"{script.stem}.optml.py").exists()
+    assert (tmp_path / f"{script.stem}_optml.py").exists()
     from optml.study import load_study
 
     study = load_study(script.stem, storage=f"sqlite:///{tmp_path / 'o.db'}")
@@ -202,5 +202,5 @@ def test_tune_data_replaces_the_path_the_script_reads(tmp_path, run_optml):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert repr(str(data)) in (tmp_path / "model.optml.py").read_text()
+    assert repr(str(data)) in (tmp_path / "model_optml.py").read_text()
     assert "missing.csv" in script.read_text()

@@ -88,7 +88,7 @@ def test_rewritten_script_compiles_and_keeps_the_rest(script):
 
 def _run_tuned(script: Path, tmp_path: Path) -> float:
     found = detect(script)
-    tuned = tmp_path / f"{script.stem}.optml.py"
+    tuned = tmp_path / f"{script.stem}_optml.py"
     tuned.write_text(rewrite(found))
     values = {hp.name: hp.value for hp in found.hyperparameters}
     proc = subprocess.run(

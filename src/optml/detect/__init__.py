@@ -40,6 +40,7 @@ __all__ = [
     "NoMetricError",
     "NothingToTuneError",
     "ScriptSyntaxError",
+    "default_space",
     "detect",
     "report",
     "rewrite",
@@ -74,3 +75,13 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
     from optml.detect._rewrite import rewrite as _rewrite
 
     return _rewrite(detection, data=data)
+
+
+def default_space(
+    class_path: str, metadata: str | Path | None = None
+) -> dict[str, dict[str, list[object]]]:
+    """The metadata table's search space for a class (``"sklearn.svm.SVC"``), in the spec's
+    YAML form (``{"C": {"loguniform": [0.001, 1000.0]}, ...}``); empty if the table lacks it."""
+    from optml.detect._metadata import load_table
+
+    return load_table(metadata).default_space(class_path)

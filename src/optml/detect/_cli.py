@@ -17,7 +17,7 @@ _MetadataOpt = typer.Option(
 
 
 def _tuned_path(script: Path) -> Path:
-    return script.with_name(f"{script.stem}.optml.py")
+    return script.with_name(f"{script.stem}_optml.py")
 
 
 def _detection(script: Path, metadata: Path | None) -> Any:
@@ -113,7 +113,7 @@ def detect(
     _print_table(detection)
     if write is None and spec is None:
         return
-    tuned = write if write is not None else spec.with_name(f"{script.stem}.optml.py")  # type: ignore[union-attr]
+    tuned = write if write is not None else spec.with_name(f"{script.stem}_optml.py")  # type: ignore[union-attr]
     tuned.write_text(rewrite(detection))
     typer.echo(f"wrote {tuned}")
     if spec is not None:
@@ -163,7 +163,7 @@ def tune(
     metadata: Path | None = _MetadataOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
-    """Detect SCRIPT's hyperparameters, rewrite it to take them (SCRIPT.optml.py beside it;
+    """Detect SCRIPT's hyperparameters, rewrite it to take them (SCRIPT_optml.py beside it;
     SCRIPT itself is not modified) and run a study on them.
 
     Running it again continues the same study.

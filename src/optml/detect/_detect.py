@@ -433,36 +433,37 @@ class _Finder(cst.CSTVisitor):
         if not layer.startswith(("sklearn.", "xgboost.", "lightgbm.")):
             return base
         parts = [base]
+        outermost_is_container = False
         child = call
         for node in reversed(self.stack):
             if (
                 isinstance(node, cst.Tuple)
                 and len(node.elements) >= 2
-                and child
-                in (
-                    node.elements[1],
-                    node.elements[1].value,
-                )
+                and child in (node.elements[1], node.elements[1].value)
             ):
                 ok, step = _literal(node.elements[0].value)
                 if ok and isinstance(step, str):
                     parts[-1] = step
+                    outermost_is_container = False
             elif isinstance(node, cst.DictElement) and node.value is child:
                 ok, key = _literal(node.key)
                 if ok and isinstance(key, str):
                     parts[-1] = key
+                    outermost_is_container = False
             elif isinstance(node, cst.Call):
                 tail = (self.resolver.qualify(node.func) or "").rsplit(".", 1)[-1]
                 if tail in _CONTAINERS or tail.startswith(("Voting", "Stacking")):
-                    # The container is a step of something further up only if a tuple or a
-                    # dict names it there; a top-level pipeline adds no prefix.
-                    parts.append("")
+                    # make_pipeline's name for a step; a tuple or dict further up renames it
+                    parts.append(_snake(tail))
+                    outermost_is_container = True
                 else:
                     break
             elif isinstance(node, cst.SimpleStatementLine | cst.BaseCompoundStatement):
                 break
             child = node
-        return "__".join(p for p in reversed(parts) if p)
+        if outermost_is_container:
+            parts.pop()  # the pipeline itself is not a step of anything
+        return "__".join(reversed(parts))
 
     def _call(self, call: Any) -> None:
         path = self.resolver.qualify(call.func)
@@ -532,6 +533,19 @@ class _Finder(cst.CSTVisitor):
             if row is not None:
                 self._add(row, call, site, owner, scope, None)
 
+    def _import_time(self) -> bool:
+        """Whether the current node runs when the module is imported, not when the script's
+        code runs: a class body, a default argument, a decorator. A literal there cannot read
+        the trial's values."""
+        for k in range(len(self.stack) - 1, -1, -1):
+            node = self.stack[k]
+            child = self.stack[k + 1] if k + 1 < len(self.stack) else None
+            if isinstance(node, cst.FunctionDef | cst.Lambda) and child is node.body:
+                return False
+            if isinstance(node, cst.ClassDef) and child is node.body:
+                return True
+        return False
+
     def _add(
         self,
         row: Row,
@@ -541,6 +555,8 @@ class _Finder(cst.CSTVisitor):
         scope: Any,
         element: int | None,
     ) -> None:
+        if self._import_time():
+            return
         line, col = self._pos(site[0])
         self.candidates.append(
             _Candidate(row, call, site[1], site[0], line, col, owner, scope, element)

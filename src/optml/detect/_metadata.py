@@ -93,6 +93,20 @@ class MetadataTable:
             rows = [r for r in rows if r.type == kind] or rows
         return rows[0] if rows else None
 
+    def default_space(self, layer: str) -> dict[str, dict[str, list[object]]]:
+        """The table's search space for every tunable parameter of ``layer`` (in the spec's YAML
+        form), e.g. a default space for a scikit-learn estimator; one row per parameter (the
+        first, for a parameter that takes numbers or strings)."""
+        space: dict[str, dict[str, list[object]]] = {}
+        for row in self.for_layer(layer):
+            if row.param in space or row.hptype == "tied":
+                continue
+            current = row.choices[0] if row.hptype == "choice" else row.min
+            dist = row.distribution(current)
+            if dist is not None:
+                space[row.param] = dist
+        return space
+
     def extended(self, other: MetadataTable) -> MetadataTable:
         """This table with ``other``'s rows added; a row of ``other`` replaces the row of the
         same class and parameter (and value type)."""

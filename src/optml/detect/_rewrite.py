@@ -320,6 +320,10 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
         )
         if in_stream and id(old) not in hoisted:
             moved.append(new)
+            if _is_constant(old):
+                # Module-level code (a default argument, a class attribute) may read the
+                # constant when the module is imported: it keeps its original value there.
+                new_body.append(old)
         else:
             new_body.append(new)
         if len(new_body) == header_end + 1 and (_is_header(old) or (i == 0 and _is_docstring(old))):
@@ -351,6 +355,17 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
     if data is not None:
         out = _replace_data(out, detection, data)
     return out
+
+
+def _is_constant(stmt: Any) -> bool:
+    """``NAME = <literal>`` (or several): no call, no name read on the right."""
+    return isinstance(stmt, cst.SimpleStatementLine) and all(
+        isinstance(s, cst.Assign)
+        and all(isinstance(t.target, cst.Name) for t in s.targets)
+        and not _calls(s.value)
+        and not _names_read(s.value)
+        for s in stmt.body
+    )
 
 
 def _is_docstring(stmt: Any) -> bool:
