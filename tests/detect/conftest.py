@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# The corpus scripts are model scripts, not tests: --doctest-modules must not import (run) them.
+collect_ignore_glob = ["corpus/*"]
+
 
 def env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200", "KERAS_BACKEND": "torch", "PYTHONUNBUFFERED": "1"}

@@ -200,7 +200,7 @@ def _imports(module: Any) -> tuple[dict[str, str], list[str]]:
             for alias in node.names:
                 full = dotted(alias.name) or ""
                 if alias.asname is not None:
-                    names[alias.asname.name.value] = full  # type: ignore[attr-defined]
+                    names[dotted(alias.asname.name) or full] = full
                 else:
                     names[full.split(".")[0]] = full.split(".")[0]
 
@@ -212,7 +212,7 @@ def _imports(module: Any) -> tuple[dict[str, str], list[str]]:
                 stars.append(base)
                 return
             for alias in node.names:
-                local = alias.asname.name.value if alias.asname else dotted(alias.name)  # type: ignore[attr-defined]
+                local = dotted(alias.asname.name) if alias.asname else dotted(alias.name)
                 names[str(local)] = f"{base}.{dotted(alias.name)}"
 
     module.visit(V())
