@@ -19,3 +19,11 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_dir(tmp_path_factory):
+    """Keep the signing key optml creates (see optml._trust) out of the user's home."""
+    import os
+
+    os.environ["OPTML_CONFIG_DIR"] = str(tmp_path_factory.mktemp("optml-config"))

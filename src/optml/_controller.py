@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from optml import _interrupt
 from optml._process import controller_id
 from optml.errors import OptMLError
 from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
-from optml.objectives import FunctionObjective, Objective, primary_value
+from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
 from optml.trial import Trial, TrialState
 
@@ -39,6 +42,30 @@ class RunStats:
     def efficiency(self) -> float:
         """Speedup per worker (1.0 = every worker busy all the time)."""
         return self.speedup / self.workers if self.workers else 0.0
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    """A whole number >= ``minimum`` (or None), else a clear error naming the argument."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptMLError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _check_seconds(name: str, value: Any, zero_ok: bool) -> None:
+    """A finite number of seconds (or None), else a clear error naming the argument."""
+    if value is None:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok:
+        seconds = float(value)
+        ok = math.isfinite(seconds) and (seconds >= 0 if zero_ok else seconds > 0)
+    if not ok:
+        bound = ">= 0" if zero_ok else "> 0"
+        raise OptMLError(
+            f"{name} must be a finite number of seconds {bound} (or None for no limit), "
+            f"got {value!r}"
+        )
 
 
 def as_objective(objective: Callable[..., Any] | Objective, data: str | None = None) -> Objective:
@@ -70,10 +97,11 @@ class Controller:
         data: str | None,
         show_progress: bool,
     ) -> None:
-        if n_trials is not None and n_trials < 0:
-            raise OptMLError(f"n_trials must be >= 0, got {n_trials}")
-        if retries < 0:
-            raise OptMLError(f"retries must be >= 0, got {retries}")
+        _check_count("n_trials", n_trials, minimum=0)
+        _check_count("workers", workers, minimum=1)
+        _check_count("retries", retries, minimum=0)
+        _check_seconds("timeout", timeout, zero_ok=True)
+        _check_seconds("trial_timeout", trial_timeout, zero_ok=False)
         if (
             n_trials is None
             and timeout is None
@@ -89,6 +117,7 @@ class Controller:
         self.n_trials = n_trials
         self.timeout = timeout
         self.executor = make_executor(executor, workers)
+        self.executor.limit_workers(self._most_trials())
         self.trial_timeout = trial_timeout
         self.retries = retries
         self.target = target
@@ -96,9 +125,23 @@ class Controller:
         self.data = data
         self.show_progress = show_progress
         self.inflight: dict[int, TrialTask] = {}
+        self.deadline: float | None = None
+        # Trials whose time limit is what was left of the study's time budget.
+        self.cut_by_budget: set[int] = set()
         self.launched = 0
         self.finished = 0
         self.busy_s = 0.0
+
+    def _most_trials(self) -> int | None:
+        """The most trials this call can still launch (None: no bound known), so that no more
+        workers start than can have work."""
+        study = self.study
+        most = self.n_trials
+        left = study.sampler.remaining(study.context())
+        if left is not None:  # a finite space: what is left of it, and the trials queued
+            left += sum(not t.state.is_finished for t in study._trial_cache().values())
+            most = left if most is None else min(most, left)
+        return most
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
@@ -111,6 +154,7 @@ class Controller:
         study.requeue_orphans()
         start = time.monotonic()
         deadline = start + self.timeout if self.timeout is not None else None
+        self.deadline = deadline
         budget = None if self.n_trials is None else len(study._trial_cache()) + self.n_trials
         study.storage.set_study_state(study.id, "RUNNING")
         study._stop_requested = False
@@ -140,7 +184,11 @@ class Controller:
                     if not stop_reason:
                         stop_reason = "exhausted"
                     break
-                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                if stop_reason == "timeout" and self._past_grace():
+                    self._stop_overrunning()
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                wait = 0.5 if left is None or left <= 0 else min(0.5, left)
                 with collecting():
                     for outcome in self.executor.wait(timeout=wait):
                         self._handle(outcome)
@@ -180,12 +228,22 @@ class Controller:
         )
 
     def _submit(self, number: int, params: dict[str, Any], attempt: int) -> None:
+        # A trial gets at most what is left of the study's time budget, so that the executor
+        # stops it when the budget runs out (a hanging trial must not keep the study running).
+        timeout = self.trial_timeout
+        if self.deadline is not None:
+            left = max(self.deadline - time.monotonic(), 0.001)
+            if timeout is None or left < timeout:
+                timeout = left
+                self.cut_by_budget.add(number)
+            else:
+                self.cut_by_budget.discard(number)
         task = TrialTask(
             number=number,
             params=params,
             metric=self.study.metric.name,
             attempt=attempt,
-            timeout=self.trial_timeout,
+            timeout=timeout,
             data=self.data,
         )
         self.inflight[number] = task
@@ -196,7 +254,8 @@ class Controller:
     def _handle(self, outcome: TrialOutcome) -> None:
         task = self.inflight.pop(outcome.number)
         study = self.study
-        if outcome.state == "FAILED" and task.attempt < self.retries:
+        out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
+        if outcome.state == "FAILED" and task.attempt < self.retries and not out_of_time:
             study._write(
                 outcome.number,
                 attempts=task.attempt + 1,
@@ -217,16 +276,46 @@ class Controller:
         }
         if outcome.state == "COMPLETE":
             try:
-                fields["value"] = primary_value(outcome.metrics, study.metric.name)
-                for m in study.metrics[1:]:
-                    primary_value(outcome.metrics, m.name)
+                fields["value"] = optimised_value(outcome.metrics, [m.name for m in study.metrics])
             except OptMLError as exc:
                 fields.update(state=TrialState.FAILED, error=str(exc))
+        elif outcome.state == "TIMEOUT" and outcome.number in self.cut_by_budget:
+            fields["error"] = self._budget_message()
+        self.cut_by_budget.discard(outcome.number)
         trial = study._write(outcome.number, **fields)
         self.finished += 1
         self.busy_s += outcome.duration_s
         for callback in self.callbacks:
             callback(study, trial)
+
+    def _budget_message(self) -> str:
+        assert self.timeout is not None
+        return f"stopped: the study's time budget of {self.timeout:g} s ran out"
+
+    # How long past the study's time budget the executor has to stop its trials itself (it is
+    # given each trial's share of the budget as its time limit) before they are stopped here.
+    GRACE_S = 5.0
+
+    def _past_grace(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline + self.GRACE_S
+
+    def _stop_overrunning(self) -> None:
+        """Stop trials still running past the time budget and record each one TIMEOUT."""
+        self.executor.shutdown(kill=True)
+        now = datetime.now(UTC)
+        for number, task in list(self.inflight.items()):
+            started = self.study._trial_cache().get(number)
+            started_at = started.started_at if started else None
+            self.study._write(
+                number,
+                state=TrialState.TIMEOUT,
+                error=self._budget_message(),
+                attempts=task.attempt + 1,
+                finished_at=now,
+                duration_s=(now - started_at).total_seconds() if started_at else None,
+            )
+            self.finished += 1
+        self.inflight.clear()
 
     def _abandon(self) -> None:
         """On Ctrl-C or an error: stop the workers, put running trials back in the queue.
@@ -284,12 +373,13 @@ class _Progress:
                 unfinished = sum(not t.state.is_finished for t in study._trial_cache().values())
                 total = remaining + unfinished
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            # The study and metric names are user text: never read as markup.
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[best]}"),
+            TextColumn("{task.fields[best]}", markup=False),
             auto_refresh=False,
             transient=False,
         )

@@ -21,8 +21,16 @@ StorageOpt = typer.Option(
     None,
     "--storage",
     "-s",
-    help="Database URL: sqlite:///optml.db (default), postgresql://..., memory://",
+    help="Database URL: sqlite:///optml.db (default; relative to this directory), "
+    "sqlite:////abs/path.db, postgresql://USER:PASSWORD@HOST/DB, or memory:// (throwaway).",
     show_default=False,
+)
+
+
+OversubscribeOpt = typer.Option(
+    False,
+    "--oversubscribe",
+    help="Allow more local workers than 4 per CPU (refused otherwise).",
 )
 
 
@@ -32,11 +40,18 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit (no traceback for a mistake the user can fix)."""
+def _user(value: Any) -> str:
+    """User-supplied text (a study name, a value, an error, a path, a URL) made safe to print
+    with rich: its brackets are never read as markup."""
     from rich.markup import escape
 
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return escape(str(value))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit (no traceback for a mistake the user can fix)."""
+    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    _console(stderr=True).print(f"[bold red]error:[/] {_user(one_line)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -74,21 +89,27 @@ def run(
         None, "--name", "-n", help="Study name (default: the spec's name)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    oversubscribe: bool = OversubscribeOpt,
 ) -> None:
     """Run the study described by SPEC_FILE; exits 0 when it finishes.
 
     Running the same spec again continues the study where it stopped.
+
+    The spec is checked whole before anything is written.
+
+    Exit codes: 1 when trials ran but none completed; 2 for bad input; 130/143 on Ctrl-C/SIGTERM.
     """
     from optml.spec import load_spec, study_from_spec
 
     spec = load_spec(spec_file)
+    executor = _executor(spec, workers, oversubscribe)  # refused before any study is written
     try:
         study = study_from_spec(spec, storage=storage, name=name)
     except OptMLError as exc:
         if str(exc).startswith(("space", "algorithm", "constraints")):
             raise type(exc)(f"{spec_file}: {exc}") from None
         raise
-    _optimize(study, spec, workers=workers, quiet=quiet)
+    _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
 
 
 @app.command()
@@ -97,34 +118,73 @@ def resume(
     storage: str | None = StorageOpt,
     workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Parallel trials."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    oversubscribe: bool = OversubscribeOpt,
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Run the stored objective even if it was not signed by you (it is shown first).",
+    ),
 ) -> None:
     """Finish a study that was interrupted (Ctrl-C, a crash, a kill), without re-running finished trials."""
+    import json
+
+    from optml import _trust
     from optml.spec import parse_spec
 
     study = _load(name, storage)
-    if not study.spec:
+    stored = study.spec
+    if not stored:
         _fail(
             f"study {name!r} was not created from a spec, so there is no objective to resume it with; "
             "continue it from Python with load_study(...).optimize(...)"
         )
-    spec = parse_spec(study.spec, source=f"stored spec of {name!r}")
-    _optimize(study, spec, workers=workers, quiet=quiet)
+    # The database may be shared: run only an objective this user stored (or vouches for).
+    if not _trust.verify(stored, study.name):
+        shown = json.dumps({"objective": stored.get("objective"), "data": stored.get("data")})
+        _console(stderr=True).print(
+            f"the stored objective of study {study.name!r}: {shown}", markup=False, soft_wrap=True
+        )
+        if not trust:
+            _fail(
+                f"study {name!r}: its stored objective (above) was not signed with your key, so "
+                "it may have been written by someone else; resume will not run it unless you "
+                "pass --trust (or run your own spec file: optml run SPEC_FILE)"
+            )
+    stored.pop(_trust.SIGNATURE, None)
+    spec = parse_spec(stored, source=f"stored spec of {name!r}")
+    executor = _executor(spec, workers, oversubscribe)
+    _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
 
 
-def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
+def _executor(spec: Any, workers: int | None, oversubscribe: bool) -> Any:
+    """The spec's executor with the command line's overrides (checked: no study is written yet)."""
+    from optml.executors import make_executor
+
+    return make_executor(
+        spec.execution.backend,
+        workers or spec.execution.workers,
+        oversubscribe=oversubscribe or spec.execution.oversubscribe,
+    )
+
+
+def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor: Any) -> None:
     from optml.spec import build_objective
+    from optml.storage import safe_url
     from optml.trial import FINISHED_STATES, TrialState
 
     console = _console()
-    finished = len(study.get_trials(FINISHED_STATES))
+    counts = study.storage.count_trials(study.id)
+    finished = sum(counts.get(s.value, 0) for s in FINISHED_STATES)
+    complete_before = counts.get(TrialState.COMPLETE.value, 0)
     n_trials = None
     if spec.budget.trials is not None:
         n_trials = max(0, spec.budget.trials - finished)
     if not quiet:
         console.print(
-            f"Study [bold]{study.name}[/] · {study.sampler.describe()} · "
-            f"{spec.execution.backend} × {workers or spec.execution.workers or 'CPU count'} · "
-            f"storage {study.storage.url}"
+            f"Study [bold]{_user(study.name)}[/] · {_user(study.sampler.describe())} · "
+            f"{_user(spec.execution.backend)} × "
+            f"{workers or spec.execution.workers or 'CPU count'} · "
+            f"storage {_user(safe_url(study.storage.url))}"
         )
         if finished:
             console.print(f"{finished} trial(s) already finished: they are kept, not run again.")
@@ -134,7 +194,7 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
             n_trials=n_trials,
             timeout=spec.budget.timeout,
             workers=workers or spec.execution.workers,
-            executor=spec.execution.backend,
+            executor=executor,
             trial_timeout=spec.execution.trial_timeout,
             retries=spec.execution.retries,
             target=spec.budget.target,
@@ -148,14 +208,53 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool) -> None:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         _console(stderr=True).print(
             f"\n[yellow]{what}:[/] {waiting} trial(s) are queued again; "
-            f"continue with: optml resume {study.name}"
-            + (f" --storage {study.storage.url}" if study.storage.url else "")
+            f"continue with: optml resume {_user(_shell_word(study.name))}"
+            + (
+                f" --storage {_user(_shell_word(safe_url(study.storage.url)))}"
+                if study.storage.url
+                else ""
+            )
         )
         # The shell's convention: 128 + the signal's number.
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     if not quiet:
-        _print_trials(study, console)
+        _print_trials(study, console, limit=_default_limit(console))
         _print_run_stats(study, console)
+    _fail_if_nothing_completed(study, complete_before)
+
+
+def _fail_if_nothing_completed(study: Any, complete_before: int) -> None:
+    """A run whose trials all failed is a failed run (exit 1), with the last error as the why."""
+    from optml.trial import TrialState
+
+    ran = study.last_run.trials if study.last_run is not None else 0
+    if not ran or study.storage.count_trials(study.id).get("COMPLETE", 0) > complete_before:
+        return
+    failed = study.get_trials([TrialState.FAILED, TrialState.TIMEOUT, TrialState.PRUNED])
+    last = max(
+        failed, key=lambda t: (t.finished_at is not None, t.finished_at, t.number), default=None
+    )
+    why = ""
+    if last is not None:
+        error = _last_line(last.error) or "no error recorded"
+        why = f"; the last, trial {last.number}, was {last.state.value}: {error}"
+    _fail(
+        f"no trial of study {study.name!r} completed in this run ({ran} finished{why}); "
+        f"see optml show {_shell_word(study.name)}",
+        code=1,
+    )
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a shell command line we suggest, when it needs it."""
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _print_run_stats(study: Any, console: Any) -> None:
@@ -179,61 +278,112 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, str) and not value.isprintable():
+        return repr(value)  # a newline or control character would break the table's rows
     return str(value)
 
 
+# Trials `show` (and `run`'s closing table) print on a terminal unless told otherwise.
+DEFAULT_SHOWN = 50
+# Widest a parameter, metric or the seconds column may be; longer values end in an ellipsis.
+_PARAM_WIDTH, _VALUE_WIDTH, _SECS_WIDTH, _NOTE_MIN = 14, 16, 8, 6
+
+
+def _cell(trial: Any, kind: str, name: str) -> Any:
+    return trial.params.get(name) if kind == "param" else trial.metrics.get(name)
+
+
+def _default_limit(console: Any) -> int | None:
+    return DEFAULT_SHOWN if console.is_terminal else None
+
+
 def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
+    """The trials table: the last ``limit`` trials (every one if None) and the best one.
+
+    Columns are chosen to fit the console's width: the trial number, state, value and note
+    always show; parameters and extra metrics only as far as there is room, the rest are named
+    in a line below the table.
+    """
     from rich.table import Table
 
     trials = study.trials
     best = study._best()  # the study's own notion of best (constraints included)
-    names = study.space.names
+    shown = trials if limit is None else trials[len(trials) - limit :] if limit else []
+    if best is not None and all(t.number != best.number for t in shown):
+        shown = [best, *shown]
+    metric = study.metric.name
     extra_metrics: list[str] = []
     for t in trials:
-        extra_metrics += [m for m in t.metrics if m != study.metric.name and m not in extra_metrics]
+        extra_metrics += [m for m in t.metrics if m != metric and m not in extra_metrics]
+
+    def width(header: str, cells: list[str], cap: int) -> int:
+        return min(cap, max([len(header), *(len(c) for c in cells)]))
+
+    number_w = max([1, *(len(str(t.number)) for t in shown)])
+    value_w = width(metric, [_fmt(t.value) for t in shown], _VALUE_WIDTH)
+    # Each column costs its text plus two of padding and one of border, the table one more.
+    room = console.width - 1 - (number_w + 3) - (8 + 3) - (value_w + 3) - (_SECS_WIDTH + 3)
+    room -= _NOTE_MIN + 3
+    columns: list[tuple[str, str, int]] = []  # (kind, name, width)
+    hidden: list[str] = []
+    for kind, names in (("param", study.space.names), ("metric", extra_metrics)):
+        for n in names:
+            w = width(n, [_fmt(_cell(t, kind, n)) for t in shown], _PARAM_WIDTH)
+            if w + 3 <= room and not hidden:
+                columns.append((kind, n, w))
+                room -= w + 3
+            else:
+                hidden.append(n)
+
     goal = "minimising" if study.metric.direction == "minimize" else "maximising"
     table = Table(
-        title=f"{study.name}: {len(trials)} trial(s), {goal} {study.metric.name}",
+        title=f"{_user(study.name)}: {len(trials)} trial(s), {goal} {_user(metric)}",
         title_justify="left",
     )
-    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True, min_width=number_w)
     table.add_column("state", no_wrap=True, min_width=8)
-    for n in names:
-        table.add_column(n, justify="right", no_wrap=True, min_width=min(len(n), 14))
-    value_header = study.metric.name
+    for _, n, w in columns:
+        table.add_column(_user(n), justify="right", no_wrap=True, max_width=w, overflow="ellipsis")
     table.add_column(
-        value_header, justify="right", no_wrap=True, min_width=min(len(value_header), 16)
+        _user(metric), justify="right", no_wrap=True, max_width=value_w, overflow="ellipsis"
     )
-    # Extra metrics only as far as the terminal has room for them.
-    used = 24 + sum(min(len(n), 14) + 3 for n in names) + min(len(value_header), 16) + 3 + 11 + 8
-    extras = extra_metrics[: max(0, min(4, (console.width - used) // 14))]
-    for m in extras:
-        table.add_column(m, justify="right", no_wrap=True)
-    table.add_column("secs", justify="right", no_wrap=True)
-    table.add_column("note", min_width=6, no_wrap=True, overflow="ellipsis")
-    shown = trials if limit is None else trials[-limit:]
+    table.add_column("secs", justify="right", no_wrap=True, max_width=_SECS_WIDTH)
+    table.add_column(
+        "note", min_width=_NOTE_MIN, max_width=_NOTE_MIN + room, no_wrap=True, overflow="ellipsis"
+    )
     colours = {"COMPLETE": "green", "FAILED": "red", "TIMEOUT": "magenta", "PRUNED": "yellow"}
     for t in shown:
         is_best = best is not None and t.number == best.number
-        note = "★ best" if is_best else ((t.error or "").strip().splitlines() or [""])[-1][:60]
+        note = "★ best" if is_best else _last_line(t.error)[:60]
         table.add_row(
             str(t.number),
             f"[{colours.get(t.state.value, 'white')}]{t.state.value}[/]",
-            *[_fmt(t.params.get(n)) for n in names],
-            _fmt(t.value),
-            *[_fmt(t.metrics.get(m)) for m in extras],
+            *[_user(_fmt(_cell(t, kind, n))) for kind, n, _ in columns],
+            _user(_fmt(t.value)),
             _fmt(round(t.duration_s, 2) if t.duration_s is not None else None),
-            note,
+            _user(note),
             style="bold" if is_best else None,
         )
     console.print(table)
+    if hidden:
+        console.print(
+            f"Not shown for want of width: {_user(', '.join(hidden))} "
+            "(a wider terminal shows them; optml export has every column)"
+        )
+    left_out = len(trials) - len(shown)
     if best is not None:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
         console.print(
-            f"Best: trial {best.number}: {study.metric.name} = {_fmt(best.value)} with {params}"
+            f"Best: trial {best.number}: {_user(metric)} = {_user(_fmt(best.value))} "
+            f"with {_user(params)}"
         )
     else:
         console.print("No trial has completed yet.")
+    if left_out:
+        console.print(
+            f"{left_out} earlier trial(s) not shown; optml show {_user(_shell_word(study.name))} "
+            "--all shows every trial, --limit N the last N."
+        )
 
 
 @app.command()
@@ -241,15 +391,15 @@ def studies(storage: str | None = StorageOpt) -> None:
     """List the studies in the database with their state, trial counts and best value."""
     from rich.table import Table
 
-    from optml.storage import open_storage
+    from optml.storage import open_storage, safe_url
 
     store = open_storage(_storage_url(storage, must_exist=True))
     rows = store.list_studies()
     console = _console()
     if not rows:
-        console.print(f"No studies in {store.url}.")
+        console.print(f"No studies in {_user(safe_url(store.url))}.")
         return
-    table = Table(title=f"Studies in {store.url}", title_justify="left")
+    table = Table(title=f"Studies in {_user(safe_url(store.url))}", title_justify="left")
     for col in ("name", "state", "trials", "complete", "failed", "metric", "best", "created"):
         table.add_column(
             col, justify="right" if col in ("trials", "complete", "failed", "best") else "left"
@@ -257,12 +407,12 @@ def studies(storage: str | None = StorageOpt) -> None:
     for s in rows:
         failed = s.counts.get("FAILED", 0) + s.counts.get("TIMEOUT", 0)
         table.add_row(
-            s.name,
-            s.state,
+            _user(_fmt(s.name)),
+            _user(s.state),
             str(s.n_trials),
             str(s.counts.get("COMPLETE", 0)),
             str(failed),
-            f"{s.metric.name} ({s.metric.direction[:3]})",
+            f"{_user(_fmt(s.metric.name))} ({s.metric.direction[:3]})",
             _fmt(s.best_value),
             s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
         )
@@ -273,17 +423,34 @@ def studies(storage: str | None = StorageOpt) -> None:
 def show(
     name: str = typer.Argument(..., help="The study to show.", show_default=False),
     storage: str | None = StorageOpt,
-    limit: int | None = typer.Option(None, "--limit", help="Show only the last N trials."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        help=f"Show the last N trials (and the best). Default on a terminal: {DEFAULT_SHOWN}; "
+        "when the output is piped or redirected: all.",
+        show_default=False,
+    ),
+    show_all: bool = typer.Option(False, "--all", "-a", help="Show every trial."),
 ) -> None:
-    """Show a study's trials as a table, with the best one marked."""
+    """Show a study's trials as a table, with the best one marked.
+
+    On a terminal: the last 50 trials and the best; --all shows every trial.
+    """
+    if limit is not None and limit < 0:
+        _fail(f"--limit must be 0 or more (the number of trials to show), not {limit}")
+    if limit is not None and show_all:
+        _fail("give --limit N or --all, not both")
     study = _load(name, storage)
     console = _console()
     counts = study.storage.count_trials(study.id)
     console.print(
-        f"Study [bold]{study.name}[/] ({study.state}) · {study.sampler.describe()} · "
+        f"Study [bold]{_user(study.name)}[/] ({_user(study.state)}) · "
+        f"{_user(study.sampler.describe())} · "
         + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
     )
-    _print_trials(study, console, limit=limit)
+    if not show_all and limit is None:
+        limit = _default_limit(console)
+    _print_trials(study, console, limit=None if show_all else limit)
 
 
 @app.command()
@@ -298,12 +465,21 @@ def export(
     """Export a study's trials as CSV or JSON (a list of trials: number, state, params, value, metrics, duration_s, error)."""
     if fmt not in ("csv", "json"):
         _fail(f"--format must be csv or json, not {fmt!r}")
+    if output is not None and output.is_dir():
+        _fail(
+            f"--output {output} is a directory; give a file name such as {output / (name + '.' + fmt)}"
+        )
+    if output is not None and not output.parent.is_dir():
+        _fail(f"--output {output}: the directory {output.parent} does not exist; create it first")
     text = _load(name, storage).export(fmt)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
+        return
+    try:
         output.write_text(text)
-        _console(stderr=True).print(f"wrote {output}")
+    except OSError as exc:
+        _fail(f"--output {output}: cannot write it: {exc.strerror}")
+    _console(stderr=True).print(f"wrote {_user(output)}")
 
 
 @app.command()
@@ -320,7 +496,7 @@ def delete(
     if not yes and not typer.confirm(f"Delete study {name!r} and all its trials?"):
         raise typer.Exit(1)
     store.delete_study(name)
-    _console().print(f"deleted {name}")
+    _console().print(f"deleted {_user(name)}")
 
 
 from optml.detect import _cli as detect_cli  # noqa: E402 - typer and libcst-free

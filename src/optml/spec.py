@@ -8,7 +8,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from optml.errors import SpecError
+from optml.errors import OptMLError, SpecError
+
+# A spec file larger than this is refused unread (a spec is a page of YAML; grids go in files).
+MAX_SPEC_BYTES = 4 * 1024 * 1024
+# How many nodes YAML aliases may add to a spec by repeating what an anchor names: enough for
+# shared defaults, far too few for an alias bomb (a few hundred bytes that expand to billions).
+MAX_ALIAS_NODES = 10_000
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
@@ -44,6 +50,8 @@ class ObjectiveSpec(_Model):
     function: str | None = None
     module: str | None = None
     command: str | None = None
+    # Run the command line in /bin/sh (pipes, &&); by default it runs without a shell.
+    shell: bool = False
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -55,6 +63,15 @@ class ObjectiveSpec(_Model):
                 "give exactly one of function ('pkg.module:fn' or 'file.py:fn'), module (a model "
                 f"module in the seed protocol) or command (a command-line template); got {given or 'none'}"
             )
+        if self.shell and not self.command:
+            raise ValueError("shell: true applies to a command objective only")
+        if self.command:
+            from optml.objectives._command import parse_command
+
+            try:
+                parse_command(self.command, self.shell)
+            except OptMLError as exc:
+                raise ValueError(str(exc).removeprefix("objective.")) from None
         return self
 
 
@@ -76,8 +93,19 @@ class ExecutionSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
     trial_timeout: float | None = None
     retries: int = Field(default=0, ge=0)
+    # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
+    oversubscribe: bool = False
 
     _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from optml.executors import _BACKENDS
+
+        if value not in _BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(_BACKENDS)}")
+        return value
 
 
 class GridFileSpec(_Model):
@@ -100,6 +128,36 @@ class StudySpec(_Model):
     storage: str | None = None
     seed: int | None = None
     constraints: list[str | dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int | None) -> int | None:
+        from optml.study import check_seed
+
+        if value is None:
+            return None
+        try:
+            return check_seed(value)
+        except OptMLError as exc:  # its message names the field and value; pydantic does too
+            raise ValueError(str(exc).removeprefix("seed ").partition(", got")[0]) from None
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        from optml.storage._base import check_study_name
+
+        try:
+            return check_study_name(value)
+        except OptMLError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _metrics_once(self) -> StudySpec:
+        names = [m.name for m in self.metrics]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metric {', '.join(map(repr, twice))} is named more than once")
+        return self
 
     @model_validator(mode="after")
     def _space_or_file(self) -> StudySpec:
@@ -154,14 +212,18 @@ def parse_spec(data: Any, source: str = "spec", base_dir: str | Path | None = No
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a YAML (or JSON) spec file."""
+    """Read and validate a YAML (or JSON) spec file.
+
+    The file must be UTF-8 text of at most MAX_SPEC_BYTES. YAML anchors and aliases may be
+    used (for shared defaults), but together the aliases may add at most MAX_ALIAS_NODES
+    nodes to the document; a key given twice in one mapping is an error.
+    """
     import yaml
 
+    from optml.space._parse import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from None
+    text = read_text(path, "spec", SpecError, max_bytes=MAX_SPEC_BYTES)
     try:
         data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -169,15 +231,45 @@ def load_spec(path: str | Path) -> StudySpec:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     return parse_spec(data, source=str(path), base_dir=path.resolve().parent)
 
 
 def _yaml_loader() -> Any:
-    """PyYAML's safe loader, but reading ``1e-5`` as a number (YAML 1.1 wants ``1.0e-5``)."""
+    """PyYAML's safe loader, but reading ``1e-5`` as a number (YAML 1.1 wants ``1.0e-5``),
+    refusing a key given twice in one mapping, and refusing aliases that expand the document
+    by more than MAX_ALIAS_NODES nodes."""
     import yaml
+    from yaml.composer import ComposerError
 
     class _Loader(yaml.SafeLoader):
-        pass
+        def compose_mapping_node(self, anchor: Any) -> Any:
+            node = super().compose_mapping_node(anchor)
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                if first is not key_node.start_mark:
+                    raise ComposerError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} (first given on line {first.line + 1}); give "
+                        "each key once",
+                        key_node.start_mark,
+                    )
+            return node
+
+        def compose_document(self) -> Any:
+            node = super().compose_document()
+            if node is not None:
+                _check_aliases(node)
+            return node
 
     _Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -192,6 +284,43 @@ def _yaml_loader() -> Any:
         list("-+0123456789."),
     )
     return _Loader
+
+
+def _check_aliases(root: Any) -> None:
+    """Refuse a YAML node graph whose aliases repeat more than MAX_ALIAS_NODES nodes, or refer
+    to a node from inside itself. Each node's expanded size is computed once."""
+    from yaml.composer import ComposerError
+
+    sizes: dict[int, int] = {}
+    building: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in building:
+            raise ComposerError(
+                None, None, "an alias refers to a node from inside itself", node.start_mark
+            )
+        building.add(key)
+        total = 1
+        if isinstance(node.value, list):
+            for item in node.value:
+                for child in item if isinstance(item, tuple) else (item,):
+                    total += size(child)
+        building.discard(key)
+        sizes[key] = total
+        return total
+
+    added = size(root) - len(sizes)
+    if added > MAX_ALIAS_NODES:
+        raise ComposerError(
+            None,
+            None,
+            f"aliases repeat {added} nodes, more than the {MAX_ALIAS_NODES} a spec may have "
+            "(an alias bomb?); write the values out, or put large grids in a grid_file",
+            root.start_mark,
+        )
 
 
 def _is_path(value: str) -> bool:
@@ -244,35 +373,27 @@ def build_objective(spec: StudySpec) -> Any:
     if o.module:
         return ModuleObjective(o.module, data=spec.data)
     assert o.command is not None
-    return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env)
+    return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env, shell=o.shell)
 
 
 def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | None = None) -> Any:
     """Create the study a spec describes (or return the existing one of that name if its spec
-    is the same)."""
+    is the same).
+
+    Everything that can be checked is checked before anything is written: the name, the
+    objective (its file, module or working directory), the space and grid file, the sampler
+    and the constraints (in ``create_study``). A spec that fails leaves no study behind, so the
+    corrected spec runs under the same name.
+    """
+    from optml import _trust
     from optml.errors import StudyNotFoundError
     from optml.space import parse_space, read_grid_file
     from optml.storage import DEFAULT_STORAGE_URL, open_storage
+    from optml.storage._base import check_study_name
     from optml.study import Study, create_study
 
-    name = name or spec.name
-    store = open_storage(storage or spec.storage or DEFAULT_STORAGE_URL)
-    stored = spec.model_dump(mode="json")
-    try:
-        record = store.load_study(name)
-    except StudyNotFoundError:
-        record = None
-    if record is not None:
-        same = {
-            k: v for k, v in record.spec.items() if k not in ("name", "storage", "execution")
-        } == {k: v for k, v in stored.items() if k not in ("name", "storage", "execution")}
-        if not same:
-            raise SpecError(
-                f"a study named {name!r} already exists in {store.url} with a different spec; "
-                f"choose another name (--name) or resume it (optml resume {name})"
-            )
-        return Study(store, record)
-
+    name = check_study_name(name or spec.name)
+    build_objective(spec).check()
     algorithm: Any = spec.algorithm
     if spec.grid_file is not None:
         grid = (
@@ -292,6 +413,26 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
         space = meta_space(spec.space)
     else:
         space = parse_space(spec.space or {})
+    store = open_storage(storage or spec.storage or DEFAULT_STORAGE_URL)
+    stored = spec.model_dump(mode="json")
+    try:
+        record = store.load_study(name)
+    except StudyNotFoundError:
+        record = None
+    if record is not None:
+        ignored = ("name", "storage", "execution", _trust.SIGNATURE)
+        same = {k: v for k, v in _normalized(record.spec).items() if k not in ignored} == {
+            k: v for k, v in stored.items() if k not in ignored
+        }
+        if not same:
+            raise SpecError(
+                f"a study named {name!r} already exists in {store.url} with a different spec; "
+                f"choose another name (--name) or resume it (optml resume {name})"
+            )
+        return Study(store, record)
+
+    # resume runs the stored objective only if this user's signature of it verifies.
+    stored[_trust.SIGNATURE] = _trust.sign(stored, name)
     return create_study(
         name,
         space=space,
@@ -303,3 +444,14 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
         budget=spec.budget.trials,
         constraints=spec.constraints,
     )
+
+
+def _normalized(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with the defaults of fields added since it was stored filled in."""
+    from optml import _trust
+
+    try:
+        spec = StudySpec.model_validate({k: v for k, v in stored.items() if k != _trust.SIGNATURE})
+    except ValidationError:
+        return stored
+    return spec.model_dump(mode="json")

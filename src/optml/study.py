@@ -5,21 +5,48 @@ from __future__ import annotations
 import csv
 import io
 import json
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from optml._process import controller_alive, controller_id
 from optml.errors import OptMLError, SpecError, StorageError
-from optml.objectives._base import Objective, normalize_result, primary_value
+from optml.objectives._base import Objective, normalize_result, optimised_value
 from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
 from optml.space import Space, parse_space
 from optml.storage import Storage, StudyRecord, open_storage
 from optml.trial import Trial, TrialState
 
 Callback = Callable[["Study", Trial], None]
+
+# Storage keeps seeds as signed 64-bit integers (SQL BIGINT).
+SEED_LIMIT = 2**63
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` as an int, or an :class:`OptMLError` saying what is accepted."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise SpecError(f"{where} must be an integer in [0, 2**63), got {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise SpecError(f"{where} must be an integer in [0, 2**63), got {int(seed)}")
+    return int(seed)
+
+
+def _finished_state(state: Any, where: str) -> TrialState:
+    """The finished state named by ``state`` (case-insensitive), or a clear error."""
+    accepted = ", ".join(s.value for s in TrialState if s.is_finished)
+    try:
+        parsed = TrialState(state.upper() if isinstance(state, str) else state)
+    except ValueError:
+        raise OptMLError(f"{where}: state {state!r} is not one of {accepted}") from None
+    if not parsed.is_finished:
+        raise OptMLError(
+            f"{where}: state {parsed.value} is not a finished state; use one of {accepted}"
+        )
+    return parsed
 
 
 def _metrics_from(
@@ -118,10 +145,11 @@ class Study:
     @property
     def trials(self) -> list[Trial]:
         """Every trial, in number order (read from storage)."""
-        return self.storage.get_trials(self.id)
+        return self.get_trials()
 
     def get_trials(self, states: Iterable[TrialState] | None = None) -> list[Trial]:
-        return self.storage.get_trials(self.id, states)
+        """The trials in ``states`` (all when None), in number order (read from storage)."""
+        return [self._own(t) for t in self.storage.get_trials(self.id, states)]
 
     def _best(self) -> Trial | None:
         """The best trial as :func:`optml.ranking.best_trial` ranks them, or None."""
@@ -203,29 +231,39 @@ class Study:
         state: TrialState | str = TrialState.COMPLETE,
         error: str | None = None,
     ) -> Trial:
-        """Record a trial evaluated elsewhere (warm start)."""
+        """Record a trial evaluated elsewhere (warm start).
+
+        A value that the study cannot rank (an optimised metric missing, NaN or infinite) is
+        recorded as a FAILED trial that says why, as :meth:`tell` and :meth:`optimize` do.
+        """
         config = self.space.validate(params, where="added trial")
-        state = TrialState(state)
-        if not state.is_finished:
-            raise OptMLError(f"add_trial records finished trials; {state.value} is not finished")
-        fields: dict[str, Any] = {"error": error, "finished_at": datetime.now(UTC)}
+        state = _finished_state(state, "add_trial")
+        fields: dict[str, Any] = {"state": state, "error": error, "finished_at": datetime.now(UTC)}
         if value is not None:
-            metrics = normalize_result(
-                dict(value) if isinstance(value, Mapping) else value, self.metric.name
-            )
-            fields.update(metrics=metrics, value=primary_value(metrics, self.metric.name))
+            fields.update(self._result_fields(value, state))
         elif state is TrialState.COMPLETE:
             raise OptMLError("add_trial: a COMPLETE trial needs a value")
-        return self._write_new(config, state, **fields)
+        return self._write_new(config, **fields)
 
     # -- ask / tell -----------------------------------------------------------------------
+    @overload
+    def ask(self, n: None = None) -> Trial: ...
+
+    @overload
+    def ask(self, n: int) -> list[Trial]: ...
+
+    @overload
+    def ask(self, n: int | None) -> Trial | list[Trial]: ...
+
     def ask(self, n: int | None = None) -> Trial | list[Trial]:
         """Start new trials: queued ones first, then the sampler's proposals.
 
         Returns one RUNNING trial, or a list of up to ``n`` when ``n`` is given (fewer when a
         grid is used up).
         """
-        trials = self._start_trials(1 if n is None else n)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+            raise OptMLError(f"ask: n must be a whole number >= 0, got {n!r}")
+        trials = self._start_trials(1 if n is None else int(n))
         if n is None:
             if not trials:
                 raise OptMLError(f"study {self.name!r}: the sampler has no configuration left")
@@ -240,25 +278,86 @@ class Study:
         state: TrialState | str = TrialState.COMPLETE,
         error: str | None = None,
     ) -> Trial:
-        """Finish a trial started with :meth:`ask` with its value (or metrics) or another state."""
-        number = trial.number if isinstance(trial, Trial) else int(trial)
-        state = TrialState(state)
+        """Finish a trial that :meth:`ask` handed out (a RUNNING trial of this study).
+
+        ``trial`` is the :class:`Trial` or its number; ``state`` is one of the finished states
+        COMPLETE (the default, which needs ``value``), FAILED, PRUNED or TIMEOUT. A COMPLETE
+        result whose optimised metric is missing, NaN or infinite is recorded FAILED with the
+        reason. Another study's trial, a trial still WAITING in the queue or already finished,
+        an unknown number and a state that is not a finished one are refused with an
+        :class:`~optml.errors.OptMLError`; nothing is written then.
+        """
+        number = self._told_number(trial)
+        state = _finished_state(state, "tell")
         fields: dict[str, Any] = {"state": state, "error": error, "finished_at": datetime.now(UTC)}
         if value is not None:
-            metrics = normalize_result(
-                dict(value) if isinstance(value, Mapping) else value, self.metric.name
-            )
-            fields["metrics"] = metrics
-            try:
-                fields["value"] = primary_value(metrics, self.metric.name)
-            except OptMLError as exc:
-                fields.update(state=TrialState.FAILED, error=str(exc), value=None)
+            fields.update(self._result_fields(value, state))
         elif state is TrialState.COMPLETE:
             raise OptMLError("tell: a COMPLETE trial needs a value")
-        current = self.storage.get_trial(self.id, number)
+        current = self._told_trial(number)
         if current.started_at is not None:
             fields["duration_s"] = (fields["finished_at"] - current.started_at).total_seconds()
         return self._write(number, **fields)
+
+    def _told_number(self, trial: Any) -> int:
+        if isinstance(trial, Trial):
+            if trial.study is not None and trial.study != self.name:
+                raise OptMLError(
+                    f"tell: trial {trial.number} belongs to study {trial.study!r}, not to "
+                    f"{self.name!r}; tell it to the study that asked for it"
+                )
+            return trial.number
+        if isinstance(trial, bool) or not isinstance(trial, numbers.Integral):
+            raise OptMLError(f"tell: expected a Trial or a trial number (an int), got {trial!r}")
+        return int(trial)
+
+    def _told_trial(self, number: int) -> Trial:
+        """The stored trial ``number``, which must be RUNNING (handed out and not finished)."""
+        try:
+            current = self.storage.get_trial(self.id, number)
+        except StorageError:
+            if number < 0 or number >= sum(self.storage.count_trials(self.id).values()):
+                raise OptMLError(
+                    f"tell: study {self.name!r} has no trial {number}; tell finishes trials "
+                    "handed out by ask()"
+                ) from None
+            raise
+        if current.state is TrialState.WAITING:
+            raise OptMLError(
+                f"tell: trial {number} of study {self.name!r} is WAITING in the queue and was "
+                "never handed out; ask() for it first"
+            )
+        if current.state.is_finished:
+            raise OptMLError(
+                f"tell: trial {number} of study {self.name!r} is already {current.state.value}; "
+                "a finished trial is immutable"
+            )
+        return current
+
+    def _result_fields(
+        self, value: float | Mapping[str, float], state: TrialState
+    ) -> dict[str, Any]:
+        """The record of a reported result: its metrics and the value of the primary metric.
+
+        A COMPLETE result the study cannot rank becomes FAILED with the reason; another
+        finished state keeps its state and error and gets no value."""
+        metrics = normalize_result(
+            dict(value) if isinstance(value, Mapping) else value, self.metric.name
+        )
+        try:
+            return {
+                "metrics": metrics,
+                "value": optimised_value(metrics, [m.name for m in self.metrics]),
+            }
+        except OptMLError as exc:
+            if state is TrialState.COMPLETE:
+                return {
+                    "metrics": metrics,
+                    "value": None,
+                    "state": TrialState.FAILED,
+                    "error": str(exc),
+                }
+            return {"metrics": metrics, "value": None}
 
     def stop(self) -> None:
         """Ask a running :meth:`optimize` to start no new trial (e.g. from a callback)."""
@@ -283,9 +382,15 @@ class Study:
         """Run trials in parallel until ``n_trials`` more have finished, ``timeout`` seconds
         have passed, the best value reaches ``target``, or the sampler has nothing left.
 
-        ``executor`` is ``"local"`` (worker processes, the default), ``"serial"`` or an
+        ``timeout`` is a wall-clock budget for this call: when it runs out, trials still running
+        are stopped and recorded TIMEOUT ("stopped: the study's time budget of ... s ran out").
+        ``executor`` is ``"local"`` (``workers`` processes, the default), ``"serial"`` or an
         :class:`~optml.executors.Executor`. A trial past ``trial_timeout`` seconds is killed and
         recorded TIMEOUT; a failed trial is retried up to ``retries`` times, then recorded FAILED.
+        A result whose optimised metric is missing, NaN or infinite is recorded FAILED. A
+        missing objective file or module is reported before the first trial. Bad arguments
+        (a negative or non-integer count, a time limit that is not a positive finite number)
+        raise :class:`~optml.errors.OptMLError` naming the argument.
         On Ctrl-C running trials are put back in the queue and the study is marked
         INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it. SIGTERM does the
         same (in the main thread, where no other handler is installed) and raises
@@ -317,13 +422,17 @@ class Study:
     def _refresh(self) -> None:
         self._cache = None
 
+    def _own(self, trial: Trial) -> Trial:
+        """``trial`` marked as this study's (see :meth:`tell`)."""
+        return trial if trial.study == self.name else trial.with_changes(study=self.name)
+
     def _write_new(self, params: dict[str, Any], state: TrialState, **fields: Any) -> Trial:
-        trial = self.storage.create_trial(self.id, params, state=state, **fields)
+        trial = self._own(self.storage.create_trial(self.id, params, state=state, **fields))
         self._trial_cache()[trial.number] = trial
         return trial
 
     def _write(self, number: int, **fields: Any) -> Trial:
-        trial = self.storage.update_trial(self.id, number, **fields)
+        trial = self._own(self.storage.update_trial(self.id, number, **fields))
         if self._cache is not None:
             self._cache[number] = trial
         return trial
@@ -358,6 +467,7 @@ class Study:
             claimed = self.storage.claim_trial(self.id, worker=me)
             if claimed is None:
                 break
+            claimed = self._own(claimed)
             self._trial_cache()[claimed.number] = claimed
             started.append(claimed)
         want = n - len(started)
@@ -412,11 +522,15 @@ def create_study(
     ``metric`` names what the objective reports (default ``"value"``), or a list of metrics
     to optimise together; ``sampler`` is an algorithm name (``auto``, ``grid``, ``random``,
     ``sobol``, ``tpe``, ``gp``, ...), a ``{"name": ..., **options}`` dict, or a Sampler.
-    ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``.
+    ``storage`` is a URL (default ``sqlite:///optml.db``) or ``memory://``. ``seed`` is an
+    integer in [0, 2**63) (drawn at random when None) and makes the study's proposals
+    reproducible. A parameter object in ``space`` must be keyed by its own name.
     ``constraints`` are conditions on the parameters (``"units * layers <= 256"`` or a callable
     ``params -> bool``) or limits on metrics (``{"metric": "memory_mb", "max": 500}``); strings
     and dicts are stored with the study, callables live only as long as this Study object.
     """
+    if seed is not None:
+        seed = check_seed(seed)
     store = open_storage(storage)
     if name is None:
         name = f"study-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
@@ -428,7 +542,8 @@ def create_study(
     parsed = parse_space(space)
     metrics = _metrics_from(metric, direction)
     chosen = make_sampler(sampler, space=parsed, budget=budget, n_metrics=len(metrics))
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)  # type: ignore[operator]
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))  # type: ignore[operator]
     stored_spec = dict(spec or {})
     storable = [c for c in constraints if isinstance(c, str | Mapping)]
     if storable:

@@ -64,6 +64,9 @@ class Trial:
     duration_s: float | None = None
     worker: str | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    # The name of the study that handed this trial out (set by Study, not stored): lets
+    # Study.tell refuse another study's trial. Not part of equality or the export form.
+    study: str | None = field(default=None, compare=False, repr=False)
 
     def with_changes(self, **changes: Any) -> Trial:
         return replace(self, **changes)

@@ -98,8 +98,13 @@ def check_v1_data(storage: SQLStorage) -> None:
 
 
 def test_new_database_gets_the_current_schema(tmp_path):
+    from optml.samplers._base import Metric
+
     path = tmp_path / "new.db"
-    SQLStorage(f"sqlite:///{path}").close()
+    storage = SQLStorage(f"sqlite:///{path}")
+    # The file is created by the first write, not by opening.
+    storage.create_study("s", metrics=[Metric("value")], space={}, sampler={}, seed=0)
+    storage.close()
     assert version_of(path) == SCHEMA_VERSION == len(_migrations.MIGRATIONS)
     # What the migrations built is what the code queries: same tables, columns, indexes.
     engine = sa.create_engine(f"sqlite:///{path}")

@@ -40,10 +40,10 @@ def test_sqlite_pragmas(sqlite_url):
 def test_relative_sqlite_path_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     storage = SQLStorage("sqlite:///rel.db")
-    assert (tmp_path / "rel.db").exists()
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    new_study(storage)  # still the file it opened, not a new one in the new directory
+    new_study(storage)  # still the file it named, not a new one in the new directory
+    assert (tmp_path / "rel.db").exists()
     assert not (tmp_path / "elsewhere" / "rel.db").exists()
     storage.close()
     monkeypatch.chdir(tmp_path)

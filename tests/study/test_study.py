@@ -88,12 +88,14 @@ def test_target_stops_the_study(tmp_path) -> None:
     assert len(study.trials) < 500
 
 
-def test_timeout_stops_launching(tmp_path) -> None:
+def test_timeout_stops_launching_and_stops_running_trials(tmp_path) -> None:
     study = _study(tmp_path)
     study.optimize(lambda x, n: time.sleep(0.05) or x, timeout=1.0, workers=2)
     assert study.last_run.stop_reason == "timeout"
     assert 2 <= len(study.trials)
-    assert all(t.state is TrialState.COMPLETE for t in study.trials), "running trials finish"
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.TIMEOUT}
+    for t in study.get_trials([TrialState.TIMEOUT]):
+        assert t.error == "stopped: the study's time budget of 1 s ran out"
 
 
 def test_callback_can_stop_the_study(tmp_path) -> None:

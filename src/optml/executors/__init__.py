@@ -13,14 +13,24 @@ _BACKENDS: dict[str, type[Executor]] = {"serial": SerialExecutor, "local": Local
 
 
 def make_executor(
-    backend: str | Executor | None = None, workers: int | None = None, **options: Any
+    backend: str | Executor | None = None,
+    workers: int | None = None,
+    *,
+    oversubscribe: bool = False,
+    **options: Any,
 ) -> Executor:
-    """Build an executor by name (``local`` by default) with ``workers`` slots."""
+    """Build an executor by name (``local`` by default) with ``workers`` slots.
+
+    ``oversubscribe`` lets a local executor start more workers than
+    :func:`~optml.executors._local.max_local_workers` (refused otherwise).
+    """
     if isinstance(backend, Executor):
         return backend
     name = backend or "local"
     if name not in _BACKENDS:
         raise SpecError(f"execution.backend: unknown {name!r}; choose one of {sorted(_BACKENDS)}")
+    if name == "local":
+        options["oversubscribe"] = oversubscribe
     return _BACKENDS[name](workers=workers, **options)  # type: ignore[call-arg]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from optml._process import LOG_TAIL
 from optml.objectives._base import (
     Objective,
     TrialContext,
@@ -17,8 +18,6 @@ from optml.objectives._base import (
     TrialTimeoutError,
     normalize_result,
 )
-
-LOG_TAIL = 8000
 
 
 @dataclass(frozen=True)
@@ -49,13 +48,20 @@ class TrialOutcome:
     attempt: int = 0
 
 
-def run_trial(objective: Objective, task: TrialTask, log_path: str | None = None) -> TrialOutcome:
+def run_trial(
+    objective: Objective,
+    task: TrialTask,
+    log_path: str | None = None,
+    interruptible: bool = True,
+) -> TrialOutcome:
     """Run one task in this process and describe what happened; never raises for trial errors.
 
     With ``log_path`` the process's stdout and stderr (file descriptors 1 and 2, so child
     processes are caught too) go to that file for the trial; its tail is returned and the file
     removed. (A controller that has to kill the process reads the tail itself: see
-    :func:`read_log_tail`.)
+    :func:`read_log_tail`.) A ``KeyboardInterrupt`` is raised on (Ctrl-C must stop a trial
+    run in the controller's process) unless ``interruptible`` is False, as in a worker that
+    ignores SIGINT, where it can only come from the objective itself: the trial FAILED.
     """
     context = TrialContext(
         number=task.number,
@@ -77,8 +83,13 @@ def run_trial(objective: Objective, task: TrialTask, log_path: str | None = None
         state, error = "PRUNED", str(exc) or None
     except TrialTimeoutError as exc:
         state, error = "TIMEOUT", str(exc)
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        if interruptible:
+            raise
+        state, error = (
+            "FAILED",
+            f"the objective raised KeyboardInterrupt{f': {exc}' if str(exc) else ''}",
+        )
     except BaseException as exc:  # noqa: BLE001 - a trial's error is data, not our crash
         state, error = "FAILED", _format_error(exc)
     finally:
@@ -168,8 +179,23 @@ class Executor(abc.ABC):
     - ``start(objective)`` once, then ``submit`` tasks while ``free_slots() > 0``; ``wait``
       returns the outcomes that are ready (blocking up to ``timeout`` seconds for at least one).
     - Every submitted task yields exactly one outcome, unless ``shutdown`` comes first.
-    - A task that runs past its ``timeout`` is stopped (its processes killed where the backend
-      can) and reported as TIMEOUT. A crash of the process running it is reported as FAILED.
+    - A task that runs past its ``timeout`` is stopped and reported as TIMEOUT. A crash of the
+      process running it is reported as FAILED (the controller retries it per ``retries``).
+    - The processes a trial starts are the executor's to end: none may keep running after the
+      trial times out or is lost, after ``shutdown``, or after the controller dies. (Between
+      two trials that end normally, a Python objective's processes may live on: a pool such as
+      joblib's loky workers is reused by the next trial and breaks if killed.) The
+      local executor makes each worker (on Linux) a child subreaper, so that a process that
+      double-forks or starts a new session stays the worker's descendant, and kills the
+      worker's whole tree (all descendants collected first, then SIGKILLed) at those moments;
+      a worker killed outright (SIGKILL, the OOM killer) takes its process group with it (a
+      command trial runs in it; only a process that left the group escapes). The controller
+      itself is not made a subreaper for a whole run: it would adopt, and have to reap, every
+      orphan below it, including those of the application or notebook it runs in. A command
+      objective is one only while its command runs (the serial executor's case). A worker
+      sent SIGTERM kills its trial's processes and exits, which reports the trial FAILED.
+    - ``workers`` is the most trials run at once; ``limit_workers(n)`` (called by the
+      controller before ``start``) lowers it to the trials that can still run.
     - Executors know nothing of samplers or storage: the controller owns retries and records.
     - ``shutdown(kill=True)`` stops running tasks now; ``kill=False`` lets no new work start and
       releases resources.
@@ -180,6 +206,12 @@ class Executor(abc.ABC):
     # Whether ``wait`` runs the trials in this process (then Ctrl-C must reach them at once;
     # otherwise the controller defers it while it collects and records outcomes).
     in_process: bool = False
+
+    def limit_workers(self, n: int | None) -> None:
+        """Start no more than ``n`` workers (at least one): only ``n`` trials can still run.
+        ``None``: as many as the executor was built with."""
+        requested = self.__dict__.setdefault("_requested_workers", self.workers)
+        self.workers = requested if n is None else max(1, min(requested, n))
 
     @abc.abstractmethod
     def start(self, objective: Objective) -> None: ...

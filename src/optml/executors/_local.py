@@ -17,9 +17,46 @@ from multiprocessing.connection import wait as wait_any
 from typing import Any
 
 from optml import _interrupt
-from optml._process import kill_tree, limit_threads
+from optml._process import (
+    become_subreaper,
+    descendants,
+    kill_group,
+    kill_procs,
+    kill_tree,
+    limit_threads,
+)
+from optml.errors import OptMLError
 from optml.executors._base import Executor, TrialOutcome, TrialTask, read_log_tail, run_trial
 from optml.objectives._base import Objective
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def max_local_workers() -> int:
+    """The most local workers started without ``oversubscribe``: 4 per usable CPU, at least 8.
+
+    Trials that mostly wait (on a GPU, a remote service, a sleep) can use a few workers per
+    CPU; far beyond that, workers only compete for the CPUs and each costs a process's memory.
+    """
+    return max(8, 4 * usable_cpus())
+
+
+def check_worker_count(workers: int, oversubscribe: bool = False) -> None:
+    """Refuse a local worker count far above the CPU count unless the user insists."""
+    limit = max_local_workers()
+    if workers > limit and not oversubscribe:
+        raise OptMLError(
+            f"execution.workers: {workers} local workers is far more than this machine's "
+            f"{usable_cpus()} CPU(s) (at most {limit} without insisting); to start them anyway, "
+            "set execution: {oversubscribe: true} in the spec, pass --oversubscribe to optml "
+            "run, or oversubscribe=True to LocalExecutor / make_executor"
+        )
 
 
 @dataclass
@@ -35,18 +72,29 @@ class _Worker:
 class LocalExecutor(Executor):
     """Runs trials in ``workers`` long-lived processes (default: one per CPU).
 
-    Each worker is the leader of its own session, so that a trial past its time limit is
-    stopped by killing the worker's whole process tree (the objective's own subprocesses
-    included); a fresh worker takes its place. A worker whose controller dies kills itself
-    within a second. Workers are forked where the platform allows it (no pickling of the
-    objective, closures work); the controller must then have no other threads running, which
-    is why the progress display is refreshed from the controller loop, not a thread.
+    Each worker leads its own session and (on Linux) is a child subreaper: every process its
+    trial starts stays its descendant, even one that double-forks or starts a new session. The
+    worker kills all of them when it ends (processes a trial leaves running are kept until
+    then, so that a pool the next trial reuses survives); a trial past its time limit is
+    stopped by killing the worker's whole tree, and a fresh worker takes its place. A worker whose
+    controller dies, or that is sent SIGTERM, kills its trial's processes and exits (within a
+    second of the controller's death). Workers are forked where the platform allows it (no
+    pickling of the objective, closures work); the controller must then have no other threads
+    running, which is why the progress display is refreshed from the controller loop.
+
+    More than :func:`max_local_workers` workers are refused unless ``oversubscribe`` is set.
     """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads_per_worker: int | None = 1) -> None:
-        self.workers = max(1, int(workers or os.cpu_count() or 1))
+    def __init__(
+        self,
+        workers: int | None = None,
+        threads_per_worker: int | None = 1,
+        oversubscribe: bool = False,
+    ) -> None:
+        self.workers = max(1, int(workers or usable_cpus()))
+        check_worker_count(self.workers, oversubscribe)
         self.threads_per_worker = threads_per_worker
         self._workers: list[_Worker] = []
         self._objective: Objective | None = None
@@ -141,6 +189,8 @@ class LocalExecutor(Executor):
                 w.task = None
                 outcomes.append(outcome)
             elif w.proc.sentinel in ready or w.conn in ready or not w.proc.is_alive():
+                # What its trial left in the worker's process group dies with it.
+                kill_group(w.proc.pid)
                 w.proc.join(timeout=1)
                 outcomes.append(self._lost(w, task, "FAILED", _death_message(w.proc.exitcode)))
                 self._workers[i] = self._spawn()
@@ -185,7 +235,10 @@ def _worker_main(
     conn: Connection, objective: Objective, log_dir: str, threads: int | None, controller: int
 ) -> None:
     os.setsid()
+    become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
+    # Not the controller's handler inherited by the fork, which defers the signal.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     # Write Python-level output to the real fds 1 and 2, which each trial redirects to its log
     # (a forked worker may have inherited a replaced sys.stdout, e.g. under a test runner).
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -200,20 +253,38 @@ def _worker_main(
             break
         if task is None:
             break
-        outcome = run_trial(objective, task, log_path=_log_path(log_dir, os.getpid(), task.number))
+        outcome = run_trial(
+            objective,
+            task,
+            log_path=_log_path(log_dir, os.getpid(), task.number),
+            interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
+        )
+        # Processes a Python trial leaves running are kept until the worker ends: they may be
+        # a pool the objective reuses in its next trial (joblib's loky workers, for one), which
+        # breaks if they are killed between trials. A timeout, a SIGTERM, the controller's death
+        # and the worker's exit still take every one of them down.
         try:
             conn.send(outcome)
         except (OSError, BrokenPipeError):
             break
     conn.close()
+    kill_procs(descendants())
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Stop the running trial (all its processes) and end the worker as SIGTERM would."""
+    kill_procs(descendants())
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _watch_controller(controller: int) -> None:
-    """Take this worker's whole process group down if the controller goes away."""
+    """Take this worker and everything below it down if the controller goes away."""
     while True:
         time.sleep(0.5)
         if os.getppid() != controller:
             try:
+                kill_procs(descendants(), wait=0)
                 os.killpg(0, signal.SIGKILL)
             finally:
                 os._exit(1)

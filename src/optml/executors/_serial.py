@@ -15,7 +15,7 @@ class SerialExecutor(Executor):
     """Runs each trial in this process, in submission order.
 
     Time limits are enforced with SIGALRM when running in the main thread (a command
-    objective also kills its own process tree); logs are not captured.
+    objective also kills every process its command started); logs are not captured.
     """
 
     name = "serial"

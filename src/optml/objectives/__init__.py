@@ -6,6 +6,7 @@ from optml.objectives._base import (
     TrialPrunedError,
     TrialTimeoutError,
     normalize_result,
+    optimised_value,
     primary_value,
 )
 from optml.objectives._command import CommandObjective
@@ -22,5 +23,6 @@ __all__ = [
     "load_callable",
     "load_module",
     "normalize_result",
+    "optimised_value",
     "primary_value",
 ]

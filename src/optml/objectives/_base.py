@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,14 +96,28 @@ def normalize_result(result: Any, metric: str) -> dict[str, float]:
     )
 
 
-def primary_value(metrics: dict[str, float], metric: str) -> float:
-    """The study's metric out of a trial's metrics; a clear error if the objective left it out."""
+def primary_value(metrics: Mapping[str, float], metric: str) -> float:
+    """The study's metric out of a trial's metrics; a clear error if the objective left it out or
+    it is not a finite number (a NaN or an infinity cannot be ranked: the trial FAILED)."""
     if metric not in metrics:
         raise ObjectiveError(
             f"the objective returned metrics {sorted(metrics)} but the study optimises {metric!r}; "
             "return it, or set the study's metric name to one of those"
         )
     value = metrics[metric]
-    if math.isnan(value):
-        raise ObjectiveError(f"the objective returned NaN for {metric!r}")
+    if not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else repr(value)
+        raise ObjectiveError(
+            f"the objective returned {shown} for {metric!r}; an optimised metric must be a "
+            "finite number"
+        )
     return value
+
+
+def optimised_value(metrics: Mapping[str, float], names: Sequence[str]) -> float:
+    """The primary (first) metric's value, once every metric in ``names`` (those the study
+    optimises) is present and finite; :class:`~optml.errors.ObjectiveError` otherwise.
+
+    The one check behind every way a result enters a study (optimize, tell, add_trial)."""
+    values = [primary_value(metrics, name) for name in names]
+    return values[0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,6 +31,11 @@ class FunctionObjective(Objective):
         self.function = function
         self.data = data
         self._fn: Callable[..., Any] | None = None if isinstance(function, str) else function
+
+    def check(self) -> None:
+        if isinstance(self.function, str):
+            module_name, attr = _split_target(self.function)
+            _check_source(module_name, [attr], f"objective.function {self.function!r}")
 
     def setup(self) -> None:
         if self._fn is None:
@@ -86,11 +93,7 @@ def _call(fn: Callable[..., Any], params: dict[str, Any], context: TrialContext)
 
 def load_callable(target: str) -> Callable[..., Any]:
     """Load ``"package.module:function"`` or ``"path/to/file.py:function"``."""
-    module_name, sep, attr = target.rpartition(":")
-    if not sep or not module_name or not attr:
-        raise ObjectiveError(
-            f"objective.function {target!r}: expected 'module:function' or 'file.py:function'"
-        )
+    module_name, attr = _split_target(target)
     module = load_module(module_name, where="objective.function")
     try:
         fn = getattr(module, attr)
@@ -103,9 +106,22 @@ def load_callable(target: str) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
+def _split_target(target: str) -> tuple[str, str]:
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ObjectiveError(
+            f"objective.function {target!r}: expected 'module:function' or 'file.py:function'"
+        )
+    return module_name, attr
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith(".py") or "/" in name or "\\" in name
+
+
 def load_module(name: str, where: str = "objective.module") -> ModuleType:
     """Import a dotted module name or a ``.py`` file path."""
-    if name.endswith(".py") or "/" in name or "\\" in name:
+    if _is_path(name):
         path = Path(name).expanduser().resolve()
         if not path.is_file():
             raise ObjectiveError(f"{where}: no such file {str(path)!r}")
@@ -148,6 +164,9 @@ class ModuleObjective(Objective):
         self._module: ModuleType | None = None
         self._data: Any = None
 
+    def check(self) -> None:
+        _check_source(self.module, _PROTOCOL, f"objective.module {self.module!r}")
+
     def setup(self) -> None:
         if self._module is not None:
             return
@@ -183,3 +202,114 @@ class ModuleObjective(Objective):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_module": None, "_data": None}
+
+
+# -- checks before the first trial -----------------------------------------------------------
+# check() runs in the controller, which must not run the user's code: importing a module there
+# could be slow (a deep-learning framework), have side effects, or differ from what a worker
+# sees. So the module is only located (a file that exists; importlib's finders for a dotted name,
+# without executing any package's __init__) and its source read, never executed; anything that
+# cannot be decided that way is left to setup() in the worker.
+
+
+def _check_source(module_name: str, names: Sequence[str], where: str) -> None:
+    """Raise ObjectiveError if ``module_name`` certainly cannot be found or certainly does not
+    define every one of ``names``."""
+    source = _locate(module_name, where)
+    if source is None:
+        return
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except SyntaxError as exc:
+        raise ObjectiveError(
+            f"{where}: {str(source)!r} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
+    except (OSError, ValueError):
+        return
+    bound = _bound_names(tree)
+    if bound is None:
+        return
+    missing = [n for n in names if n not in bound]
+    if missing:
+        listed = ", ".join(repr(n) for n in missing)
+        raise ObjectiveError(f"{where}: {str(source)!r} defines no {listed}")
+
+
+def _locate(name: str, where: str) -> Path | None:
+    """The source file of module ``name``; None when it exists but its source cannot be read
+    without importing it (a compiled or built-in module, a module set up by its package)."""
+    if _is_path(name):
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ObjectiveError(f"{where}: no such file {str(path)!r}")
+        return path
+    if name in sys.modules:
+        return None
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise ObjectiveError(f"{where}: {name!r} is not a module name or a .py file")
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: finders only, no import
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        raise ObjectiveError(
+            f"{where}: cannot import {name!r}: no module named {parts[0]!r} on the Python path"
+        )
+    for depth in range(1, len(parts)):
+        locations = spec.submodule_search_locations
+        if locations is None:
+            return None  # e.g. os.path: set by a module's code, not found by a finder
+        child = ".".join(parts[: depth + 1])
+        spec = importlib.machinery.PathFinder.find_spec(child, list(locations))
+        if spec is None:
+            raise ObjectiveError(f"{where}: cannot import {name!r}: no module named {child!r}")
+    if spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
+
+
+# Names through which a module can bind names that reading it cannot see (``globals()[k] = f``,
+# ``vars().update(...)``, ``exec(code)``), and attributes that reach a module's namespace
+# (``sys.modules[__name__]``, ``module.__dict__``).
+_DYNAMIC_NAMES = frozenset({"globals", "vars", "exec"})
+_DYNAMIC_ATTRS = frozenset({"modules", "__dict__"})
+
+
+def _bound_names(tree: ast.Module) -> set[str] | None:
+    """Every name the module binds at its top level, or None when it may bind names that a
+    reading cannot see (``from x import *``, ``globals()``, ``exec``, a module ``__getattr__``)."""
+    bound: set[str] = set()
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and node.id in _DYNAMIC_NAMES:
+            return None
+        if isinstance(node, ast.Attribute) and node.attr in _DYNAMIC_ATTRS:
+            return None
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == "__getattr__":
+                return None
+            bound.add(node.name)
+            # A body binds module names only through ``global`` (or the dynamic ways above).
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Global):
+                    bound.update(inner.names)
+                elif isinstance(inner, ast.Name) and inner.id in _DYNAMIC_NAMES:
+                    return None
+                elif isinstance(inner, ast.Attribute) and inner.attr in _DYNAMIC_ATTRS:
+                    return None
+            continue
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+        stack.extend(ast.iter_child_nodes(node))
+    return bound

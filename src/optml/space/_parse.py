@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from optml.errors import SpaceError
+from optml.errors import OptMLError, SpaceError
 from optml.space._params import Categorical, Float, Int, Param, _choice_key
 from optml.space._space import Space
 
@@ -45,6 +45,11 @@ def parse_space(spec: Space | Mapping[str, Any], where: str = "space") -> Space:
 def parse_param(name: str, value: Any, where: str) -> Param:
     """Turn one parameter definition into a parameter object."""
     if isinstance(value, Float | Int | Categorical):
+        if value.name != name:
+            raise SpaceError(
+                f"{where}: the key {name!r} holds a parameter named {value.name!r}; "
+                "give both the same name"
+            )
         return value
     try:
         if isinstance(value, range):
@@ -169,6 +174,28 @@ def _parse_scalar(text: str) -> Any:
     return text
 
 
+def read_text(path: Path, what: str, error: type[OptMLError], max_bytes: int | None = None) -> str:
+    """The text of a UTF-8 file the user gave (a spec, a grid file); ``error`` names the file
+    and, for bytes that are not UTF-8, the line and byte offset of the first one."""
+    try:
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise error(
+                f"{path}: the {what} is {path.stat().st_size} bytes, more than the "
+                f"{max_bytes} accepted"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{path}:{line}: the {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}; save it as UTF-8"
+        ) from None
+
+
 def read_grid_file(
     path: str | Path, columns: Sequence[str] | None = None
 ) -> tuple[Space, list[dict[str, Any]]]:
@@ -179,10 +206,7 @@ def read_grid_file(
     Returns the space the rows span (a list of choices per column) and the rows in file order.
     """
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read the hyperparameter file: {exc.strerror}") from None
+    lines = read_text(path, "hyperparameter file", SpaceError).splitlines()
     rows: list[dict[str, Any]] = []
     names = list(columns) if columns else None
     for lineno, raw in enumerate(lines, start=1):

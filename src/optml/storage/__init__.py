@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from optml.errors import StorageError
 from optml.storage._base import Storage, StudyRecord, StudySummary
 from optml.storage._memory import InMemoryStorage
 
 DEFAULT_STORAGE_URL = "sqlite:///optml.db"
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be printed: its password, if any, replaced by ``***``."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 def open_storage(url: str | Storage | None = None) -> Storage:
@@ -16,13 +23,14 @@ def open_storage(url: str | Storage | None = None) -> Storage:
     url = url or DEFAULT_STORAGE_URL
     if url in ("memory://", ":memory:"):
         return InMemoryStorage()
-    if url.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+    if url.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
         from optml.storage._sql import SQLStorage
 
         return SQLStorage(url)
     raise StorageError(
-        f"storage URL {url!r} is not understood; use memory://, sqlite:///PATH.db or "
-        "postgresql://USER:PASSWORD@HOST/DB"
+        f"storage URL {safe_url(url)!r} is not understood; OptML accepts sqlite:///PATH.db (relative to "
+        "the current directory), sqlite:////ABS/PATH.db, postgresql://USER:PASSWORD@HOST/DB and "
+        "memory://"
     )
 
 
@@ -33,4 +41,5 @@ __all__ = [
     "StudyRecord",
     "StudySummary",
     "open_storage",
+    "safe_url",
 ]

@@ -158,6 +158,31 @@ class Storage(abc.ABC):
         """Release connections. The storage must not be used afterwards."""
 
 
+# The longest study name any storage keeps (the SQL column's width).
+MAX_STUDY_NAME = 255
+
+
+def check_study_name(name: Any) -> str:
+    """Refuse a study name no storage should keep: not a string, empty, too long, or holding a
+    control character or line break (it would break every listing and terminal it is shown in).
+    Every storage calls this in ``create_study``; the spec's ``name`` field uses it too."""
+    import unicodedata
+
+    from optml.errors import StorageError
+
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_STUDY_NAME:
+        raise StorageError(
+            f"study name {name!r} must be a string of 1 to {MAX_STUDY_NAME} characters"
+        )
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise StorageError(
+            f"study name {name!r} contains the control character {bad!r}; use printable "
+            "characters (letters, digits, spaces, punctuation), without line breaks or tabs"
+        )
+    return name
+
+
 def check_update(trial: Trial, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate an update of ``trial``; shared by every storage so all refuse the same things."""
     from optml.errors import StorageError

@@ -15,6 +15,7 @@ from optml.storage._base import (
     Storage,
     StudyRecord,
     StudySummary,
+    check_study_name,
     check_update,
     stored_constraints,
 )
@@ -43,6 +44,7 @@ class InMemoryStorage(Storage):
         spec: Mapping[str, Any] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
+        check_study_name(name)
         with self._lock:
             if name in self._studies:
                 raise DuplicateStudyError(f"a study named {name!r} already exists in {self.url}")

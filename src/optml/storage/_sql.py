@@ -13,6 +13,12 @@ Concurrency design, since several processes may drive one study at once:
 - ``claim_trial`` selects the lowest WAITING trial ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the
   write lock already serialises SQLite) and moves it to RUNNING only if it is still WAITING.
 
+A SQLite file is created by the first write (creating a study), never by a read: looking up a
+study in a file that is not there says so instead of leaving an empty database behind. Every write
+first checks that the path still names the file opened (same device and inode), so a database
+deleted or replaced while in use stops the run with an error instead of writing into a file that
+no longer has a name.
+
 Values that JSON cannot hold (NaN, +-inf) are stored tagged in the JSON columns, and as NULL plus a
 ``value_is_nan`` flag in the float ``value`` column (SQLite turns NaN into NULL anyway). Datetimes
 are stored in UTC and come back timezone-aware in UTC; naive datetimes are taken to be UTC.
@@ -20,6 +26,7 @@ are stored in UTC and come back timezone-aware in UTC; naive datetimes are taken
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,11 +51,13 @@ from optml.errors import (
     missing_dependency,
 )
 from optml.ranking import best_trial
+from optml.storage import safe_url
 from optml.storage._base import (
     STUDY_STATES,
     Storage,
     StudyRecord,
     StudySummary,
+    check_study_name,
     check_update,
     stored_constraints,
 )
@@ -258,13 +267,20 @@ class SQLStorage(Storage):
 
     def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
         self.url = url
-        engine_url = _engine_url(url)
         # For messages: never print a password.
-        given = sa.engine.make_url(url)
-        self._safe_url = given.render_as_string(hide_password=True) if given.password else url
+        self._safe_url = safe_url(url)
+        engine_url = _engine_url(url)
         self._dialect = engine_url.get_backend_name()
         self._memory = self._dialect == "sqlite" and engine_url.database in (None, "", ":memory:")
-        self._engine = _create_engine(engine_url, busy_timeout_s, self._memory)
+        # The SQLite file, when there is one: (path, (device, inode) once opened).
+        self._file: str | None = None
+        self._identity: tuple[int, int] | None = None
+        self._opened = False
+        if self._dialect == "sqlite" and not self._memory:
+            database = engine_url.database or ""
+            if not database.startswith("file:"):
+                self._file = database
+        self._engine = _create_engine(engine_url, busy_timeout_s, self._memory, self._safe_url)
         self._pid = os.getpid()
         # An in-memory SQLite database is one connection shared by every thread: take turns.
         self._serial = threading.RLock() if self._memory else nullcontext()
@@ -272,9 +288,16 @@ class SQLStorage(Storage):
         self._metric_cache: dict[int, Metric] = {}
         # The constraints stored with each study (its spec never changes either).
         self._constraint_cache: dict[int, tuple[Any, ...]] = {}
+        if self._file is None or os.path.exists(self._file):
+            self._open()
+
+    def _open(self) -> None:
+        """Bring the schema up to date and, for a SQLite file, remember which file it is."""
+        self._opened = True
         try:
             self._upgrade()
         except BaseException as exc:
+            self._opened = False
             self._engine.dispose()
             cause = exc.__cause__
             if isinstance(exc, StorageError) and isinstance(cause, sa.exc.OperationalError):
@@ -283,6 +306,46 @@ class SQLStorage(Storage):
                     f"cannot open storage {self._safe_url}: {_reason(cause)}"
                 ) from cause
             raise
+        if self._file is not None:
+            self._identity = _identity(self._file)
+
+    @property
+    def _absent(self) -> bool:
+        """True while the SQLite file this storage names has not been created (by anyone)."""
+        if self._file is None or self._opened:
+            return False
+        if os.path.exists(self._file):
+            self._open()  # another process created it meanwhile
+            return False
+        return True
+
+    def _check_file(self) -> None:
+        """Refuse to write when the path no longer names the file this storage opened."""
+        if self._file is None or self._identity is None:
+            return
+        try:
+            now = _identity(self._file)
+        except FileNotFoundError:
+            raise StorageError(
+                f"the database file {self._file} was deleted while in use; stopping, since "
+                "nothing more could be recorded"
+            ) from None
+        if now != self._identity:
+            raise StorageError(
+                f"the database file {self._file} was replaced by another file while in use; "
+                "stopping rather than writing into the old one"
+            )
+        try:
+            with open(self._file, "rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except OSError:
+            header = _SQLITE_HEADER  # unreadable here: SQLite itself will say why
+        # Empty until the first checkpoint copies pages out of the write-ahead log.
+        if header not in (b"", _SQLITE_HEADER):
+            raise StorageError(
+                f"the database file {self._file} was overwritten while in use and is no longer "
+                "a SQLite database; stopping"
+            )
 
     def __repr__(self) -> str:
         return f"SQLStorage({self._safe_url!r})"
@@ -299,26 +362,59 @@ class SQLStorage(Storage):
                 conn.execution_options(optml_begin="IMMEDIATE" if write else "DEFERRED")
             yield conn
 
-    def _read(self, fn: Callable[[Connection], _T]) -> _T:
+    def _read(
+        self, fn: Callable[[Connection], _T], if_absent: Callable[[], _T] | None = None
+    ) -> _T:
+        """Run ``fn`` in a read transaction; a SQLite file not created yet holds no study, so
+        ``if_absent()`` answers instead (by default: StudyNotFoundError naming the file)."""
+        if self._absent:
+            if if_absent is not None:
+                return if_absent()
+            raise StudyNotFoundError(self._no_file())
         try:
             with _interrupt.critical(), self._connect(write=False) as conn:
                 return fn(conn)
-        except sa.exc.OperationalError as exc:
-            raise StorageError(f"reading {self._safe_url} failed: {_reason(exc)}") from exc
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.DatabaseError as exc:
+            raise StorageError(self._failure("reading", exc)) from exc
 
     def _write(self, fn: Callable[[Connection], _T]) -> _T:
         """Run ``fn`` in one write transaction, committed before this returns."""
+        if self._absent:
+            self._open()  # the first write creates the file
+        self._check_file()
         for attempt in range(_LOCK_RETRIES + 1):
             try:
                 # Ctrl-C waits for the transaction to end (see optml._interrupt).
                 with _interrupt.critical(), self._connect(write=True) as conn, conn.begin():
                     return fn(conn)
-            except sa.exc.OperationalError as exc:
+            except sa.exc.IntegrityError:
+                raise
+            except sa.exc.DatabaseError as exc:
                 if self._dialect == "sqlite" and _is_locked(exc) and attempt < _LOCK_RETRIES:
                     time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
                     continue
-                raise StorageError(f"writing {self._safe_url} failed: {_reason(exc)}") from exc
+                raise StorageError(self._failure("writing", exc)) from exc
         raise AssertionError("unreachable")
+
+    def _failure(self, doing: str, exc: sa.exc.DBAPIError) -> str:
+        reason = _reason(exc)
+        if self._file is not None and (
+            "not a database" in reason or "malformed" in reason or "disk i/o" in reason.lower()
+        ):
+            return (
+                f"{doing} {self._safe_url} failed: {self._file} is not a SQLite database, or is "
+                f"damaged ({reason}); give another file (sqlite:///PATH.db), or restore this one "
+                "from a backup"
+            )
+        return f"{doing} {self._safe_url} failed: {reason}"
+
+    def _no_file(self) -> str:
+        return (
+            f"no OptML database at {self._file} ({self._safe_url}): the file does not exist; "
+            "it is created with the first study"
+        )
 
     def _upgrade(self) -> None:
         """Bring the schema to SCHEMA_VERSION, or refuse a database newer than this code."""
@@ -375,8 +471,7 @@ class SQLStorage(Storage):
         spec: Mapping[str, Any] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
-        if not isinstance(name, str) or not 0 < len(name) <= 255:
-            raise StorageError(f"study name {name!r} must be a string of 1 to 255 characters")
+        check_study_name(name)
         metrics = tuple(metrics)
         if not metrics:
             raise StorageError(f"study {name!r}: at least one metric is needed")
@@ -427,8 +522,14 @@ class SQLStorage(Storage):
         )
 
     def load_study(self, name: str) -> StudyRecord:
+        def missing() -> None:
+            raise StudyNotFoundError(f"no study named {name!r}: {self._no_file()}")
+
         row = self._read(
-            lambda conn: conn.execute(sa.select(*_STUDY_COLS).where(studies.c.name == name)).first()
+            lambda conn: conn.execute(
+                sa.select(*_STUDY_COLS).where(studies.c.name == name)
+            ).first(),
+            if_absent=missing,
         )
         if row is None:
             raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
@@ -437,59 +538,63 @@ class SQLStorage(Storage):
         return record
 
     def list_studies(self) -> list[StudySummary]:
+        # One statement: each study with its trial count per state and, in the COMPLETE group,
+        # the lowest and highest finite value (only finite values rank: optml.ranking); the
+        # covering index on trials answers it without reading trial rows. A study with stored
+        # constraints needs its feasible best, one more query for each such study.
+        finite = sa.case((sa.and_(*_FINITE_VALUE), trials.c.value), else_=None)
+        stmt = (
+            sa.select(
+                studies.c.id,
+                studies.c.name,
+                studies.c.state,
+                studies.c.metrics,
+                studies.c.created_at,
+                studies.c.spec,
+                trials.c.state,
+                sa.func.count(trials.c.id),
+                sa.func.min(finite),
+                sa.func.max(finite),
+            )
+            .select_from(studies.outerjoin(trials, trials.c.study_id == studies.c.id))
+            .group_by(studies.c.id, trials.c.state)
+            .order_by(studies.c.id)
+        )
+
         def query(conn: Connection) -> list[StudySummary]:
-            rows = conn.execute(
-                sa.select(
-                    studies.c.id,
-                    studies.c.name,
-                    studies.c.state,
-                    studies.c.metrics,
-                    studies.c.created_at,
-                    studies.c.spec,
-                ).order_by(studies.c.id)
-            ).all()
-            counts: dict[int, dict[str, int]] = {}
-            for study_id, state, n in conn.execute(
-                sa.select(trials.c.study_id, trials.c.state, sa.func.count()).group_by(
-                    trials.c.study_id, trials.c.state
-                )
-            ):
-                counts.setdefault(study_id, {})[state] = n
-            extremes = {
-                study_id: (lo, hi)
-                for study_id, lo, hi in conn.execute(
-                    sa.select(
-                        trials.c.study_id, sa.func.min(trials.c.value), sa.func.max(trials.c.value)
+            out: dict[int, StudySummary] = {}
+            for row in conn.execute(stmt).all():
+                study_id, name, state, metrics_json, created_at, spec_json = row[:6]
+                tstate, n, lo, hi = row[6:]
+                summary = out.get(study_id)
+                if summary is None:
+                    metric = Metric(**json.loads(metrics_json)[0])
+                    self._metric_cache[study_id] = metric
+                    summary = out[study_id] = StudySummary(
+                        name=name,
+                        state=state,
+                        metric=metric,
+                        counts={},
+                        best_value=None,
+                        created_at=created_at,
                     )
-                    .where(trials.c.state == _COMPLETE, *_FINITE_VALUE)
-                    .group_by(trials.c.study_id)
-                )
-            }
-            out = []
-            for study_id, name, state, metrics_json, created_at, spec_json in rows:
-                metric = Metric(**json.loads(metrics_json)[0])
-                self._metric_cache[study_id] = metric
-                lo, hi = extremes.get(study_id, (None, None))
+                if tstate is None:  # a study without trials (the outer join's empty side)
+                    continue
+                summary.counts[tstate] = n
+                if tstate != _COMPLETE or lo is None:
+                    continue
+                best_value = lo if summary.metric.direction == "minimize" else hi
                 constraints = self._constraint_cache.get(study_id)
                 if constraints is None:
                     constraints = stored_constraints(_loads(spec_json))
                     self._constraint_cache[study_id] = constraints
-                if constraints and lo is not None:  # only a feasible trial's value is best
+                if constraints:  # only a feasible trial's value is best
                     best = self._best(conn, study_id)
-                    lo = hi = None if best is None else best.value
-                out.append(
-                    StudySummary(
-                        name=name,
-                        state=state,
-                        metric=metric,
-                        counts=counts.get(study_id, {}),
-                        best_value=lo if metric.direction == "minimize" else hi,
-                        created_at=created_at,
-                    )
-                )
-            return out
+                    best_value = None if best is None else best.value
+                out[study_id] = dataclasses.replace(summary, best_value=best_value)
+            return list(out.values())
 
-        return self._read(query)
+        return self._read(query, if_absent=list)
 
     def delete_study(self, name: str) -> None:
         def delete(conn: Connection) -> int:
@@ -700,17 +805,37 @@ class SQLStorage(Storage):
 
 
 # -- engine ---------------------------------------------------------------------------------
+_ACCEPTED = (
+    "OptML accepts sqlite:///PATH.db (relative to the current directory), sqlite:////ABS/PATH.db, "
+    "postgresql://USER:PASSWORD@HOST/DB and memory://"
+)
+# Synchronous drivers SQLAlchemy can use for each backend (None: its default).
+_DRIVERS = {"sqlite": (None, "pysqlite"), "postgresql": (None, "psycopg", "psycopg2", "pg8000")}
+
+
 def _engine_url(url: str) -> sa.engine.URL:
+    safe = safe_url(url)
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise StorageError(
-            f"storage URL {url!r} is malformed; use sqlite:///PATH.db or "
-            "postgresql://USER:PASSWORD@HOST/DB"
-        ) from exc
+        raise StorageError(f"storage URL {safe!r} is malformed; {_ACCEPTED}") from exc
     backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        if parsed.drivername in ("postgresql", "postgres"):
+    if backend == "postgres":
+        backend = "postgresql"
+        parsed = parsed.set(drivername="postgresql")
+    if backend not in _DRIVERS:
+        raise StorageError(
+            f"storage URL {safe!r}: {backend!r} databases are not supported; {_ACCEPTED}"
+        )
+    driver = parsed.drivername.partition("+")[2] or None
+    if driver not in _DRIVERS[backend]:
+        accepted = ", ".join(f"{backend}+{d}" for d in _DRIVERS[backend] if d)
+        raise StorageError(
+            f"storage URL {safe!r}: the driver {driver!r} is not one OptML can use (it needs a "
+            f"synchronous driver: {backend}:// or {accepted}); {_ACCEPTED}"
+        )
+    if backend == "postgresql":
+        if driver is None:
             parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.drivername == "postgresql+psycopg":
             try:
@@ -718,34 +843,59 @@ def _engine_url(url: str) -> sa.engine.URL:
             except ImportError:
                 raise missing_dependency("psycopg", "postgres") from None
         return parsed
-    if backend != "sqlite":
-        raise StorageError(
-            f"storage URL {url!r}: only sqlite and postgresql databases are supported"
-        )
     database = parsed.database
-    if database in (None, "", ":memory:") or database.startswith("file:"):
+    if parsed.host or parsed.port or parsed.username:
+        raise StorageError(
+            f"storage URL {safe!r} names a host ({parsed.host!r}), which SQLite does not have: "
+            "a file needs three slashes, as in "
+            f"sqlite:///{parsed.host or ''}{'/' + database if database else ''}; {_ACCEPTED}"
+        )
+    if database == "":
+        raise StorageError(
+            f"storage URL {safe!r} names no file; give one (sqlite:///PATH.db), or memory:// "
+            "for a database that lasts only as long as the process"
+        )
+    if database in (None, ":memory:") or database.startswith("file:"):
         return parsed
     # Pin relative paths to today's directory, so a later chdir opens the same file.
     path = os.path.abspath(os.path.expanduser(database))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise StorageError(
-            f"storage URL {url!r}: directory {folder} does not exist; create it first "
+            f"storage URL {safe!r}: directory {folder} does not exist; create it first "
             "(sqlite:///relative.db is relative to the current directory, "
             "sqlite:////absolute/path.db is absolute)"
         )
+    if os.path.isdir(path):
+        raise StorageError(f"storage URL {safe!r}: {path} is a directory, not a database file")
     return parsed.set(database=path)
 
 
-def _create_engine(url: sa.engine.URL, busy_timeout_s: float, memory: bool) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
-    kwargs: dict[str, Any] = {
-        "connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}
-    }
-    if memory:
-        kwargs["poolclass"] = sa.pool.StaticPool
-    engine = sa.create_engine(url, **kwargs)
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _create_engine(
+    url: sa.engine.URL, busy_timeout_s: float, memory: bool, safe_url: str
+) -> Engine:
+    try:
+        if url.get_backend_name() != "sqlite":
+            return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}
+        }
+        if memory:
+            kwargs["poolclass"] = sa.pool.StaticPool
+        engine = sa.create_engine(url, **kwargs)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise StorageError(
+            f"storage URL {safe_url!r}: its database driver is not installed ({exc}); "
+            f"{_ACCEPTED} (PostgreSQL with pip install 'optml[postgres]')"
+        ) from None
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
