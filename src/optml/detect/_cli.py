@@ -168,7 +168,7 @@ def tune(
 
     Running it again continues the same study.
     """
-    from optml.cli import _optimize
+    from optml.cli import _executor, _optimize
     from optml.detect import rewrite
     from optml.spec import parse_spec, study_from_spec
 
@@ -189,5 +189,6 @@ def tune(
         trial_timeout=trial_timeout,
     )
     spec = parse_spec(raw, source=f"the spec for {script}", base_dir=script.resolve().parent)
+    executor = _executor(spec, workers, oversubscribe=False)
     study = study_from_spec(spec, storage=storage)
-    _optimize(study, spec, workers=workers, quiet=quiet)
+    _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
