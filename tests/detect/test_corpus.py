@@ -105,11 +105,16 @@ def _run_tuned(script: Path, tmp_path: Path) -> float:
     return result
 
 
-RUNNABLE = [p for p in SCRIPTS if not p.name.startswith("keras_")]
+# PyTorch's import alone takes seconds: those runs are slow tests.
+RUNNABLE = [
+    pytest.param(p, marks=pytest.mark.slow) if p.name.startswith("torch_") else p
+    for p in SCRIPTS
+    if not p.name.startswith("keras_")
+]
 KERAS = [p for p in SCRIPTS if p.name.startswith("keras_")]
 
 
-@pytest.mark.parametrize("script", RUNNABLE, ids=lambda p: p.stem)
+@pytest.mark.parametrize("script", RUNNABLE, ids=lambda p: getattr(p, "stem", None))
 def test_rewritten_script_runs_with_the_original_values(script, tmp_path):
     if missing_packages(script):
         pytest.skip(f"needs {', '.join(missing_packages(script))}")
