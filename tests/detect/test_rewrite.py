@@ -88,3 +88,23 @@ def test_report_is_a_no_op_outside_a_run():
 
     assert report(0.25) == 0.25
     assert report(0.9, direction="maximize") == 0.9
+
+
+def test_exit_in_the_main_block_returns_to_the_worker(tmp_path):
+    source = textwrap.dedent(
+        """
+        import sys
+        from sklearn.svm import SVC
+
+        def main():
+            model = SVC(C=1.0).fit([[0], [1]], [0, 1])
+            print(model.score([[0], [1]], [0, 1]))
+            return 0
+
+        if __name__ == "__main__":
+            sys.exit(main())
+        """
+    )
+    code = rewrite(detect("model.py", source=source))
+    assert "sys.exit" not in code
+    assert _load(tmp_path, code).optml_objective(svc__C=3.0) == 1.0

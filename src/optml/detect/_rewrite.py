@@ -311,7 +311,7 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
                 elif id(inner_old) in hoisted:
                     new_body.append(inner_new)
                 else:
-                    moved.append(inner_new)
+                    moved.append(_without_exit(inner_new))
             continue
         in_stream = not (
             _is_header(old)
@@ -355,6 +355,26 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
     if data is not None:
         out = _replace_data(out, detection, data)
     return out
+
+
+def _without_exit(stmt: Any) -> Any:
+    """``sys.exit(main())`` (or ``raise SystemExit(main())``) in the ``__main__`` block becomes
+    ``main()``: a trial must return to the worker, not end it."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return stmt
+    small = stmt.body[0]
+    call = None
+    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if dotted(small.value.func) in ("sys.exit", "exit", "quit"):
+            call = small.value
+    elif isinstance(small, cst.Raise) and isinstance(small.exc, cst.Call):
+        if dotted(small.exc.func) == "SystemExit":
+            call = small.exc
+    if call is None:
+        return stmt
+    if not call.args:
+        return stmt.with_changes(body=[cst.Pass()])
+    return stmt.with_changes(body=[cst.Expr(call.args[0].value)])
 
 
 def _is_constant(stmt: Any) -> bool:
