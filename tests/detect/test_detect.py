@@ -229,3 +229,22 @@ def test_default_space_comes_from_the_same_table():
     assert space["n_estimators"] == {"logint": [10, 500]}
     assert space["max_features"] == {"uniform": [0.1, 1.0]}
     assert default_space("no.such.Class") == {}
+
+
+def test_command_line_option_defaults_are_hyperparameters():
+    source = """
+    from argparse import ArgumentParser
+    import torch
+    parser = ArgumentParser()
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("-m", "--mom", dest="momentum", type=float, default=0.9)
+    parser.add_argument("--wd", type=float, default=1e-4)
+    parser.add_argument("--wd", type=float, default=1e-3)   # defined twice: ambiguous, left alone
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    opt = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.wd)
+    val_loss = 0.0
+    """
+    found = detect("m.py", source=textwrap.dedent(source))
+    assert [hp.name for hp in found.hyperparameters] == ["learning_rate", "momentum"]
+    assert "parser.parse_args([])" in rewrite(found)

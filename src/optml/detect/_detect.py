@@ -285,7 +285,9 @@ def detect(source: str, path: str = "<script>", metadata: str | Path | None = No
     resolver = _Resolver(imports, stars, table)
     frameworks = _frameworks(imports, stars)
     constants = _constants(module)
-    finder = _Finder(resolver, positions, constants, "keras" in frameworks)
+    uses_argparse = any(v.split(".")[0] == "argparse" for v in imports.values())
+    options = _argparse_defaults(module) if uses_argparse else {}
+    finder = _Finder(resolver, positions, constants, "keras" in frameworks, options)
     module.visit(finder)
     candidates = _prune(finder.candidates, finder, table)
     hps = _name(candidates, finder.constant_names)
@@ -341,6 +343,41 @@ def _constants(module: Any) -> dict[str, Any]:
     return found
 
 
+def _argparse_defaults(module: Any) -> dict[str, Any]:
+    """``parser.add_argument("--batch-size", type=int, default=64)``: dest -> the default's
+    literal node, for options defined once with a literal default."""
+    found: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            if not (
+                isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument"
+            ):
+                return
+            flags = [
+                a.value.evaluated_value
+                for a in node.args
+                if a.keyword is None and isinstance(a.value, cst.SimpleString)
+            ]
+            keywords = {a.keyword.value: a.value for a in node.args if a.keyword is not None}
+            dest_node = keywords.get("dest")
+            if isinstance(dest_node, cst.SimpleString):
+                dest = str(dest_node.evaluated_value)
+            else:
+                longs = [f for f in flags if isinstance(f, str) and f.startswith("--")]
+                if not longs:
+                    return
+                dest = longs[0][2:].replace("-", "_")
+            seen[dest] = seen.get(dest, 0) + 1
+            default = keywords.get("default")
+            if default is not None and _literal(default)[0]:
+                found[dest] = default
+
+    module.visit(V())
+    return {k: v for k, v in found.items() if seen[k] == 1}
+
+
 def _target_names(target: Any) -> list[str]:
     if isinstance(target, cst.Name):
         return [target.value]
@@ -373,13 +410,20 @@ class _Finder(cst.CSTVisitor):
     """Walks the tree once: candidate literals, layer chains, metric sites."""
 
     def __init__(
-        self, resolver: _Resolver, positions: Any, constants: dict[str, Any], keras: bool
+        self,
+        resolver: _Resolver,
+        positions: Any,
+        constants: dict[str, Any],
+        keras: bool,
+        options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.options = options or {}
         self.resolver = resolver
         self.positions = positions
         self.constants = constants
         self.constant_names = {id(node): name for name, node in constants.items()}
+        self.constant_names.update({id(node): name for name, node in self.options.items()})
         self.keras = keras
         self.candidates: list[_Candidate] = []
         # scope -> calls of layers with a width, in source order: (layer path, call)
@@ -416,12 +460,20 @@ class _Finder(cst.CSTVisitor):
         return pos.line, pos.column + 1
 
     def _value_site(self, value: Any) -> tuple[Any, Any] | None:
-        """(literal node, value) for a literal or a module constant."""
+        """(literal node, value) for a literal, a module constant or a command-line option's
+        default (``args.lr`` after ``parser.add_argument("--lr", default=0.01)``)."""
         ok, lit = _literal(value)
         if ok:
             return value, lit
         if isinstance(value, cst.Name) and value.value in self.constants:
             node = self.constants[value.value]
+            return node, _literal(node)[1]
+        if (
+            isinstance(value, cst.Attribute)
+            and isinstance(value.value, cst.Name)
+            and value.attr.value in self.options
+        ):
+            node = self.options[value.attr.value]
             return node, _literal(node)[1]
         return None
 

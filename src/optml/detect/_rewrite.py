@@ -56,6 +56,15 @@ class _Replace(cst.CSTTransformer):
         name = self.sites.get(id(original_node))
         if name is not None:
             return cst.parse_expression(f'optml_params["{name}"]')
+        if (
+            isinstance(updated_node, cst.Call)
+            and isinstance(updated_node.func, cst.Attribute)
+            and updated_node.func.attr.value in ("parse_args", "parse_known_args")
+            and not updated_node.args
+        ):
+            # The worker's command line is not the script's: options take their defaults,
+            # which now read the trial's values.
+            updated_node = updated_node.with_changes(args=[cst.Arg(cst.List([]))])
         if self.metric is not None and original_node is self.metric:
             inner = updated_node
             if self.how == "report" and isinstance(updated_node, cst.Call):
