@@ -2,9 +2,11 @@
 
 A call is matched to a metadata row through the script's imports (``keras.layers.Dense``,
 ``layers.Dense`` after ``from keras import layers``, ``Dense`` after ``from keras.layers import
-Dense``, and their aliases). An argument is a hyperparameter when its value is a literal, or a
-module-level constant assigned a literal exactly once (``UNITS = 128``); objects created inline
-or held in a variable are calls of their own and are matched where they are created. A literal
+Dense``, and their aliases). An argument is a hyperparameter when its value is a literal, a
+module-level constant assigned a literal exactly once (``UNITS = 128``), or a command-line
+option's literal default (``lr=args.lr`` after ``add_argument("--lr", default=0.01)``; the
+rewritten script parses an empty command line, so options take their defaults). Objects created
+inline or held in a variable are calls of their own and are matched where they are created. A literal
 that the data fixes is never proposed: the output layer's width and activation (the last layer of
 a Keras model, the last ``nn.Linear``/``nn.Conv*`` of a PyTorch chain), the input width, and a
 PyTorch width that the next layer does not take as its input literal (proposing it would break
