@@ -129,8 +129,11 @@ def _tune(run_optml, tmp_path: Path, name: str, trials: int, workers: int, *extr
     from optml.study import load_study
 
     study = load_study(script.stem, storage=f"sqlite:///{tmp_path / 'o.db'}")
-    done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
-    assert len(done) == trials, [t.state for t in study.get_trials()]
+    states = [t.state.name for t in study.get_trials()]
+    assert len(states) == trials, states
+    # A sampled learning rate may make a network diverge (a NaN loss fails that trial): the
+    # rewritten script runs when at least one trial completes.
+    assert "COMPLETE" in states, [t.error for t in study.get_trials()]
     return study, proc
 
 

@@ -13,10 +13,10 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from sklearn.linear_model import Ridge
 
-    LOADS = []  # appended each time the data is read
+    COUNTER = "loads.txt"  # a line each time the data is read
 
     np.random.seed(0)
-    LOADS.append(1)
+    open(COUNTER, "a").write("load\\n")
     X = np.random.rand(50, 3)
     y = X @ [1.0, 2.0, 3.0]
     ALPHA = 0.5
@@ -37,16 +37,18 @@ def _load(tmp_path, code):
     return module
 
 
-def test_data_loads_once_and_each_trial_reads_its_values(tmp_path):
+def test_data_loads_once_and_each_trial_reads_its_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     found = detect("model.py", source=SCRIPT)
     assert [hp.name for hp in found.hyperparameters] == ["alpha"]
     code = rewrite(found)
     assert "# the tuned estimator" in code
     module = _load(tmp_path, code)
-    assert module.LOADS == [1]  # at import: once per worker
+    loads = tmp_path / "loads.txt"
+    assert loads.read_text() == "load\n"  # at import: once per worker
     first = module.optml_objective(alpha=0.5)
     second = module.optml_objective(alpha=1e4)
-    assert module.LOADS == [1]  # the trials did not load it again
+    assert loads.read_text() == "load\n"  # the trials did not load it again
     assert first > second  # a huge ridge penalty fits worse
     assert module.model.alpha == 1e4  # module-level names still bound, as in the script
 
@@ -108,3 +110,21 @@ def test_exit_in_the_main_block_returns_to_the_worker(tmp_path):
     code = rewrite(detect("model.py", source=source))
     assert "sys.exit" not in code
     assert _load(tmp_path, code).optml_objective(svc__C=3.0) == 1.0
+
+
+def test_objects_a_trial_changes_are_built_in_each_trial(tmp_path):
+    source = SCRIPT + "history = []\nhistory.append(score)\n"
+    module = _load(tmp_path, rewrite(detect("model.py", source=source)))
+    module.optml_objective(alpha=1.0)
+    module.optml_objective(alpha=2.0)
+    assert module.history == [module.score]  # one trial's list, not both
+
+
+def test_a_model_object_is_not_hoisted():
+    from pathlib import Path
+
+    script = Path(__file__).parent / "corpus" / "keras_model_add.py"
+    code = rewrite(detect(script))
+    head, objective = code.split("def optml_objective", 1)
+    assert "rng = np.random.default_rng(1)" in head  # the data still loads once per worker
+    assert "model = Sequential()" in objective  # model.add would grow a shared model otherwise

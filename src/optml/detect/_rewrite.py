@@ -6,10 +6,11 @@ script's other top-level statements (and the body of ``if __name__ == "__main__"
 ``def optml_objective(**optml_trial_params)``, which declares the names they bind ``global`` so
 that the code behaves as it did at module level. Leading statements that load data and do not
 depend on a hyperparameter stay at module level, so they run once per worker, not once per
-trial: an assignment or call that contains no hyperparameter, creates no class of the metadata
-table, calls no training method (fit, compile, add, step, ...) nor a function of the script that
-does, reads no name set by a moved statement, and binds no name that later code changes in place
-(``X += 1``, ``X[0] = ...``). Seeding calls (``np.random.seed(0)``) stay too and are repeated at
+trial: an assignment or call that contains no hyperparameter, creates no object of a framework
+class (``Sequential()``, ``StandardScaler()``; datasets such as ``TensorDataset`` excepted) nor of
+a class of the script, calls no training method (fit, compile, add, step, ...) nor a function of
+the script that does, reads no name set by a moved statement, and binds no name that later code
+changes in place (``X += 1``, ``X[0] = ...``, ``X.append(...)``, ``model.add(...)``, ``w.zero_()``). Seeding calls (``np.random.seed(0)``) stay too and are repeated at
 the start of each trial. Everything else is unchanged, comments and formatting included.
 """
 
@@ -27,6 +28,31 @@ _HEADER = (
     "\n"
     "optml_params = optml_runtime.params\n"
 )
+_MUTATING = {
+    "append",
+    "extend",
+    "insert",
+    "update",
+    "pop",
+    "remove",
+    "clear",
+    "sort",
+    "shuffle",
+    "setdefault",
+    "add_module",
+    "register_buffer",
+    "set_params",
+    "load_state_dict",
+    "load_weights",
+    "reset_states",
+    "build",
+    "set_weights",
+    "drop_duplicates",
+    "fillna",
+}
+# Framework classes that hold data, not state a trial changes: these may load once per worker.
+_DATA_CLASSES = {"TensorDataset", "DataFrame", "Series", "Generator", "RandomState"}
+_FRAMEWORKS = ("keras", "tensorflow", "torch", "sklearn", "xgboost", "lightgbm")
 _TRAINING = {
     "fit",
     "compile",
@@ -167,7 +193,8 @@ def _bound(stmt: Any) -> list[str]:
 
 
 def _mutated(stmt: Any) -> set[str]:
-    """Names changed in place: ``X += 1``, ``X[i] = ...``, ``X.attr = ...``, ``del X[i]``."""
+    """Names changed in place: ``X += 1``, ``X[i] = ...``, ``X.attr = ...``, a mutating or
+    training method called on them (``model.add(...)``, ``X.append(...)``, ``w.zero_()``)."""
     out: set[str] = set()
 
     def base(target: Any) -> None:
@@ -177,6 +204,17 @@ def _mutated(stmt: Any) -> set[str]:
             out.add(target.value)
 
     class V(cst.CSTVisitor):
+        def visit_Call(self, n: cst.Call) -> None:
+            # model.add(...), scaler.fit(...), scores.append(...), weights.normal_(...)
+            if isinstance(n.func, cst.Attribute):
+                method = n.func.attr.value
+                if (
+                    method in _MUTATING
+                    or method in _TRAINING
+                    or (method.endswith("_") and not method.startswith("_"))
+                ):
+                    base(n.func.value)
+
         def visit_AugAssign(self, n: cst.AugAssign) -> None:
             base(n.target)
 
@@ -236,7 +274,15 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
     imports, stars = _imports(module)
     resolver = _Resolver(imports, stars, table)
 
+    local_defs: dict[str, Any] = {}
+    for stmt in module.body:
+        if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
+            local_defs[stmt.name.value] = stmt
+
     def trains(node: Any) -> bool:
+        """Whether ``node`` trains, reads a hyperparameter, or builds a model object (a
+        framework class such as ``Sequential()`` or ``StandardScaler()``, or a class of the
+        script): such an object would carry one trial's changes into the next."""
         if _contains(node, tainted_ids):
             return True
         for call in _calls(node):
@@ -246,12 +292,18 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
             path = resolver.qualify(func)
             if path is not None and (table.has(path) or path.rsplit(".", 1)[-1] in _TRAINING):
                 return True
+            tail = (path or dotted(func) or "").rsplit(".", 1)[-1]
+            if (
+                path is not None
+                and path.split(".")[0] in _FRAMEWORKS
+                and tail[:1].isupper()
+                and tail not in _DATA_CLASSES
+            ):
+                return True
+            if isinstance(func, cst.Name) and isinstance(local_defs.get(func.value), cst.ClassDef):
+                return True
         return False
 
-    local_defs: dict[str, Any] = {}
-    for stmt in module.body:
-        if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
-            local_defs[stmt.name.value] = stmt
     tainted_defs: set[str] = set()
     changed = True
     while changed:
