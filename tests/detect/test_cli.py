@@ -119,6 +119,8 @@ def _tune(run_optml, tmp_path: Path, name: str, trials: int, workers: int, *extr
         str(workers),
         "--storage",
         f"sqlite:///{tmp_path / 'o.db'}",
+        "--seed",
+        "0",
         *extra,
         cwd=tmp_path,
         timeout=480,

@@ -64,6 +64,7 @@ def spec_dict(
     data: str | None = None,
     workers: int | None = None,
     trial_timeout: str | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """The study spec that tunes the rewritten script ``tuned``."""
     m = detection.metric
@@ -84,6 +85,8 @@ def spec_dict(
         spec["execution"] = execution
     if data is not None:
         spec["data"] = data
+    if seed is not None:
+        spec["seed"] = seed
     return spec
 
 
@@ -160,6 +163,7 @@ def tune(
     trial_timeout: str | None = typer.Option(
         None, "--trial-timeout", help="Stop a trial after this long (30s, 10m)."
     ),
+    seed: int | None = typer.Option(None, "--seed", help="The sampler's seed (reproducible runs)."),
     metadata: Path | None = _MetadataOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
@@ -187,6 +191,7 @@ def tune(
         algorithm=algorithm,
         data=data_path,
         trial_timeout=trial_timeout,
+        seed=seed,
     )
     spec = parse_spec(raw, source=f"the spec for {script}", base_dir=script.resolve().parent)
     executor = _executor(spec, workers, oversubscribe=False)
