@@ -193,9 +193,16 @@ def test_constants_stay_defined_at_import(tmp_path):
     assert namespace["model"].C == 2.0
 
 
-def test_syntax_error_names_the_line():
-    with pytest.raises(ScriptSyntaxError, match=r"m.py:2:\d+: not valid Python"):
-        detect("m.py", source="import keras\nmodel = (\n")
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        ("import keras\nmodel = (\n", "m.py:2:9: not valid Python: '\\(' was never closed"),
+        ("import keras\nx = 'abc\n", "m.py:2:5: not valid Python: unterminated string"),
+    ],
+)
+def test_syntax_error_names_the_line_and_column(source, where):
+    with pytest.raises(ScriptSyntaxError, match=where):
+        detect("m.py", source=source)
 
 
 def test_unreadable_script(tmp_path):

@@ -258,10 +258,17 @@ def parse_module(source: str, path: str) -> Any:
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
-        raise ScriptSyntaxError(
-            f"{path}:{exc.raw_line}:{exc.raw_column + 1}: not valid Python: {first}"
-        ) from None
+        line, column = exc.raw_line, exc.raw_column + 1
+        message = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
+    # Python's own parser names the place more precisely than libcst's tokenizer does.
+    import ast
+
+    try:
+        ast.parse(source)
+    except SyntaxError as err:
+        line, column = err.lineno or line, err.offset or column
+        message = err.msg or message
+    raise ScriptSyntaxError(f"{path}:{line}:{column}: not valid Python: {message}")
 
 
 def detect_file(path: str | Path, metadata: str | Path | None = None) -> Detection:
