@@ -28,6 +28,7 @@ demo: install
 test: install-test
 	VENV=$(VENV) bash scripts/postgres.sh install
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m mypy src
 	$(PY) -m pytest -q
 
 install-bench: install
@@ -39,7 +40,6 @@ bench: install-bench
 	$(PY) benchmarks/bench_storage.py
 
 lint: install-test
-	$(PIP) install mypy
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src
 	$(PY) -m mypy src

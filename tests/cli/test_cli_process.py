@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import sys
-import time
-from pathlib import Path
-
-import psutil
 
 from optml import load_study
 from optml.trial import TrialState
+from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
 
@@ -45,36 +40,6 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _wait_for(path: Path, proc, within: float = 60.0) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text()
-        assert proc is None or proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was not written within {within} s")
-
-
 def test_sigkill_of_the_controller_leaves_no_process_of_a_command_trial(cli) -> None:
     cli.write("trial.py", HANGING_TRIAL)
     cli.write(
@@ -90,16 +55,19 @@ def test_sigkill_of_the_controller_leaves_no_process_of_a_command_trial(cli) -> 
     proc = cli.start("run", "hang.yaml", "--storage", cli.storage, "--quiet")
     pids: list[int] = []
     try:
-        pids = [int(p) for p in _wait_for(cli.workdir / "pids-1.txt", proc).split()]
+        pids = [
+            int(p)
+            for p in wait_for_text(cli.workdir / "pids-1.txt", within=60.0, proc=proc).split()
+        ]
         proc.kill()
         proc.wait(timeout=10)
         for pid in pids:
-            assert _gone(pid), f"process {pid} of the trial outlived the controller's SIGKILL"
+            assert gone(pid), f"process {pid} of the trial outlived the controller's SIGKILL"
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
-        _kill(pids)
+        kill(pids)
 
 
 def test_a_daemon_a_command_trial_double_forked_is_gone_after_its_timeout(cli) -> None:
@@ -120,11 +88,11 @@ def test_a_daemon_a_command_trial_double_forked_is_gone_after_its_timeout(cli) -
         (trial,) = load_study("daemon", storage=cli.storage).trials
         assert trial.state is TrialState.TIMEOUT, (result.stderr, trial.error)
         pid = int((cli.workdir / "daemon.pid").read_text())
-        assert _gone(pid, within=5), "the daemon outlived its trial's timeout"
+        assert gone(pid, within=5), "the daemon outlived its trial's timeout"
     finally:
         if pid is None and (cli.workdir / "daemon.pid").exists():
             pid = int((cli.workdir / "daemon.pid").read_text())
-        _kill([pid] if pid else [])
+        kill([pid] if pid else [])
 
 
 REPORT = """

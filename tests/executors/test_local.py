@@ -16,37 +16,9 @@ from optml import TrialState, create_study
 from optml.errors import OptMLError
 from optml.executors import LocalExecutor, TrialTask, make_executor
 from optml.objectives import FunctionObjective
+from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _wait_for(path: Path, within: float = 20.0) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was not written within {within} s")
 
 
 def _outcomes(ex, n: int, within: float = 30.0):
@@ -72,15 +44,15 @@ def test_sigterm_stops_the_worker_and_every_process_of_its_trial(tmp_path) -> No
     pids: list[int] = []
     try:
         ex.submit(TrialTask(0, {}, "value"))
-        pids = [int(p) for p in _wait_for(pidfile).split()]
+        pids = [int(p) for p in wait_for_text(pidfile).split()]
         os.kill(pids[0], signal.SIGTERM)
         (outcome,) = _outcomes(ex, 1)
         assert outcome.state == "FAILED" and "SIGTERM" in outcome.error
-        assert _gone(pids[1]), "the trial's detached child outlived its worker's SIGTERM"
-        assert _gone(pids[0])
+        assert gone(pids[1]), "the trial's detached child outlived its worker's SIGTERM"
+        assert gone(pids[0])
     finally:
         ex.shutdown(kill=True)
-        _kill(pids)
+        kill(pids)
 
 
 def test_a_trial_s_detached_process_ends_with_its_worker(tmp_path) -> None:
@@ -94,11 +66,11 @@ def test_a_trial_s_detached_process_ends_with_its_worker(tmp_path) -> None:
         assert outcome.state == "COMPLETE", outcome.error
         pids = [int(p) for p in pidfile.read_text().split()]
         ex.shutdown()  # a clean shutdown: the worker ends by itself
-        assert _gone(pids[1]), "a process the trial started outlived its worker"
-        assert _gone(pids[0])
+        assert gone(pids[1]), "a process the trial started outlived its worker"
+        assert gone(pids[0])
     finally:
         ex.shutdown(kill=True)
-        _kill(pids)
+        kill(pids)
 
 
 def _joblib_sum(x):
@@ -204,12 +176,12 @@ def test_a_worker_killed_outright_takes_its_command_trial_with_it(tmp_path) -> N
     pids: list[int] = []
     try:
         ex.submit(TrialTask(0, {}, "value"))
-        pids = [int(p) for p in _wait_for(pidfile).split()]
+        pids = [int(p) for p in wait_for_text(pidfile).split()]
         os.kill(ex._workers[0].proc.pid, signal.SIGKILL)  # as the OOM killer would
         (outcome,) = _outcomes(ex, 1)
         assert outcome.state == "FAILED" and "SIGKILL" in outcome.error
         for pid in pids:
-            assert _gone(pid), f"process {pid} of the trial outlived its worker"
+            assert gone(pid), f"process {pid} of the trial outlived its worker"
     finally:
         ex.shutdown(kill=True)
-        _kill(pids)
+        kill(pids)

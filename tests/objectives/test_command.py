@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from optml.errors import ObjectiveError, SpecError
 from optml.executors import TrialTask, run_trial
 from optml.objectives import CommandObjective
 from optml.spec import parse_spec
+from proc_helpers import gone, kill
 
 PY = sys.executable
 
@@ -49,26 +47,6 @@ def argv_script(tmp_path: Path) -> Path:
 
 def _run(objective, params, timeout=None):
     return run_trial(objective, TrialTask(0, params, "loss", timeout=timeout))
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @pytest.mark.parametrize("value", NASTY)
@@ -216,11 +194,11 @@ def test_a_detached_daemon_ends_with_its_trial(tmp_path, mode) -> None:
         )
         assert out.state == ("TIMEOUT" if mode == "hang" else "COMPLETE"), out.error
         pid = int((tmp_path / "daemon.pid").read_text())
-        assert _gone(pid, within=5), "the daemon the trial started still runs"
+        assert gone(pid, within=5), "the daemon the trial started still runs"
     finally:
         if pid is None and (tmp_path / "daemon.pid").exists():
             pid = int((tmp_path / "daemon.pid").read_text())
-        _kill([pid] if pid else [])
+        kill([pid] if pid else [])
 
 
 def test_the_caller_stays_no_subreaper() -> None:

@@ -38,7 +38,6 @@ def test_ask_returns_a_trial_without_a_count_and_a_list_with_one() -> None:
 
 @pytest.mark.slow
 def test_mypy_accepts_a_users_ask_and_tell(tmp_path) -> None:
-    pytest.importorskip("mypy", reason="the lint step installs mypy")
     (tmp_path / "snippet.py").write_text(textwrap.dedent(SNIPPET))
     result = subprocess.run(
         [

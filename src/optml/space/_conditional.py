@@ -138,23 +138,22 @@ class MetaSpace(Space):
 
     def split(self, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """``(family, its parameters under their own names)`` of trial params."""
-        family = config.get(MODEL_KEY)
-        if not isinstance(family, str) or family not in self._families:
-            raise SpaceError(
-                f"configuration: {MODEL_KEY}={family!r} is not one of the model families "
-                f"{list(self._families)}"
-            )
+        family = self._family(config, "configuration")
         mapping = self._flat[family]
         return family, {own: config[flat] for own, flat in mapping.items() if flat in config}
 
-    # -- checking -------------------------------------------------------------------------
-    def validate(self, config: Mapping[str, Any], where: str = "configuration") -> dict[str, Any]:
+    def _family(self, config: Mapping[str, Any], where: str) -> str:
         family = config.get(MODEL_KEY)
         if not isinstance(family, str) or family not in self._families:
             raise SpaceError(
                 f"{where}: {MODEL_KEY}={family!r} is not one of the model families "
                 f"{list(self._families)}"
             )
+        return family
+
+    # -- checking -------------------------------------------------------------------------
+    def validate(self, config: Mapping[str, Any], where: str = "configuration") -> dict[str, Any]:
+        family = self._family(config, where)
         mapping = self._flat[family]
         expected = set(mapping.values())
         given = set(config) - {MODEL_KEY}

@@ -1,0 +1,47 @@
+"""Helpers for tests that start real processes: wait for them to end, kill what is left, wait
+for a file a process writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``within`` seconds."""
+    import psutil
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill(pids: Iterable[int]) -> None:
+    """SIGKILL each of ``pids`` that still runs (clean-up after a test)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait_for_text(path: Path, within: float = 20.0, proc: Any = None) -> str:
+    """The text of ``path`` once a process has written it; fails if ``proc`` (a Popen) ends
+    first or nothing is written within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        assert proc is None or proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was not written within {within} s")
