@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib.util
 import textwrap
 
+import pytest
+
 from optml.detect import detect, rewrite
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """The scripts below write their load counter to the working directory."""
+    monkeypatch.chdir(tmp_path)
 
 SCRIPT = textwrap.dedent(
     '''
@@ -37,8 +45,7 @@ def _load(tmp_path, code):
     return module
 
 
-def test_data_loads_once_and_each_trial_reads_its_values(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_data_loads_once_and_each_trial_reads_its_values(tmp_path):
     found = detect("model.py", source=SCRIPT)
     assert [hp.name for hp in found.hyperparameters] == ["alpha"]
     code = rewrite(found)
