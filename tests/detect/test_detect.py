@@ -255,3 +255,20 @@ def test_command_line_option_defaults_are_hyperparameters():
     found = detect("m.py", source=textwrap.dedent(source))
     assert [hp.name for hp in found.hyperparameters] == ["learning_rate", "momentum"]
     assert "parser.parse_args([])" in rewrite(found)
+
+
+def test_a_users_metadata_rows_are_detected(tmp_path):
+    from optml.detect._metadata import COLUMNS
+
+    extra = tmp_path / "mine.csv"
+    extra.write_text(
+        ",".join(COLUMNS)
+        + "\nsklearn.linear_model.SGDClassifier,alpha,loguniform,-1,LinearModel,n,1e-6,1e-1,False,\n"
+    )
+    source = "from sklearn.linear_model import SGDClassifier\nprint(SGDClassifier(alpha=1e-4).fit(X, y).score(X, y))\n"
+    assert detect("m.py", source=source).hyperparameters == []
+    found = detect("m.py", source=source, metadata=extra).hyperparameters
+    assert [(hp.name, hp.distribution) for hp in found] == [
+        ("sgdclassifier__alpha", {"loguniform": [1e-6, 0.1]})
+    ]
+    assert found[0].why == f"sklearn.linear_model.SGDClassifier.alpha ({extra}:2)"
