@@ -275,6 +275,10 @@ class SQLStorage(Storage):
         # The SQLite file, when there is one: (path, (device, inode) once opened).
         self._file: str | None = None
         self._identity: tuple[int, int] | None = None
+        # Kept open to read the file's header: closing any descriptor of the file would drop
+        # every POSIX lock this process holds on it, SQLite's included (another process could
+        # then take this one's connections for gone and delete the write-ahead log under them).
+        self._header_fd: int | None = None
         self._opened = False
         if self._dialect == "sqlite" and not self._memory:
             database = engine_url.database or ""
@@ -308,6 +312,11 @@ class SQLStorage(Storage):
             raise
         if self._file is not None:
             self._identity = _identity(self._file)
+            if self._header_fd is None:
+                try:
+                    self._header_fd = os.open(self._file, os.O_RDONLY)
+                except OSError:
+                    self._header_fd = None
 
     @property
     def _absent(self) -> bool:
@@ -336,8 +345,11 @@ class SQLStorage(Storage):
                 "stopping rather than writing into the old one"
             )
         try:
-            with open(self._file, "rb") as f:
-                header = f.read(len(_SQLITE_HEADER))
+            header = (
+                os.pread(self._header_fd, len(_SQLITE_HEADER), 0)
+                if self._header_fd is not None
+                else _SQLITE_HEADER
+            )
         except OSError:
             header = _SQLITE_HEADER  # unreadable here: SQLite itself will say why
         # Empty until the first checkpoint copies pages out of the write-ahead log.
@@ -458,6 +470,10 @@ class SQLStorage(Storage):
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._header_fd is not None:
+            # After the connections: its close drops this process's locks on the file.
+            os.close(self._header_fd)
+            self._header_fd = None
 
     # -- studies --------------------------------------------------------------------------
     def create_study(
