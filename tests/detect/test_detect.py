@@ -146,7 +146,7 @@ def test_pytorch_widths_are_tied_or_left_alone():
             self.fc3 = nn.Linear(40, 10)           # 25 != 40: fc2's width is left alone
     net = Net()
     opt = torch.optim.SGD(net.parameters(), 0.1, 0.9)
-    val_loss = 1.0
+    val_loss = evaluate(net)
     """
     found = detect("m.py", source=textwrap.dedent(source))
     assert [hp.name for hp in found.hyperparameters] == [
@@ -170,7 +170,7 @@ def test_literals_evaluated_at_import_are_not_proposed():
             super().__init__()
             self.drop2 = nn.Dropout(0.1)
     net = Net()
-    val_loss = 0.0
+    val_loss = evaluate()
     """
     assert names(source) == ["dropout_p"]
 
@@ -222,7 +222,7 @@ def test_metric_rules_per_framework():
     """
     assert metric(keras_fit) == ("val_loss", "minimize", "fit")
     assert metric(keras_fit + "model.evaluate(xv, yv)\n") == ("loss", "minimize", "evaluate")
-    torch_acc = "import torch\nval_accuracy = 0.5\n"
+    torch_acc = "import torch\nval_accuracy = 0.5\nval_accuracy = correct / total\n"
     assert metric(torch_acc) == ("val_accuracy", "maximize", "value")
     sk = "from sklearn.metrics import mean_absolute_error\nerr = mean_absolute_error(a, b)\n"
     assert metric(sk) == ("mean_absolute_error", "minimize", "value")
@@ -250,7 +250,7 @@ def test_command_line_option_defaults_are_hyperparameters():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     opt = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.wd)
-    val_loss = 0.0
+    val_loss = evaluate()
     """
     found = detect("m.py", source=textwrap.dedent(source))
     assert [hp.name for hp in found.hyperparameters] == ["learning_rate", "momentum"]

@@ -135,3 +135,27 @@ def test_a_model_object_is_not_hoisted():
     head, objective = code.split("def optml_objective", 1)
     assert "rng = np.random.default_rng(1)" in head  # the data still loads once per worker
     assert "model = Sequential()" in objective  # model.add would grow a shared model otherwise
+
+
+def test_a_summed_pytorch_metric_is_the_final_sum(tmp_path):
+    source = textwrap.dedent(
+        """
+        import torch
+        from torch import nn
+
+        torch.manual_seed(0)
+        X, y = torch.randn(64, 4), torch.randn(64)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        val_loss = 0.0  # a starting value, not the metric
+        for batch in range(4):
+            rows = slice(16 * batch, 16 * batch + 16)
+            val_loss += nn.functional.mse_loss(model(X[rows]).squeeze(1), y[rows]).item()
+        val_loss /= 4
+        """
+    )
+    found = detect("model.py", source=source)
+    assert found.metric.name == "val_loss" and found.metric.line == 13
+    module = _load(tmp_path, rewrite(found))
+    result = module.optml_objective(linear_out_features=16, sgd_lr=0.01)
+    assert result == module.val_loss > 0

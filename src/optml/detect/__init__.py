@@ -9,7 +9,8 @@ The metric: an ``optml.report(value)`` call wins (``direction="maximize"`` for a
 otherwise, by framework: Keras, the last ``model.evaluate(...)`` (its loss), else the best
 ``val_loss`` of the last ``fit(..., validation_data=...)``; PyTorch, the last value assigned to
 ``val_loss``, ``valid_loss``, ``test_loss`` (minimised) or ``val_accuracy``, ``val_acc``,
-``test_accuracy``, ``test_acc`` (maximised); scikit-learn, the last ``estimator.score(...)``,
+``test_accuracy``, ``test_acc`` (maximised), where a literal (``val_loss = 0.0``) only starts a
+sum and ``val_loss += ...`` or ``val_loss /= n`` updates it; scikit-learn, the last ``estimator.score(...)``,
 the mean of ``cross_val_score(...)`` or a ``sklearn.metrics`` function (scores maximised, errors
 minimised). When a statement runs more than once, the last value it computed counts.
 

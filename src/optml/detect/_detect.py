@@ -109,6 +109,10 @@ class Metric:
     line: int
     node: Any = field(repr=False)  # the call (or assignment value) to wrap
     explicit: bool = False
+    # PyTorch's convention: every assignment to the name is recorded (values wrapped; after an
+    # augmented assignment such as ``val_loss += ...``, the name's new value).
+    also: list[Any] = field(default_factory=list, repr=False)
+    after: list[Any] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -452,6 +456,8 @@ class _Finder(cst.CSTVisitor):
             self._for(node)
         elif isinstance(node, cst.Assign):
             self._assign(node)
+        elif isinstance(node, cst.AugAssign):
+            self._augassign(node)
         self.stack.append(node)
         return True
 
@@ -647,8 +653,14 @@ class _Finder(cst.CSTVisitor):
         if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
             return
         name = node.targets[0].target.value
-        if name in TORCH_METRIC_NAMES:
+        # ``val_loss = 0.0`` starts a sum: not the metric itself.
+        if name in TORCH_METRIC_NAMES and not _literal(node.value)[0]:
             self.metric_sites.append(("torch", name, TORCH_METRIC_NAMES[name], node.value, "value"))
+
+    def _augassign(self, node: cst.AugAssign) -> None:
+        if isinstance(node.target, cst.Name) and node.target.value in TORCH_METRIC_NAMES:
+            name = node.target.value
+            self.metric_sites.append(("torch", name, TORCH_METRIC_NAMES[name], node, "after"))
 
     def _metric_call(self, call: Any, path: str, method: str | None) -> None:
         tail = path.rsplit(".", 1)[-1]
@@ -789,7 +801,7 @@ def _metric(finder: _Finder, frameworks: list[str], positions: Any) -> Metric | 
         if not chosen:
             return None
         kind, name, direction, node, how = max(chosen, key=lambda s: positions[s[3]].start.line)
-        return Metric(
+        metric = Metric(
             name=name,
             direction=direction,
             how=how,
@@ -797,6 +809,15 @@ def _metric(finder: _Finder, frameworks: list[str], positions: Any) -> Metric | 
             node=node,
             explicit=kind == "report",
         )
+        if kind == "torch":
+            same = [s for s in chosen if s[1] == name]
+            metric.also = [s[3] for s in same if s[4] == "value"]
+            metric.after = [s[3] for s in same if s[4] == "after"]
+            if how == "after":  # the wrapped node must be an expression: take an assignment's
+                values = metric.also
+                metric.node = values[-1] if values else None
+                metric.how = "value"
+        return metric
 
     found = pick(("report",))
     if found:

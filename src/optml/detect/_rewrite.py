@@ -20,7 +20,7 @@ from typing import Any
 
 import libcst as cst
 
-from optml.detect._detect import Detection, dotted
+from optml.detect._detect import Detection, Metric, dotted
 
 OBJECTIVE = "optml_objective"
 _HEADER = (
@@ -72,13 +72,27 @@ _TRAINING = {
 
 
 class _Replace(cst.CSTTransformer):
-    def __init__(self, sites: dict[int, str], metric: Any, how: str | None) -> None:
+    def __init__(self, sites: dict[int, str], metric: Metric) -> None:
         super().__init__()
         self.sites = sites
-        self.metric = metric
-        self.how = how
+        self.wrap: dict[int, str] = {id(node): metric.how for node in metric.also}
+        if metric.node is not None:
+            self.wrap[id(metric.node)] = metric.how
+        self.after = {id(node): node.target.value for node in metric.after}
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> Any:
+        names = [self.after[id(s)] for s in original_node.body if id(s) in self.after]
+        if not names:
+            return updated_node
+        # ``val_loss += loss.item()``: the sum so far is the metric until it changes again.
+        # Recorded on the same line, so that the module keeps its statements one to one.
+        record = cst.Expr(cst.parse_expression(f"optml_runtime.record({names[-1]})"))
+        return updated_node.with_changes(body=[*updated_node.body, record])
 
     def on_leave(self, original_node: Any, updated_node: Any) -> Any:
+        updated_node = super().on_leave(original_node, updated_node)
         name = self.sites.get(id(original_node))
         if name is not None:
             return cst.parse_expression(f'optml_params["{name}"]')
@@ -91,13 +105,14 @@ class _Replace(cst.CSTTransformer):
             # The worker's command line is not the script's: options take their defaults,
             # which now read the trial's values.
             updated_node = updated_node.with_changes(args=[cst.Arg(cst.List([]))])
-        if self.metric is not None and original_node is self.metric:
+        how = self.wrap.get(id(original_node))
+        if how is not None:
             inner = updated_node
-            if self.how == "report" and isinstance(updated_node, cst.Call):
+            if how == "report" and isinstance(updated_node, cst.Call):
                 inner = updated_node.args[0].value
             args = [cst.Arg(inner)]
-            if self.how not in ("value", "report"):
-                args.append(cst.Arg(cst.SimpleString(f'"{self.how}"')))
+            if how not in ("value", "report"):
+                args.append(cst.Arg(cst.SimpleString(f'"{how}"')))
             return cst.Call(func=cst.parse_expression("optml_runtime.record"), args=args)
         return updated_node
 
@@ -261,7 +276,9 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
     metric = detection.metric
     assert metric is not None
     sites = {id(s): hp.name for hp in detection.hyperparameters for s in hp.sites}
-    marked = set(sites) | {id(metric.node)}
+    marked = set(sites) | {
+        id(n) for n in [metric.node, *metric.also, *metric.after] if n is not None
+    }
     table = detection.table
     assert table is not None
     module = detection.module
@@ -360,7 +377,7 @@ def rewrite(detection: Detection, data: str | None = None) -> str:
         if not pure:
             blocked = True
 
-    new_module = module.visit(_Replace(sites, metric.node, metric.how))
+    new_module = module.visit(_Replace(sites, metric))
     moved: list[Any] = []
     new_body: list[Any] = []
     header_end = 0
