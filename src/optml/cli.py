@@ -531,6 +531,12 @@ def stop(
         _console().print(f"no controller is running {_user(name)}; nothing to stop")
 
 
+from optml.detect import _cli as detect_cli  # noqa: E402 - typer and libcst-free
+
+app.command(name="detect")(detect_cli.detect)
+app.command(name="tune")(detect_cli.tune)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn OptML errors into one-line messages instead of tracebacks."""
     try:
