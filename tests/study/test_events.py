@@ -63,5 +63,4 @@ def test_a_reported_value_is_stored_while_the_trial_runs(tmp_path, backend) -> N
     assert trial.state is TrialState.COMPLETE and trial.value == 1.0
     assert (tmp_path / "seen").read_text() == "{0: 0.25} RUNNING"
     assert trial.intermediate == {0: 0.25}
-    if "runner" in type(trial).__dataclass_fields__:
-        assert trial.host == socket.gethostname() and trial.runner
+    assert trial.host == socket.gethostname() and trial.runner

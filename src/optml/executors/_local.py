@@ -132,7 +132,7 @@ class LocalExecutor(Executor):
         raise RuntimeError("no free worker: check free_slots() before submit()")
 
     def _where(self, w: WorkerProcess) -> str:
-        return f"local:{w.pid}"
+        return str(w.pid)
 
     def events(self, timeout: float | None = None) -> list[TrialEvent]:
         busy = [w for w in self._workers if w.task is not None]

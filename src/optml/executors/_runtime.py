@@ -104,6 +104,7 @@ def run_trial(
         intermediate=dict(context.intermediate),
         attempt=task.attempt,
         host=socket.gethostname(),
+        runner=str(os.getpid()),
     )
 
 

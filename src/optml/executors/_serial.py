@@ -55,7 +55,7 @@ class SerialExecutor(Executor):
         assert self._objective is not None, "start() first"
         number, attempt = task.number, task.attempt
         events: list[TrialEvent] = [
-            TrialStarted(number, attempt, socket.gethostname(), "serial", os.getpid())
+            TrialStarted(number, attempt, socket.gethostname(), str(os.getpid()), os.getpid())
         ]
         outcome = run_here(
             self._objective,
