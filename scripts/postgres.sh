@@ -6,6 +6,8 @@
 #   scripts/postgres.sh start [DIR]    start a server on 127.0.0.1 on a free port with its data
 #                                      in DIR (default: a new temp dir); print its URL on stdout
 #   scripts/postgres.sh stop DIR       stop the server started in DIR and delete DIR
+#   scripts/postgres.sh restart DIR    restart the server started in DIR (same port and data;
+#                                      every client connection is cut)
 #
 # Example (what CI does):
 #   bash scripts/postgres.sh install
@@ -110,11 +112,19 @@ stop() {
     fi
 }
 
+restart() {
+    local dir=${1:?usage: $0 restart DIR}
+    local bindir
+    bindir=$(find_bindir)
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >&2
+}
+
 cmd=${1:-start}
 shift || true
 case "$cmd" in
     install) install_server; install_driver ;;
     start) start "$@" ;;
     stop) stop "$@" ;;
-    *) log "unknown command $cmd; use install, start [DIR] or stop DIR"; exit 2 ;;
+    restart) restart "$@" ;;
+    *) log "unknown command $cmd; use install, start [DIR], restart DIR or stop DIR"; exit 2 ;;
 esac

@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 from optml import _interrupt
 from optml._process import controller_id
-from optml.errors import OptMLError
+from optml.errors import LostTrialError, OptMLError
 from optml.executors import Executor, TrialOutcome, TrialTask, make_executor
 from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
+from optml.storage._base import UNFINISHED
 from optml.trial import Trial, TrialState
 
 if TYPE_CHECKING:
     from optml.study import Study
+
+# How often a controller heartbeats its running trials (and its run, reading stop requests and
+# marking other controllers' lapsed trials STALE), and how long a heartbeat may lapse before
+# its trials are taken for abandoned. The grace must cover a controller's longest pause (a
+# storage outage it rides out, a slow proposal), several heartbeats long.
+DEFAULT_HEARTBEAT_S = 5.0
+DEFAULT_GRACE_S = 30.0
+STALE_POLICIES = ("requeue", "fail")
 
 
 @dataclass(frozen=True)
@@ -96,15 +105,29 @@ class Controller:
         callbacks: Sequence[Callable[[Study, Trial], None]],
         data: str | None,
         show_progress: bool,
+        heartbeat: float = DEFAULT_HEARTBEAT_S,
+        grace: float = DEFAULT_GRACE_S,
+        stale: str = "requeue",
     ) -> None:
         _check_count("n_trials", n_trials, minimum=0)
+        _check_seconds("heartbeat", heartbeat, zero_ok=False)
+        _check_seconds("grace", grace, zero_ok=False)
+        if heartbeat is None or grace is None or grace <= heartbeat:
+            raise OptMLError(
+                f"grace ({grace!r} s) must be longer than heartbeat ({heartbeat!r} s): a trial "
+                "is taken for abandoned when its heartbeat lapses past the grace"
+            )
+        if stale not in STALE_POLICIES:
+            raise OptMLError(f"stale must be one of {', '.join(STALE_POLICIES)}, got {stale!r}")
         _check_count("workers", workers, minimum=1)
         _check_count("retries", retries, minimum=0)
         _check_seconds("timeout", timeout, zero_ok=True)
         _check_seconds("trial_timeout", trial_timeout, zero_ok=False)
+        self.stored_budget = study.budget
         if (
             n_trials is None
             and timeout is None
+            and self.stored_budget is None
             and study.sampler.remaining(study.context()) is None
         ):
             raise OptMLError(
@@ -131,12 +154,23 @@ class Controller:
         self.launched = 0
         self.finished = 0
         self.busy_s = 0.0
+        self.heartbeat_s = float(heartbeat)
+        self.grace_s = float(grace)
+        self.stale = stale
+        self.me = controller_id()
+        self.run_id: int | None = None
+        self.next_beat = 0.0
 
     def _most_trials(self) -> int | None:
         """The most trials this call can still launch (None: no bound known), so that no more
         workers start than can have work."""
         study = self.study
         most = self.n_trials
+        if self.stored_budget is not None:  # what the study's budget leaves, queued included
+            cache = study._trial_cache().values()
+            queued = sum(t.state in (TrialState.WAITING, TrialState.STALE) for t in cache)
+            room = max(self.stored_budget - len(cache), 0) + queued
+            most = room if most is None else min(most, room)
         left = study.sampler.remaining(study.context())
         if left is not None:  # a finite space: what is left of it, and the trials queued
             left += sum(not t.state.is_finished for t in study._trial_cache().values())
@@ -145,18 +179,28 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
-        with _interrupt.deferring_stop_signals():
-            return self._run()
+        # The local executor forks workers: no thread may run in this process meanwhile, so
+        # the ask() heartbeat pauses and this loop heartbeats the same trials.
+        resume_beat = self.study._pause_ask_heartbeat()
+        try:
+            with _interrupt.deferring_stop_signals():
+                return self._run()
+        finally:
+            if resume_beat:
+                self.study._start_ask_heartbeat()
 
     def _run(self) -> RunStats:
         study = self.study
         study._refresh()
-        study.requeue_orphans()
+        study.reap_stale(self.grace_s, self.stale)
         start = time.monotonic()
         deadline = start + self.timeout if self.timeout is not None else None
         self.deadline = deadline
-        budget = None if self.n_trials is None else len(study._trial_cache()) + self.n_trials
-        study.storage.set_study_state(study.id, "RUNNING")
+        budget = self.stored_budget
+        if self.n_trials is not None:
+            budget = len(study._trial_cache()) + self.n_trials
+        self.run_id = study.storage.start_run(study.id, self.me)
+        self.next_beat = time.monotonic() + self.heartbeat_s
         study._stop_requested = False
         progress = _Progress(self) if self.show_progress else None
         stop_reason = ""
@@ -168,8 +212,10 @@ class Controller:
             self.executor.start(self.objective)
             while True:
                 _interrupt.check()  # a Ctrl-C whose raise was swallowed (see _interrupt)
+                self._tick()
                 if not stop_reason:
                     stop_reason = self._stop_reason(deadline)
+                idle = False
                 if not stop_reason:
                     free = self.executor.free_slots()
                     if self.n_trials is not None:
@@ -179,8 +225,19 @@ class Controller:
                         for trial in new:
                             self._submit(trial.number, trial.params, attempt=0)
                         if not new and self.executor.running() == 0:
-                            stop_reason = "exhausted"
+                            # Nothing to start here; trials of other controllers may still
+                            # lapse and need running again, so wait for them to finish.
+                            idle = self._others_unfinished()
+                            if not idle:
+                                spent = (
+                                    self.stored_budget is not None
+                                    and len(study._trial_cache()) >= self.stored_budget
+                                )
+                                stop_reason = "budget" if spent else "exhausted"
                 if self.executor.running() == 0 and (stop_reason or not self.inflight):
+                    if idle:
+                        time.sleep(min(0.5, self.heartbeat_s))
+                        continue
                     if not stop_reason:
                         stop_reason = "exhausted"
                     break
@@ -202,11 +259,37 @@ class Controller:
             self.executor.shutdown(kill=True)
             if progress:
                 progress.close()
-        study.storage.set_study_state(
-            study.id, "INTERRUPTED" if stop_reason == "stopped" else "COMPLETE"
+        assert self.run_id is not None
+        study.storage.end_run(
+            self.run_id, "INTERRUPTED" if stop_reason == "stopped" else "COMPLETE", self.grace_s
         )
         return RunStats(
             self.finished, time.monotonic() - start, self.busy_s, self.executor.workers, stop_reason
+        )
+
+    def _tick(self) -> None:
+        """Every heartbeat: refresh this controller's trials and run, read a stored stop
+        request, and mark STALE the trials of controllers whose heartbeat lapsed."""
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        self.next_beat = now + self.heartbeat_s
+        study = self.study
+        try:
+            if study.storage.heartbeat(study.id, self.me, self.run_id):
+                study._stop_requested = True
+            study.reap_stale(self.grace_s, self.stale)
+        except LostTrialError:
+            pass
+        except OptMLError:
+            pass  # storage unreachable past its own retries: the next beat tries again
+
+    def _others_unfinished(self) -> bool:
+        """Whether trials this controller does not run are still unfinished (from the read
+        that the last proposal made)."""
+        return any(
+            t.state in UNFINISHED and t.number not in self.inflight
+            for t in self.study._trial_cache().values()
         )
 
     def _stop_reason(self, deadline: float | None) -> str:
@@ -256,11 +339,15 @@ class Controller:
         study = self.study
         out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         if outcome.state == "FAILED" and task.attempt < self.retries and not out_of_time:
-            study._write(
-                outcome.number,
-                attempts=task.attempt + 1,
-                error=f"attempt {task.attempt + 1} failed: {outcome.error}",
-            )
+            try:
+                study._write(
+                    outcome.number,
+                    owner=self.me,
+                    attempts=task.attempt + 1,
+                    error=f"attempt {task.attempt + 1} failed: {outcome.error}",
+                )
+            except LostTrialError:
+                return  # taken for dead meanwhile: its new owner runs it
             self._submit(outcome.number, task.params, attempt=task.attempt + 1)
             return
         fields: dict[str, Any] = {
@@ -273,6 +360,8 @@ class Controller:
             "finished_at": outcome.finished_at,
             "duration_s": outcome.duration_s,
             "intermediate": outcome.intermediate,
+            "host": outcome.host,
+            "runner": outcome.runner,
         }
         if outcome.state == "COMPLETE":
             try:
@@ -282,7 +371,10 @@ class Controller:
         elif outcome.state == "TIMEOUT" and outcome.number in self.cut_by_budget:
             fields["error"] = self._budget_message()
         self.cut_by_budget.discard(outcome.number)
-        trial = study._write(outcome.number, **fields)
+        try:
+            trial = study._write(outcome.number, owner=self.me, **fields)
+        except LostTrialError:
+            return  # taken for dead meanwhile (a long storage outage): its new owner's result counts
         self.finished += 1
         self.busy_s += outcome.duration_s
         for callback in self.callbacks:
@@ -330,7 +422,7 @@ class Controller:
             mine = [
                 t
                 for t in study.storage.get_trials(study.id, [TrialState.RUNNING])
-                if t.worker == controller_id()
+                if t.worker == self.me
             ]
         except OptMLError:
             mine = []
@@ -346,7 +438,10 @@ class Controller:
                 pass
         self.inflight.clear()
         try:
-            study.storage.set_study_state(study.id, "INTERRUPTED")
+            if self.run_id is not None:
+                study.storage.end_run(self.run_id, "INTERRUPTED", self.grace_s)
+            else:
+                study.storage.set_study_state(study.id, "INTERRUPTED")
         except OptMLError:
             pass
 
@@ -367,6 +462,8 @@ class _Progress:
         self.controller = controller
         study = controller.study
         total = controller.n_trials
+        if total is None and controller.stored_budget is not None:
+            total = max(controller.stored_budget - len(study._trial_cache()), 0)
         if total is None:  # None still when the sampler never runs out
             remaining = study.sampler.remaining(study.context())
             if remaining is not None:

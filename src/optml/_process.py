@@ -156,19 +156,29 @@ def controller_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def controller_alive(worker: str | None) -> bool:
-    """Whether the controller named by :func:`controller_id` still runs (unknown hosts: True)."""
+def dead_local_owners(owners: set[str]) -> set[str]:
+    """The owners (see :func:`controller_id`) that were processes of this machine and are gone.
+
+    Only a negative answer is certain here: an owner on another host, or a live process here,
+    is judged by its heartbeat instead (see :meth:`optml.study.Study.reap_stale`).
+    """
     import psutil
 
-    if not worker or ":" not in worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        return psutil.pid_exists(int(pid)) and int(pid) != os.getpid()
-    except ValueError:
-        return False
+    here = socket.gethostname()
+    dead = set()
+    for owner in owners:
+        host, _, pid = owner.rpartition(":")
+        if host != here or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            gone = psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            gone = True
+        except psutil.Error:
+            gone = False
+        if gone:
+            dead.add(owner)
+    return dead
 
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -1,4 +1,4 @@
-"""The `optml` command: run, resume, list, show and export studies."""
+"""The `optml` command: run, resume, stop, list, show and export studies."""
 
 from __future__ import annotations
 
@@ -176,9 +176,10 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
     counts = study.storage.count_trials(study.id)
     finished = sum(counts.get(s.value, 0) for s in FINISHED_STATES)
     complete_before = counts.get(TrialState.COMPLETE.value, 0)
-    n_trials = None
-    if spec.budget.trials is not None:
-        n_trials = max(0, spec.budget.trials - finished)
+    # The budget is the study's, stored: every controller of it (here or on other machines)
+    # counts against the same number.
+    if spec.budget.trials is not None and study.budget != spec.budget.trials:
+        study.set_budget(spec.budget.trials)
     if not quiet:
         console.print(
             f"Study [bold]{_user(study.name)}[/] · {_user(study.sampler.describe())} · "
@@ -191,7 +192,6 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
     try:
         study.optimize(
             build_objective(spec),
-            n_trials=n_trials,
             timeout=spec.budget.timeout,
             workers=workers or spec.execution.workers,
             executor=executor,
@@ -200,6 +200,9 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
             target=spec.budget.target,
             data=spec.data,
             show_progress=not quiet,
+            heartbeat=spec.execution.heartbeat,
+            grace=spec.execution.grace,
+            stale=spec.execution.stale,
         )
     except KeyboardInterrupt as exc:
         from optml.errors import Terminated
@@ -220,6 +223,11 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
     if not quiet:
         _print_trials(study, console, limit=_default_limit(console))
         _print_run_stats(study, console)
+    if study.last_run is not None and study.last_run.stop_reason == "stopped":
+        _console(stderr=True).print(
+            f"stopped on request; continue with: optml resume {_user(_shell_word(study.name))}"
+        )
+        return
     _fail_if_nothing_completed(study, complete_before)
 
 
@@ -497,6 +505,24 @@ def delete(
         raise typer.Exit(1)
     store.delete_study(name)
     _console().print(f"deleted {_user(name)}")
+
+
+@app.command()
+def stop(
+    name: str = typer.Argument(..., help="The study to stop.", show_default=False),
+    storage: str | None = StorageOpt,
+) -> None:
+    """Stop every controller running the study, on any machine: no new trial starts, running
+    trials finish, and the study ends INTERRUPTED (optml resume continues it)."""
+    study = _load(name, storage)
+    asked = study.stop(everywhere=True)
+    if asked:
+        _console().print(
+            f"asked {asked} controller(s) of {_user(name)} to stop; each stops at its next "
+            "heartbeat, once its running trials finish"
+        )
+    else:
+        _console().print(f"no controller is running {_user(name)}; nothing to stop")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,10 @@ class StorageError(OptMLError):
     """A storage URL, study or trial lookup failed."""
 
 
+class LostTrialError(StorageError):
+    """A controller tried to change a trial it no longer owns (taken for dead, and requeued)."""
+
+
 class StudyNotFoundError(StorageError):
     """No study of that name exists in the storage."""
 

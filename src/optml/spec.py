@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from optml.errors import OptMLError, SpecError
+
+if TYPE_CHECKING:
+    from optml.storage import Storage
 
 # A spec file larger than this is refused unread (a spec is a page of YAML; grids go in files).
 MAX_SPEC_BYTES = 4 * 1024 * 1024
@@ -95,8 +98,23 @@ class ExecutionSpec(_Model):
     retries: int = Field(default=0, ge=0)
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
+    # Liveness (see Study.optimize): how often running trials heartbeat, how long a heartbeat
+    # may lapse before a trial is STALE, and what becomes of a STALE trial.
+    heartbeat: float = Field(default=5.0, gt=0)
+    grace: float = Field(default=30.0, gt=0)
+    stale: Literal["requeue", "fail"] = "requeue"
 
-    _duration = field_validator("trial_timeout", mode="before")(lambda cls, v: parse_duration(v))
+    _duration = field_validator("trial_timeout", "heartbeat", "grace", mode="before")(
+        lambda cls, v: parse_duration(v)
+    )
+
+    @model_validator(mode="after")
+    def _grace_past_heartbeat(self) -> ExecutionSpec:
+        if self.grace <= self.heartbeat:
+            raise ValueError(
+                f"grace ({self.grace:g} s) must be longer than heartbeat ({self.heartbeat:g} s)"
+            )
+        return self
 
     @field_validator("backend")
     @classmethod
@@ -376,7 +394,9 @@ def build_objective(spec: StudySpec) -> Any:
     return CommandObjective(o.command, data=spec.data, cwd=o.cwd, env=o.env, shell=o.shell)
 
 
-def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | None = None) -> Any:
+def study_from_spec(
+    spec: StudySpec, storage: str | Storage | None = None, name: str | None = None
+) -> Any:
     """Create the study a spec describes (or return the existing one of that name if its spec
     is the same).
 
@@ -386,7 +406,7 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
     corrected spec runs under the same name.
     """
     from optml import _trust
-    from optml.errors import StudyNotFoundError
+    from optml.errors import DuplicateStudyError, StudyNotFoundError
     from optml.space import parse_space, read_grid_file
     from optml.storage import DEFAULT_STORAGE_URL, open_storage
     from optml.storage._base import check_study_name
@@ -433,17 +453,21 @@ def study_from_spec(spec: StudySpec, storage: str | None = None, name: str | Non
 
     # resume runs the stored objective only if this user's signature of it verifies.
     stored[_trust.SIGNATURE] = _trust.sign(stored, name)
-    return create_study(
-        name,
-        space=space,
-        metric=[{"name": m.name, "direction": m.direction} for m in spec.metrics],
-        sampler=algorithm,
-        storage=store,
-        seed=spec.seed,
-        spec=stored,
-        budget=spec.budget.trials,
-        constraints=spec.constraints,
-    )
+    try:
+        return create_study(
+            name,
+            space=space,
+            metric=[{"name": m.name, "direction": m.direction} for m in spec.metrics],
+            sampler=algorithm,
+            storage=store,
+            seed=spec.seed,
+            spec=stored,
+            budget=spec.budget.trials,
+            constraints=spec.constraints,
+        )
+    except DuplicateStudyError:
+        # Another controller started on the same spec created it first: join that study.
+        return study_from_spec(spec, storage=store, name=name)
 
 
 def _normalized(stored: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import numbers
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
 import numpy as np
 
-from optml._process import controller_alive, controller_id
+from optml._process import controller_id, dead_local_owners
 from optml.errors import OptMLError, SpecError, StorageError
 from optml.objectives._base import Objective, normalize_result, optimised_value
 from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
@@ -100,10 +102,14 @@ class Study:
             record.sampler, space=self.space, n_metrics=len(record.metrics)
         )
         self._cache: dict[int, Trial] | None = None
+        self._seq = 0  # the storage's change number as of the cache's last read
         # Per-trial keys and unit points, kept across sampler requests (parameters never change).
         self._memo = TrialMemo(self.space)
         self._stop_requested = False
         self.last_run: Any = None
+        # How often trials handed out by ask() heartbeat (see _AskHeartbeat).
+        self.heartbeat_s = 5.0
+        self._ask_heartbeat: _AskHeartbeat | None = None
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -221,7 +227,7 @@ class Study:
     def enqueue(self, params: Mapping[str, Any]) -> Trial:
         """Queue a configuration to run before any the sampler proposes."""
         config = self.space.validate(params, where="enqueued configuration")
-        return self._write_new(config, TrialState.WAITING)
+        return self._write_new(config, TrialState.WAITING, key=self._key(config))
 
     def add_trial(
         self,
@@ -255,15 +261,23 @@ class Study:
     @overload
     def ask(self, n: int | None) -> Trial | list[Trial]: ...
 
-    def ask(self, n: int | None = None) -> Trial | list[Trial]:
+    def ask(self, n: int | None = None, *, heartbeat: bool = True) -> Trial | list[Trial]:
         """Start new trials: queued ones first, then the sampler's proposals.
 
         Returns one RUNNING trial, or a list of up to ``n`` when ``n`` is given (fewer when a
-        grid is used up).
+        grid is used up, or the study's stored budget is spent).
+
+        With ``heartbeat`` (the default) a daemon thread refreshes the heartbeat of the trials
+        this process was handed, every :attr:`heartbeat_s` seconds while any is still running,
+        so that no controller takes them for abandoned (STALE) while this process lives. Pass
+        ``heartbeat=False`` for no thread; such a trial is then taken for abandoned once it is
+        older than a controller's grace period.
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
             raise OptMLError(f"ask: n must be a whole number >= 0, got {n!r}")
         trials = self._start_trials(1 if n is None else int(n))
+        if heartbeat and trials:
+            self._start_ask_heartbeat()
         if n is None:
             if not trials:
                 raise OptMLError(f"study {self.name!r}: the sampler has no configuration left")
@@ -359,9 +373,40 @@ class Study:
                 }
             return {"metrics": metrics, "value": None}
 
-    def stop(self) -> None:
-        """Ask a running :meth:`optimize` to start no new trial (e.g. from a callback)."""
+    def stop(self, everywhere: bool = False) -> int:
+        """Ask a running :meth:`optimize` in this process to start no new trial (e.g. from a
+        callback); with ``everywhere``, store the request so that every controller of the
+        study, on any machine, stops (as ``optml stop`` does).
+
+        Running trials finish (or are put back in the queue on Ctrl-C) and the study ends
+        INTERRUPTED. Returns how many live controllers the stored request reached (0 without
+        ``everywhere``).
+        """
         self._stop_requested = True
+        if not everywhere:
+            return 0
+        from optml._controller import DEFAULT_GRACE_S
+
+        return self.storage.request_stop(self.id, DEFAULT_GRACE_S)
+
+    def set_budget(self, trials: int | None) -> None:
+        """Store the most trials the study may have, all controllers together (None: no limit).
+
+        Every controller counts against this one number when it reserves a trial, so k
+        controllers together run it once. :meth:`optimize`'s ``n_trials`` further limits one
+        call.
+        """
+        if trials is not None and (
+            isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 0
+        ):
+            raise OptMLError(f"budget must be a whole number of trials >= 0, got {trials!r}")
+        self.storage.set_study_budget(self.id, None if trials is None else int(trials))
+        self._record = self.storage.load_study(self.name)
+
+    @property
+    def budget(self) -> int | None:
+        """The study's stored trial budget (see :meth:`set_budget`)."""
+        return self.storage.load_study(self.name).budget
 
     # -- the loop -------------------------------------------------------------------------
     def optimize(
@@ -378,9 +423,22 @@ class Study:
         callbacks: Sequence[Callback] = (),
         data: str | None = None,
         show_progress: bool = False,
+        heartbeat: float | None = None,
+        grace: float | None = None,
+        stale: str = "requeue",
     ) -> None:
         """Run trials in parallel until ``n_trials`` more have finished, ``timeout`` seconds
-        have passed, the best value reaches ``target``, or the sampler has nothing left.
+        have passed, the best value reaches ``target``, the study's stored budget (see
+        :meth:`set_budget`) is spent, or the sampler has nothing left.
+
+        Any number of processes, on any machines, may optimize one study in SQL storage at
+        once: each reserves its trials in storage against the one stored budget, and sees the
+        others' trials before proposing. Every ``heartbeat`` seconds (default 5) this call
+        refreshes the heartbeat of its running trials, reads a stored stop request (``optml
+        stop``, :meth:`stop` with ``everywhere``), and marks STALE the running trials of any
+        controller whose heartbeat lapsed for more than ``grace`` seconds (default 30); it then
+        runs them again, or records them FAILED with ``stale="fail"``. Trials of other
+        controllers are waited for before this call returns, since they may need running again.
 
         ``timeout`` is a wall-clock budget for this call: when it runs out, trials still running
         are stopped and recorded TIMEOUT ("stopped: the study's time budget of ... s ran out").
@@ -396,7 +454,7 @@ class Study:
         same (in the main thread, where no other handler is installed) and raises
         ``optml.errors.Terminated``, a ``KeyboardInterrupt``.
         """
-        from optml._controller import Controller
+        from optml._controller import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, Controller
 
         self.last_run = Controller(
             self,
@@ -411,16 +469,34 @@ class Study:
             callbacks=callbacks,
             data=data,
             show_progress=show_progress,
+            heartbeat=DEFAULT_HEARTBEAT_S if heartbeat is None else heartbeat,
+            grace=DEFAULT_GRACE_S if grace is None else grace,
+            stale=stale,
         ).run()
 
     # -- internals shared by ask/tell and the controller ----------------------------------
     def _trial_cache(self) -> dict[int, Trial]:
         if self._cache is None:
-            self._cache = {t.number: t for t in self.storage.get_trials(self.id)}
+            self._sync()
+        assert self._cache is not None
         return self._cache
 
     def _refresh(self) -> None:
         self._cache = None
+        self._seq = 0
+
+    def _sync(self) -> None:
+        """Bring the trial cache up to date, reading only what changed since the last read
+        (other controllers' trials included)."""
+        changed, self._seq = self.storage.changed_trials(self.id, self._seq)
+        if self._cache is None:
+            self._cache = {}
+        for t in changed:
+            self._cache[t.number] = self._own(t)
+
+    def _key(self, params: Mapping[str, Any]) -> str:
+        """A point's identity in storage (see Storage.reserve_trials)."""
+        return hashlib.sha1(repr(self.space.key(params)).encode()).hexdigest()
 
     def _own(self, trial: Trial) -> Trial:
         """``trial`` marked as this study's (see :meth:`tell`)."""
@@ -431,8 +507,8 @@ class Study:
         self._trial_cache()[trial.number] = trial
         return trial
 
-    def _write(self, number: int, **fields: Any) -> Trial:
-        trial = self._own(self.storage.update_trial(self.id, number, **fields))
+    def _write(self, number: int, owner: str | None = None, **fields: Any) -> Trial:
+        trial = self._own(self.storage.update_trial(self.id, number, owner=owner, **fields))
         if self._cache is not None:
             self._cache[number] = trial
         return trial
@@ -459,8 +535,19 @@ class Study:
 
         return tuple(parse_constraints(specs, names=self.space.names))
 
+    # Proposals refused because another controller took the same points first are made again
+    # (from the history that now holds them) at most this many times per request.
+    PROPOSAL_ROUNDS = 4
+
     def _start_trials(self, n: int, budget: int | None = None) -> list[Trial]:
-        """Claim queued trials, then ask the sampler for the rest; all come back RUNNING."""
+        """Claim queued (and STALE) trials, then reserve the sampler's proposals for the rest;
+        all come back RUNNING. Fewer than ``n`` when the space or the stored budget runs out.
+
+        The sampler sees every controller's trials (re-read: only what changed), and its
+        random state comes from the number the next trial gets, so that two controllers with
+        the same history still propose different points; a point another controller reserved
+        first is refused by storage and proposed afresh.
+        """
         me = controller_id()
         started: list[Trial] = []
         while len(started) < n:
@@ -471,34 +558,90 @@ class Study:
             self._trial_cache()[claimed.number] = claimed
             started.append(claimed)
         want = n - len(started)
-        if want > 0:
+        for round_ in range(self.PROPOSAL_ROUNDS):
+            if want <= 0:
+                break
+            self._sync()
             ctx = self.context(budget)
-            rng = np.random.default_rng([self.seed, len(ctx.trials)])
-            for config in self.sampler.propose(ctx, want, rng)[:want]:
-                started.append(
-                    self._write_new(
-                        config, TrialState.RUNNING, worker=me, started_at=datetime.now(UTC)
-                    )
-                )
+            number = max(self._trial_cache(), default=-1) + 1
+            rng = np.random.default_rng(
+                [self.seed, number, round_] if round_ else [self.seed, number]
+            )
+            configs = self.sampler.propose(ctx, want, rng)[:want]
+            if not configs:
+                break
+            got = self.storage.reserve_trials(
+                self.id, [(c, self._key(c)) for c in configs], worker=me
+            )
+            for trial in got.trials:
+                trial = self._own(trial)
+                self._trial_cache()[trial.number] = trial
+                started.append(trial)
+            want -= len(got.trials)
+            if got.budget_spent or not got.taken:
+                break
         return started
 
-    def requeue_orphans(self) -> list[Trial]:
-        """Put back in the queue RUNNING trials whose controller is gone (after a crash)."""
-        requeued = []
-        for t in self.storage.get_trials(self.id, [TrialState.RUNNING]):
-            if not controller_alive(t.worker):
-                requeued.append(
-                    self._write(
-                        t.number,
-                        state=TrialState.WAITING,
-                        worker=None,
-                        user_attrs={
-                            **t.user_attrs,
-                            "requeued": t.user_attrs.get("requeued", 0) + 1,
-                        },
-                    )
-                )
-        return requeued
+    def reap_stale(self, grace_s: float, policy: str = "requeue") -> list[Trial]:
+        """Mark STALE the RUNNING trials whose owner stopped heartbeating more than ``grace_s``
+        seconds ago, or whose owner was a process of this machine that is gone; a controller
+        then runs them again (``policy="fail"``: they are recorded FAILED instead)."""
+        if policy not in ("requeue", "fail"):
+            raise OptMLError(f"stale policy must be requeue or fail, got {policy!r}")
+        running = self.storage.get_trials(self.id, [TrialState.RUNNING])
+        dead = dead_local_owners({t.worker for t in running if t.worker})
+        marked = self.storage.mark_stale(self.id, grace_s, dead_owners=dead, fail=policy == "fail")
+        for t in marked:
+            if self._cache is not None:
+                self._cache[t.number] = self._own(t)
+        return marked
+
+    def requeue_orphans(self, grace_s: float | None = None) -> list[Trial]:
+        """Mark STALE (to be run again) RUNNING trials whose controller is gone (see
+        :meth:`reap_stale`)."""
+        from optml._controller import DEFAULT_GRACE_S
+
+        return self.reap_stale(DEFAULT_GRACE_S if grace_s is None else grace_s)
+
+    def _start_ask_heartbeat(self) -> None:
+        beat = self._ask_heartbeat
+        if beat is None or not beat.is_alive():
+            self._ask_heartbeat = _AskHeartbeat(self)
+            self._ask_heartbeat.start()
+
+    def _pause_ask_heartbeat(self) -> bool:
+        """Stop the ask() heartbeat thread (a controller about to fork must have none); returns
+        whether one was running. The controller's loop heartbeats the same trials meanwhile."""
+        beat = self._ask_heartbeat
+        if beat is None or not beat.is_alive():
+            return False
+        beat.halt()
+        return True
+
+
+class _AskHeartbeat(threading.Thread):
+    """Refreshes the heartbeat of the RUNNING trials this process owns in one study, until
+    none is left (then it ends; the next ask() starts another)."""
+
+    def __init__(self, study: Study) -> None:
+        super().__init__(name=f"optml-heartbeat-{study.name}", daemon=True)
+        self.study = study
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        study, me = self.study, controller_id()
+        while not self._halt.wait(study.heartbeat_s):
+            try:
+                study.storage.heartbeat(study.id, me)
+                mine = study.storage.get_trials(study.id, [TrialState.RUNNING])
+            except OptMLError:
+                continue  # storage unreachable for now: try again next beat
+            if not any(t.worker == me for t in mine):
+                return
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
 
 
 # -- module-level constructors --------------------------------------------------------------

@@ -12,10 +12,16 @@ Direction = Literal["minimize", "maximize"]
 
 
 class TrialState(enum.StrEnum):
-    """Where a trial is in its life: WAITING → RUNNING → one of the finished states."""
+    """Where a trial is in its life: WAITING → RUNNING → one of the finished states.
+
+    STALE: the trial was RUNNING but its owner stopped heartbeating past the grace period (its
+    controller died, or lost its machine). It is not finished: a live controller runs it again
+    (or fails it, by the study's ``stale`` policy).
+    """
 
     WAITING = "WAITING"
     RUNNING = "RUNNING"
+    STALE = "STALE"
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
     PRUNED = "PRUNED"
@@ -24,7 +30,11 @@ class TrialState(enum.StrEnum):
     @property
     def is_finished(self) -> bool:
         # Identity tests: this runs once per trial per sampler request.
-        return self is not TrialState.WAITING and self is not TrialState.RUNNING
+        return (
+            self is not TrialState.WAITING
+            and self is not TrialState.RUNNING
+            and self is not TrialState.STALE
+        )
 
 
 FINISHED_STATES = tuple(s for s in TrialState if s.is_finished)
@@ -48,6 +58,9 @@ class Trial:
 
     ``value`` is the study's primary metric (as reported, not negated); ``metrics`` holds every
     metric the objective returned. ``intermediate`` maps a step to a reported value (for pruning).
+    ``worker`` is the controller that owns the trial (``host:pid``); ``host`` and ``runner`` say
+    where it ran (the machine, and the process or executor worker there); ``heartbeat_at`` is
+    when its owner last said it was alive.
     """
 
     number: int
@@ -64,6 +77,9 @@ class Trial:
     duration_s: float | None = None
     worker: str | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    runner: str | None = None
+    heartbeat_at: datetime | None = None
     # The name of the study that handed this trial out (set by Study, not stored): lets
     # Study.tell refuse another study's trial. Not part of equality or the export form.
     study: str | None = field(default=None, compare=False, repr=False)
@@ -84,6 +100,8 @@ class Trial:
             "attempts": self.attempts,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "host": self.host,
+            "runner": self.runner,
             "user_attrs": dict(self.user_attrs),
         }
 

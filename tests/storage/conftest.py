@@ -66,7 +66,9 @@ def postgres_url(postgres_server_url):
 
     engine = sa.create_engine(_engine_url(postgres_server_url))
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS trials, studies, schema_version CASCADE"))
+        conn.execute(
+            sa.text("DROP TABLE IF EXISTS runs, trials, studies, schema_version CASCADE")
+        )
     engine.dispose()
     return postgres_server_url
 

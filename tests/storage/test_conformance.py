@@ -386,3 +386,134 @@ def test_changes_are_durable_when_methods_return(kind, opener):
     claimed = second.claim_trial(study.id, worker="other")
     assert claimed is not None and first.claim_trial(study.id) is None
     assert first.create_trial(study.id, {}).number == 2
+
+
+# -- several controllers on one study -------------------------------------------------------
+def test_reserve_counts_the_stored_budget_in_the_same_transaction(storage) -> None:
+    study = new_study(storage)
+    storage.set_study_budget(study.id, 5)
+    assert storage.load_study("s").budget == 5
+    first = storage.reserve_trials(study.id, [({"x": i / 10}, None) for i in range(3)], worker="a")
+    second = storage.reserve_trials(study.id, [({"x": i / 9}, None) for i in range(3)], worker="b")
+    assert [t.number for t in first.trials] == [0, 1, 2] and not first.budget_spent
+    assert [t.number for t in second.trials] == [3, 4] and second.budget_spent
+    assert all(t.state is S.RUNNING and t.heartbeat_at is not None for t in second.trials)
+    assert [t.worker for t in storage.get_trials(study.id)] == ["a"] * 3 + ["b"] * 2
+    # A queued trial is inside the budget already: claiming it is not refused.
+    storage.set_study_budget(study.id, 6)
+    storage.create_trial(study.id, {"x": 0.5})
+    assert storage.reserve_trials(study.id, [({"x": 0.6}, None)], worker="a").budget_spent
+    assert storage.claim_trial(study.id, worker="a").number == 5
+
+
+def test_reserve_refuses_a_point_another_controller_took(storage) -> None:
+    study = new_study(storage)
+    got = storage.reserve_trials(
+        study.id, [({"x": 0.1}, "k1"), ({"x": 0.2}, "k2"), ({"x": 0.1}, "k1")], worker="a"
+    )
+    assert [t.params for t in got.trials] == [{"x": 0.1}, {"x": 0.2}] and got.taken == [2]
+    again = storage.reserve_trials(study.id, [({"x": 0.1}, "k1"), ({"x": 0.3}, "k3")], worker="b")
+    assert again.taken == [0] and [t.number for t in again.trials] == [2]
+    storage.create_trial(study.id, {"x": 0.4}, key="k4")  # an enqueued point is taken too
+    assert storage.reserve_trials(study.id, [({"x": 0.4}, "k4")], worker="b").taken == [0]
+
+
+def test_changed_trials_returns_only_what_changed_since(storage) -> None:
+    study = new_study(storage)
+    for i in range(3):
+        storage.create_trial(study.id, {"x": i / 10})
+    everything, seq = storage.changed_trials(study.id, 0)
+    assert [t.number for t in everything] == [0, 1, 2]
+    assert storage.changed_trials(study.id, seq) == ([], seq)
+    storage.update_trial(study.id, 1, state=S.FAILED, error="boom")
+    changed, seq2 = storage.changed_trials(study.id, seq)
+    assert [(t.number, t.state) for t in changed] == [(1, S.FAILED)] and seq2 > seq
+    claimed = storage.claim_trial(study.id, worker="w")
+    storage.heartbeat(study.id, "w")  # a heartbeat is not a change
+    changed, seq3 = storage.changed_trials(study.id, seq2)
+    assert [(t.number, t.state) for t in changed] == [(claimed.number, S.RUNNING)]
+    assert storage.changed_trials(study.id, seq3) == ([], seq3)
+
+
+def _lapse(storage, study_id: int, number: int, seconds: float) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=seconds)
+    storage.update_trial(study_id, number, heartbeat_at=past, started_at=past)
+
+
+def test_a_lapsed_heartbeat_makes_a_trial_stale_and_a_fresh_one_does_not(storage) -> None:
+    study = new_study(storage)
+    storage.reserve_trials(study.id, [({"x": 0.1}, None), ({"x": 0.2}, None)], worker="h:1")
+    storage.reserve_trials(study.id, [({"x": 0.3}, None)], worker="h:2")
+    _lapse(storage, study.id, 0, 100)
+    _lapse(storage, study.id, 2, 100)
+    storage.heartbeat(study.id, "h:2")  # owner h:2 is alive: its trial 2 is fresh again
+    stale = storage.mark_stale(study.id, 30)
+    assert [(t.number, t.state, t.user_attrs["stale"]) for t in stale] == [(0, S.STALE, 1)]
+    assert storage.get_trial(study.id, 1).state is S.RUNNING  # slow but heartbeating
+    assert not S.STALE.is_finished
+    # Any live controller runs it again; its old owner can no longer write to it.
+    again = storage.claim_trial(study.id, worker="h:3")
+    assert (again.number, again.state, again.worker) == (0, S.RUNNING, "h:3")
+    from optml.errors import LostTrialError
+
+    with pytest.raises(LostTrialError, match="trial 0 .* no\\s+longer by 'h:1'"):
+        storage.update_trial(study.id, 0, owner="h:1", state=S.COMPLETE, value=1.0)
+    done = storage.update_trial(study.id, 0, owner="h:3", state=S.COMPLETE, value=1.0)
+    assert done.state is S.COMPLETE
+    # A dead owner (known dead: a gone process of this machine) is stale at once.
+    assert [t.number for t in storage.mark_stale(study.id, 30, dead_owners=["h:1"])] == [1]
+    # The fail policy records it FAILED, saying why.
+    failed = storage.mark_stale(study.id, 30, dead_owners=["h:2"], fail=True)
+    assert failed[0].state is S.FAILED and "stopped heartbeating" in failed[0].error
+
+
+def test_runs_decide_the_study_state_and_carry_stop_requests(storage) -> None:
+    study = new_study(storage)
+    a = storage.start_run(study.id, "h:1")
+    b = storage.start_run(study.id, "h:2")
+    assert storage.load_study("s").state == "RUNNING"
+    assert storage.heartbeat(study.id, "h:1", a) is False
+    assert storage.request_stop(study.id, 30) == 2
+    assert storage.heartbeat(study.id, "h:1", a) is True
+    assert storage.end_run(a, "INTERRUPTED", 30) == "RUNNING"  # b still runs
+    assert storage.load_study("s").state == "RUNNING"
+    assert storage.end_run(b, "INTERRUPTED", 30) == "INTERRUPTED"
+    assert storage.load_study("s").state == "INTERRUPTED"
+    c = storage.start_run(study.id, "h:3")  # a later run is not stopped by an earlier request
+    assert storage.heartbeat(study.id, "h:3", c) is False
+    assert storage.end_run(c, "COMPLETE", 30) == "COMPLETE"
+    assert storage.request_stop(study.id, 30) == 0
+
+
+def test_concurrent_reservations_share_one_budget_and_each_point_once(kind, opener) -> None:
+    import threading
+
+    if kind == "memory":
+        stores = [opener()] * 4
+    else:
+        stores = [opener() for _ in range(4)]
+    study = new_study(stores[0])
+    stores[0].set_study_budget(study.id, 30)
+    grid = [{"x": i / 40} for i in range(40)]
+    errors: list[BaseException] = []
+
+    def controller(store: Storage, offset: int) -> None:
+        try:
+            for i in range(20):
+                point = grid[(offset + i) % 40]  # overlapping proposals
+                if store.reserve_trials(
+                    study.id, [(point, repr(point))], worker=str(offset)
+                ).budget_spent:
+                    return
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=controller, args=(s, 5 * i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    trials = stores[0].get_trials(study.id)
+    assert [t.number for t in trials] == list(range(30))
+    assert len({t.params["x"] for t in trials}) == 30

@@ -109,7 +109,7 @@ def test_new_database_gets_the_current_schema(tmp_path):
     # What the migrations built is what the code queries: same tables, columns, indexes.
     engine = sa.create_engine(f"sqlite:///{path}")
     inspector = sa.inspect(engine)
-    for table in (_sql.studies, _sql.trials, _sql.schema_version):
+    for table in (_sql.studies, _sql.trials, _sql.runs, _sql.schema_version):
         built = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
         assert built == {c.name: c.nullable for c in table.columns}, table.name
     assert {i["name"] for i in inspector.get_indexes("trials")} == {
@@ -124,6 +124,25 @@ def test_version_1_database_opens_with_data_intact(tmp_path):
     check_v1_data(storage)
     storage.close()
     assert version_of(path) == SCHEMA_VERSION
+
+
+def test_version_1_database_works_with_several_controllers(tmp_path):
+    """Version 2 added change numbers, budgets, keys, heartbeats and runs to version 1 data."""
+    storage = SQLStorage(make_v1(tmp_path / "v1.db"))
+    study = storage.load_study("old")
+    assert study.budget is None
+    everything, seq = storage.changed_trials(study.id, 0)
+    assert [t.number for t in everything] == [0, 1, 2] and everything[0].host is None
+    storage.set_study_budget(study.id, 5)
+    got = storage.reserve_trials(
+        study.id, [({"x": 0.4}, "k"), ({"x": 0.5}, "k2"), ({"x": 0.6}, None)], worker="h:1"
+    )
+    assert [t.number for t in got.trials] == [3, 4] and got.budget_spent
+    changed, _ = storage.changed_trials(study.id, seq)
+    assert [t.number for t in changed] == [3, 4]  # numbered past the old trials' changes
+    run = storage.start_run(study.id, "h:1")
+    assert storage.end_run(run, "COMPLETE", 30) == "COMPLETE"
+    storage.close()
 
 
 def test_old_database_is_upgraded_in_order(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class TrialOutcome:
     finished_at: datetime | None = None
     intermediate: dict[int, float] = field(default_factory=dict)
     attempt: int = 0
+    # Where it ran: the machine, and the process (or executor worker) there.
+    host: str | None = None
+    runner: str | None = None
 
 
 def run_trial(
@@ -105,6 +109,8 @@ def run_trial(
         finished_at=datetime.now(UTC),
         intermediate=dict(context.intermediate),
         attempt=task.attempt,
+        host=socket.gethostname(),
+        runner=str(os.getpid()),
     )
 
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -214,6 +215,8 @@ class LocalExecutor(Executor):
             started_at=w.started_at,
             finished_at=datetime.now(UTC),
             attempt=task.attempt,
+            host=socket.gethostname(),
+            runner=str(w.proc.pid),
         )
 
 

@@ -131,6 +131,7 @@ class SearchContext:
     def _by_state(self) -> tuple[tuple[dict[str, Any], ...], tuple[Trial, ...]]:
         """(pending parameters, completed trials), from one pass over the history."""
         done, running, waiting = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING
+        stale = TrialState.STALE  # to be run again: pending, like a queued trial
         isfinite = math.isfinite
         pending: list[dict[str, Any]] = []
         complete: list[Trial] = []
@@ -139,7 +140,7 @@ class SearchContext:
             if state is done:
                 if t.value is not None and isfinite(t.value):
                     complete.append(t)
-            elif state is running or state is waiting:
+            elif state is running or state is waiting or state is stale:
                 pending.append(t.params)
         if len(self.metrics) > 1:  # the primary metric is the trial's value; check the others
             complete = [

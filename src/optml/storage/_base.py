@@ -10,9 +10,12 @@ from typing import Any
 
 from optml.trial import Metric, Trial, TrialState
 
-# Study states: RUNNING while a controller drives it, INTERRUPTED when stopped early (resume
+# Study states: RUNNING while any controller drives it, INTERRUPTED when stopped early (resume
 # finishes it), COMPLETE when its budget is spent or its sampler has nothing more to offer.
 STUDY_STATES = ("CREATED", "RUNNING", "INTERRUPTED", "COMPLETE")
+
+# Trials that are neither finished nor claimable: a live owner runs them.
+UNFINISHED = (TrialState.WAITING, TrialState.RUNNING, TrialState.STALE)
 
 # Fields of a trial that update_trial may change.
 TRIAL_FIELDS = frozenset(
@@ -29,6 +32,9 @@ TRIAL_FIELDS = frozenset(
         "duration_s",
         "worker",
         "user_attrs",
+        "host",
+        "runner",
+        "heartbeat_at",
     }
 )
 
@@ -47,6 +53,23 @@ class StudyRecord:
     spec: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    # The most trials the study may have (all controllers together); None: no limit stored.
+    budget: int | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What :meth:`Storage.reserve_trials` did with each proposed configuration.
+
+    ``trials`` are the new RUNNING trials (in the order of the configurations that got one);
+    ``taken`` holds the indices of configurations refused because a trial of the study already
+    has their key (another controller proposed the same point first); ``budget_spent`` says
+    that the study's budget refused the rest.
+    """
+
+    trials: list[Trial]
+    taken: list[int]
+    budget_spent: bool
 
 
 @dataclass(frozen=True)
@@ -70,13 +93,29 @@ class Storage(abc.ABC):
 
     Contract:
 
+    - Storage is the one source of truth. Any number of controllers (processes, machines) may
+      drive one study at once; nothing coordinates them but the storage.
     - Every method is atomic and its effect is durable when it returns (committed), so the
       controller can write a state change first and act on it second.
     - Safe to call from several threads, and for SQL storage from several processes at once:
-      ``create_trial`` numbers trials 0, 1, 2, ... within a study without gaps or repeats, and
-      ``claim_trial`` hands a WAITING trial to exactly one caller.
+      ``create_trial`` and ``reserve_trials`` number trials 0, 1, 2, ... within a study without
+      gaps or repeats, and ``claim_trial`` hands a WAITING (or STALE) trial to exactly one caller.
+    - ``reserve_trials`` counts the study's stored budget in the same transaction that creates
+      the trials, and refuses a configuration whose key a trial of the study already has: k
+      controllers together run the budget once, and hand each point out once.
+    - Every write of a trial except a heartbeat gives it the study's next change number, in
+      commit order, so ``changed_trials(since)`` returns exactly what changed after a read.
+    - Liveness: a trial's owner (``worker``, a controller's ``host:pid``) refreshes its
+      ``heartbeat_at`` with :meth:`heartbeat`; :meth:`mark_stale` turns RUNNING trials whose
+      heartbeat lapsed past a grace period into STALE (or FAILED). Controllers record
+      themselves as runs with a heartbeat: the study is RUNNING while any live run drives it,
+      and a stored stop request reaches every run of the study. Heartbeats are compared with
+      the writer's UTC clock: machines sharing a study need clocks that agree to well within
+      the grace period (NTP).
     - A finished trial (COMPLETE, FAILED, PRUNED, TIMEOUT) is immutable: updating it raises
-      :class:`~optml.errors.StorageError`, except ``user_attrs``.
+      :class:`~optml.errors.StorageError`, except ``user_attrs``. ``update_trial(owner=...)``
+      changes a trial only while that owner still runs it (else :class:`LostTrialError`), so a
+      controller that was taken for dead cannot overwrite the trial's new run.
     - Returned objects are snapshots; changing them changes nothing stored.
     """
 
@@ -125,17 +164,77 @@ class Storage(abc.ABC):
         params: Mapping[str, Any],
         *,
         state: TrialState = TrialState.WAITING,
+        key: str | None = None,
         **fields: Any,
     ) -> Trial:
-        """Add a trial with the next number; ``fields`` are any of TRIAL_FIELDS."""
+        """Add a trial with the next number; ``fields`` are any of TRIAL_FIELDS; ``key`` (see
+        ``reserve_trials``) makes a later reservation of the same point refused."""
 
     @abc.abstractmethod
     def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
-        """Move the lowest-numbered WAITING trial to RUNNING and return it (None if none)."""
+        """Move the lowest-numbered WAITING or STALE trial to RUNNING, owned by ``worker``, and
+        return it (None if none)."""
 
     @abc.abstractmethod
-    def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
-        """Change fields of a trial (see TRIAL_FIELDS) and return the new record."""
+    def reserve_trials(
+        self,
+        study_id: int,
+        configs: Sequence[tuple[Mapping[str, Any], str | None]],
+        *,
+        worker: str | None,
+    ) -> Reservation:
+        """Create a RUNNING trial owned by ``worker`` for each ``(params, key)`` in one
+        transaction, refusing those whose ``key`` a trial of the study already has and those
+        past the study's stored budget (see :class:`Reservation`)."""
+
+    @abc.abstractmethod
+    def update_trial(
+        self, study_id: int, number: int, *, owner: str | None = None, **fields: Any
+    ) -> Trial:
+        """Change fields of a trial (see TRIAL_FIELDS) and return the new record. With
+        ``owner``, only while the trial is RUNNING and owned by it (else LostTrialError)."""
+
+    @abc.abstractmethod
+    def changed_trials(self, study_id: int, since: int) -> tuple[list[Trial], int]:
+        """The trials written after change number ``since`` (0: every trial), and the change
+        number to pass next time."""
+
+    @abc.abstractmethod
+    def set_study_budget(self, study_id: int, budget: int | None) -> None:
+        """Store the most trials the study may have, counted by ``reserve_trials``."""
+
+    # -- liveness ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def start_run(self, study_id: int, owner: str) -> int:
+        """Record a controller (``owner``, its ``host:pid``) starting to drive the study, mark
+        the study RUNNING, and return the run's id."""
+
+    @abc.abstractmethod
+    def heartbeat(self, study_id: int, owner: str, run_id: int | None = None) -> bool:
+        """Refresh the heartbeat of the RUNNING trials ``owner`` owns (and of its run); return
+        whether a stop was requested for that run."""
+
+    @abc.abstractmethod
+    def end_run(self, run_id: int, state: str, grace_s: float) -> str:
+        """Record the run's end. The study takes ``state`` unless another run is still alive
+        (heartbeat within ``grace_s``), when it stays RUNNING; returns the study's state."""
+
+    @abc.abstractmethod
+    def request_stop(self, study_id: int, grace_s: float) -> int:
+        """Ask every live run of the study to stop; returns how many were asked. With none
+        alive, a RUNNING study is marked INTERRUPTED."""
+
+    @abc.abstractmethod
+    def mark_stale(
+        self,
+        study_id: int,
+        grace_s: float,
+        *,
+        dead_owners: Iterable[str] = (),
+        fail: bool = False,
+    ) -> list[Trial]:
+        """Mark STALE every RUNNING trial whose heartbeat (or start) is older than ``grace_s``
+        or whose owner is in ``dead_owners``; FAILED instead with ``fail``. Returns them."""
 
     @abc.abstractmethod
     def get_trial(self, study_id: int, number: int) -> Trial:
@@ -156,6 +255,33 @@ class Storage(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The storage must not be used afterwards."""
+
+
+def check_owner(trial: Trial, owner: str | None) -> None:
+    """Refuse a change by ``owner`` of a trial it no longer runs (see update_trial)."""
+    if owner is None:
+        return
+    if trial.state is not TrialState.RUNNING or trial.worker != owner:
+        from optml.errors import LostTrialError
+
+        raise LostTrialError(
+            f"trial {trial.number} is {trial.state.value} and owned by {trial.worker!r}, no "
+            f"longer by {owner!r}: its heartbeat lapsed and another controller took it over"
+        )
+
+
+def stale_changes(trial: Trial, now: datetime, fail: bool) -> dict[str, Any]:
+    """What :meth:`Storage.mark_stale` writes to a trial whose owner stopped heartbeating."""
+    attrs = {**trial.user_attrs, "stale": int(trial.user_attrs.get("stale", 0)) + 1}
+    if not fail:
+        return {"state": TrialState.STALE, "user_attrs": attrs}
+    return {
+        "state": TrialState.FAILED,
+        "user_attrs": attrs,
+        "finished_at": now,
+        "error": f"stale: its controller {trial.worker} stopped heartbeating "
+        "(the study's stale policy is fail)",
+    }
 
 
 # The longest study name any storage keeps (the SQL column's width).

@@ -5,21 +5,34 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from optml.errors import DuplicateStudyError, StorageError, StudyNotFoundError
 from optml.ranking import best_trial
 from optml.storage._base import (
     STUDY_STATES,
+    Reservation,
     Storage,
     StudyRecord,
     StudySummary,
+    check_owner,
     check_study_name,
     check_update,
+    stale_changes,
     stored_constraints,
 )
 from optml.trial import Metric, Trial, TrialState
+
+
+@dataclass
+class _Run:
+    study_id: int
+    owner: str
+    heartbeat_at: datetime
+    finished: bool = False
+    stop_requested: bool = False
 
 
 class InMemoryStorage(Storage):
@@ -32,6 +45,11 @@ class InMemoryStorage(Storage):
         self._studies: dict[str, StudyRecord] = {}
         self._trials: dict[int, list[Trial]] = {}
         self._next_id = 1
+        # Per study: the last change number, each trial's change number, and the trial keys.
+        self._seq: dict[int, int] = {}
+        self._trial_seq: dict[int, list[int]] = {}
+        self._keys: dict[int, set[str]] = {}
+        self._runs: dict[int, _Run] = {}
 
     def create_study(
         self,
@@ -62,6 +80,9 @@ class InMemoryStorage(Storage):
             self._next_id += 1
             self._studies[name] = record
             self._trials[record.id] = []
+            self._seq[record.id] = 0
+            self._trial_seq[record.id] = []
+            self._keys[record.id] = set()
             return record
 
     def load_study(self, name: str) -> StudyRecord:
@@ -96,6 +117,8 @@ class InMemoryStorage(Storage):
             record = self.load_study(name)
             del self._studies[name]
             del self._trials[record.id]
+            for run_id in [i for i, r in self._runs.items() if r.study_id == record.id]:
+                del self._runs[run_id]
 
     def _replace_study(self, study_id: int, **changes: Any) -> None:
         from dataclasses import replace
@@ -120,14 +143,144 @@ class InMemoryStorage(Storage):
         params: Mapping[str, Any],
         *,
         state: TrialState = TrialState.WAITING,
+        key: str | None = None,
         **fields: Any,
     ) -> Trial:
         with self._lock:
             trials = self._trials_of(study_id)
             base = Trial(number=len(trials), state=TrialState.WAITING, params=dict(params))
             trial = base.with_changes(**check_update(base, {"state": state, **fields}))
-            trials.append(copy.deepcopy(trial))
+            self._append(study_id, trial, key)
             return trial
+
+    def _append(self, study_id: int, trial: Trial, key: str | None) -> None:
+        self._trials[study_id].append(copy.deepcopy(trial))
+        self._trial_seq[study_id].append(self._bump(study_id))
+        if key is not None:
+            self._keys[study_id].add(key)
+
+    def _bump(self, study_id: int) -> int:
+        self._seq[study_id] += 1
+        return self._seq[study_id]
+
+    def reserve_trials(
+        self,
+        study_id: int,
+        configs: Sequence[tuple[Mapping[str, Any], str | None]],
+        *,
+        worker: str | None,
+    ) -> Reservation:
+        with self._lock:
+            trials = self._trials_of(study_id)
+            budget = self._by_id(study_id).budget
+            keys = self._keys[study_id]
+            made: list[Trial] = []
+            taken: list[int] = []
+            spent = False
+            now = datetime.now(UTC)
+            for i, (params, key) in enumerate(configs):
+                if key is not None and key in keys:
+                    taken.append(i)
+                    continue
+                if budget is not None and len(trials) >= budget:
+                    spent = True
+                    break
+                trial = Trial(
+                    number=len(trials),
+                    state=TrialState.RUNNING,
+                    params=copy.deepcopy(dict(params)),
+                    worker=worker,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+                self._append(study_id, trial, key)
+                made.append(trial)
+            return Reservation(made, taken, spent)
+
+    def set_study_budget(self, study_id: int, budget: int | None) -> None:
+        with self._lock:
+            self._replace_study(study_id, budget=budget)
+
+    def changed_trials(self, study_id: int, since: int) -> tuple[list[Trial], int]:
+        with self._lock:
+            trials = self._trials_of(study_id)
+            seqs = self._trial_seq[study_id]
+            changed = [copy.deepcopy(t) for t, q in zip(trials, seqs, strict=True) if q > since]
+            return changed, max(since, self._seq[study_id])
+
+    # -- liveness -------------------------------------------------------------------------
+    def start_run(self, study_id: int, owner: str) -> int:
+        with self._lock:
+            self._replace_study(study_id, state="RUNNING")
+            run_id = len(self._runs) + 1
+            self._runs[run_id] = _Run(study_id, owner, datetime.now(UTC))
+            return run_id
+
+    def heartbeat(self, study_id: int, owner: str, run_id: int | None = None) -> bool:
+        with self._lock:
+            trials = self._trials_of(study_id)
+            now = datetime.now(UTC)
+            for i, t in enumerate(trials):
+                if t.state is TrialState.RUNNING and t.worker == owner:
+                    trials[i] = t.with_changes(heartbeat_at=now)
+            run = self._runs.get(run_id) if run_id is not None else None
+            if run is None:
+                return False
+            run.heartbeat_at = now
+            return run.stop_requested
+
+    def _live(self, study_id: int, grace_s: float) -> list[int]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+        return [
+            i
+            for i, r in self._runs.items()
+            if r.study_id == study_id and not r.finished and r.heartbeat_at >= cutoff
+        ]
+
+    def end_run(self, run_id: int, state: str, grace_s: float) -> str:
+        if state not in STUDY_STATES:
+            raise StorageError(f"study state {state!r} is not one of {list(STUDY_STATES)}")
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise StorageError(f"no run with id {run_id} in {self.url}")
+            run.finished = True
+            if self._live(run.study_id, grace_s):
+                return "RUNNING"
+            self._replace_study(run.study_id, state=state)
+            return state
+
+    def request_stop(self, study_id: int, grace_s: float) -> int:
+        with self._lock:
+            record = self._by_id(study_id)
+            live = self._live(study_id, grace_s)
+            for i in live:
+                self._runs[i].stop_requested = True
+            if not live and record.state == "RUNNING":
+                self._replace_study(study_id, state="INTERRUPTED")
+            return len(live)
+
+    def mark_stale(
+        self,
+        study_id: int,
+        grace_s: float,
+        *,
+        dead_owners: Iterable[str] = (),
+        fail: bool = False,
+    ) -> list[Trial]:
+        dead = set(dead_owners)
+        with self._lock:
+            trials = self._trials_of(study_id)
+            now = datetime.now(UTC)
+            cutoff = now - timedelta(seconds=grace_s)
+            out = []
+            for t in list(trials):
+                if t.state is not TrialState.RUNNING:
+                    continue
+                last = t.heartbeat_at or t.started_at
+                if t.worker in dead or (last is not None and last < cutoff):
+                    out.append(self._update(study_id, t, stale_changes(t, now, fail)))
+            return out
 
     def _trials_of(self, study_id: int) -> list[Trial]:
         try:
@@ -138,23 +291,31 @@ class InMemoryStorage(Storage):
     def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         with self._lock:
             for t in self._trials_of(study_id):
-                if t.state is TrialState.WAITING:
+                if t.state is TrialState.WAITING or t.state is TrialState.STALE:
+                    now = datetime.now(UTC)
                     return self.update_trial(
                         study_id,
                         t.number,
                         state=TrialState.RUNNING,
                         worker=worker,
-                        started_at=datetime.now(UTC),
+                        started_at=now,
+                        heartbeat_at=now,
                     )
             return None
 
-    def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
+    def update_trial(
+        self, study_id: int, number: int, *, owner: str | None = None, **fields: Any
+    ) -> Trial:
         with self._lock:
-            trials = self._trials_of(study_id)
             trial = self.get_trial(study_id, number)
-            updated = trial.with_changes(**check_update(trial, fields))
-            trials[number] = copy.deepcopy(updated)
-            return updated
+            check_owner(trial, owner)
+            return self._update(study_id, trial, fields)
+
+    def _update(self, study_id: int, trial: Trial, fields: Mapping[str, Any]) -> Trial:
+        updated = trial.with_changes(**check_update(trial, fields))
+        self._trials[study_id][trial.number] = copy.deepcopy(updated)
+        self._trial_seq[study_id][trial.number] = self._bump(study_id)
+        return updated
 
     def get_trial(self, study_id: int, number: int) -> Trial:
         with self._lock:

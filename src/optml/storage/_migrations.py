@@ -75,5 +75,53 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_peers(conn: Connection) -> None:
+    """Version 2: several controllers on one study.
+
+    Change numbers (``studies.seq``, ``trials.seq``) for reading only what changed; the study's
+    trial budget; a key per trial for handing each point out once; trial heartbeats and where a
+    trial ran; and ``runs``, one row per controller with its heartbeat and stop request.
+    """
+    import sqlalchemy as sa
+
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for ddl in (
+        "ALTER TABLE studies ADD COLUMN seq BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE studies ADD COLUMN trial_budget INTEGER",
+        "ALTER TABLE trials ADD COLUMN seq BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE trials ADD COLUMN param_key VARCHAR(64)",
+        "ALTER TABLE trials ADD COLUMN host VARCHAR(255)",
+        "ALTER TABLE trials ADD COLUMN runner VARCHAR(255)",
+        f"ALTER TABLE trials ADD COLUMN heartbeat_at {timestamp}",
+        # Existing trials get distinct change numbers; each study's counter starts past them.
+        "UPDATE trials SET seq = id",
+        "UPDATE studies SET seq = COALESCE("
+        "(SELECT MAX(trials.seq) FROM trials WHERE trials.study_id = studies.id), 0)",
+        "CREATE INDEX ix_trials_study_seq ON trials (study_id, seq)",
+        "CREATE INDEX ix_trials_study_key ON trials (study_id, param_key)",
+    ):
+        conn.execute(sa.text(ddl))
+    md = sa.MetaData()
+    sa.Table("studies", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "runs",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "study_id",
+            sa.Integer,
+            sa.ForeignKey("studies.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("owner", sa.String(255), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("stop_requested", sa.Boolean, nullable=False),
+        sa.Index("ix_runs_study", "study_id", "finished_at"),
+    )
+    md.tables["runs"].create(conn)
+
+
 # The ordered migrations; the code's schema version is len(MIGRATIONS).
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_peers]

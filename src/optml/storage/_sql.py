@@ -10,8 +10,18 @@ Concurrency design, since several processes may drive one study at once:
 - Trial numbers come from a ``next_trial_number`` counter on the study row, incremented in the
   same transaction that inserts the trial; on PostgreSQL the row lock of that UPDATE orders
   concurrent creators, so numbers are 0, 1, 2, ... without gaps or repeats.
-- ``claim_trial`` selects the lowest WAITING trial ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the
-  write lock already serialises SQLite) and moves it to RUNNING only if it is still WAITING.
+- ``claim_trial`` selects the lowest WAITING (or STALE) trial ``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL (the write lock already serialises SQLite) and moves it to RUNNING only if it is
+  still claimable.
+- Several controllers share a study (see the Storage contract). Every transaction that writes
+  trials locks the study row first (one lock order: no deadlocks), and every write but a
+  heartbeat takes the study's next change number (``studies.seq``) while holding that lock, so
+  change numbers commit in order and ``changed_trials(since)`` misses nothing. The same lock
+  makes ``reserve_trials`` count the budget and check keys against every committed trial.
+- PostgreSQL connections are checked before use (``pool_pre_ping``), and a statement that
+  fails because the server went away is retried, whole, for up to ``reconnect_s`` seconds: a
+  restarted server costs the controllers a pause, not the study. (A commit whose answer is lost
+  with the connection is the one ambiguous case; it is retried like the rest.)
 
 A SQLite file is created by the first write (creating a study), never by a read: looking up a
 study in a file that is not there says so instead of leaving an empty database behind. Every write
@@ -37,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -54,11 +64,14 @@ from optml.ranking import best_trial
 from optml.storage import safe_url
 from optml.storage._base import (
     STUDY_STATES,
+    Reservation,
     Storage,
     StudyRecord,
     StudySummary,
+    check_owner,
     check_study_name,
     check_update,
+    stale_changes,
     stored_constraints,
 )
 from optml.storage._migrations import MIGRATIONS
@@ -121,6 +134,8 @@ studies = sa.Table(
     sa.Column("user_attrs", sa.Text, nullable=False),
     sa.Column("created_at", _UTCDateTime, nullable=True),
     sa.Column("next_trial_number", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("trial_budget", sa.Integer, nullable=True),
     sqlite_autoincrement=True,
 )
 trials = sa.Table(
@@ -145,8 +160,29 @@ trials = sa.Table(
     sa.Column("duration_s", sa.Float(53), nullable=True),
     sa.Column("worker", sa.String(255), nullable=True),
     sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("param_key", sa.String(64), nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("runner", sa.String(255), nullable=True),
+    sa.Column("heartbeat_at", _UTCDateTime, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state_value", "study_id", "state", "value", "number"),
+    sa.Index("ix_trials_study_seq", "study_id", "seq"),
+    sa.Index("ix_trials_study_key", "study_id", "param_key"),
+)
+runs = sa.Table(
+    "runs",
+    _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("started_at", _UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", _UTCDateTime, nullable=False),
+    sa.Column("finished_at", _UTCDateTime, nullable=True),
+    sa.Column("stop_requested", sa.Boolean, nullable=False),
+    sa.Index("ix_runs_study", "study_id", "finished_at"),
 )
 
 # Trial columns in the order _row_to_trial reads them.
@@ -166,6 +202,9 @@ _TRIAL_COLS = (
     trials.c.duration_s,
     trials.c.worker,
     trials.c.user_attrs,
+    trials.c.host,
+    trials.c.runner,
+    trials.c.heartbeat_at,
 )
 # The same for bulk reads, with the datetimes and flag left raw: _rows_to_trials converts them
 # in its own loop, cheaper than SQLAlchemy's per-value result processors.
@@ -188,18 +227,32 @@ _STUDY_COLS = (
     studies.c.spec,
     studies.c.created_at,
     studies.c.user_attrs,
+    studies.c.trial_budget,
 )
 # Hot statements built once: building SQLAlchemy constructs costs more than running them.
 _bp = sa.bindparam
 _NEXT_NUMBER = (
     studies.update()
     .where(studies.c.id == _bp("sid"))
-    .values(next_trial_number=studies.c.next_trial_number + 1)
-    .returning(studies.c.next_trial_number)
+    .values(next_trial_number=studies.c.next_trial_number + 1, seq=studies.c.seq + 1)
+    .returning(studies.c.next_trial_number, studies.c.seq)
+)
+# Takes the study's next change number (and its row lock: see the module docstring).
+_NEXT_SEQ = (
+    studies.update()
+    .where(studies.c.id == _bp("sid"))
+    .values(seq=studies.c.seq + 1)
+    .returning(studies.c.seq)
+)
+_LOCK_STUDY = (
+    sa.select(studies.c.next_trial_number, studies.c.trial_budget, studies.c.seq)
+    .where(studies.c.id == _bp("sid"))
+    .with_for_update()
 )
 _INSERT_TRIAL = trials.insert()
 _UPDATE_TRIAL = trials.update().where(trials.c.id == _bp("tid"))
-_CLAIM_TRIAL = trials.update().where(trials.c.id == _bp("tid"), trials.c.state == _bp("waiting"))
+_CLAIMABLE = (TrialState.WAITING.value, TrialState.STALE.value)
+_CLAIM_TRIAL = trials.update().where(trials.c.id == _bp("tid"), trials.c.state.in_(_CLAIMABLE))
 _TRIAL_FOR_UPDATE = (
     sa.select(trials.c.id, *_TRIAL_COLS)
     .where(trials.c.study_id == _bp("sid"), trials.c.number == _bp("num"))
@@ -210,10 +263,15 @@ _TRIAL = sa.select(*_TRIAL_COLS).where(
 )
 _FIRST_WAITING = (
     sa.select(trials.c.id, *_TRIAL_COLS)
-    .where(trials.c.study_id == _bp("sid"), trials.c.state == _bp("waiting"))
+    .where(trials.c.study_id == _bp("sid"), trials.c.state.in_(_CLAIMABLE))
     .order_by(trials.c.number)
     .limit(1)
     .with_for_update(skip_locked=True)
+)
+_ANY_WAITING = (
+    sa.select(trials.c.id)
+    .where(trials.c.study_id == _bp("sid"), trials.c.state.in_(_CLAIMABLE))
+    .limit(1)
 )
 
 
@@ -254,6 +312,14 @@ _WAITING = TrialState.WAITING.value
 _LOCK_RETRIES = 8
 
 
+class _Rollback(Exception):
+    """Raised inside a write transaction to undo it; carries what the caller returns."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__()
+        self.result = result
+
+
 class SQLStorage(Storage):
     """Studies and trials in a SQL database: ``sqlite:///PATH.db`` or ``postgresql://...``.
 
@@ -262,11 +328,17 @@ class SQLStorage(Storage):
         storage = SQLStorage("sqlite:///optml.db")   # relative to the current directory
         storage = SQLStorage("postgresql://user:secret@db.example.org/optml")
 
-    ``busy_timeout_s`` is how long a SQLite writer waits for another process's write to finish.
+    ``busy_timeout_s`` is how long a SQLite writer waits for another process's write to finish;
+    ``reconnect_s`` how long a PostgreSQL client keeps retrying while the server is unreachable
+    (after a first successful connection: a wrong URL fails at once).
     """
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_s: float = 60.0, reconnect_s: float = 120.0
+    ) -> None:
         self.url = url
+        self._reconnect_s = reconnect_s
+        self._connected = False
         # For messages: never print a password.
         self._safe_url = safe_url(url)
         engine_url = _engine_url(url)
@@ -300,6 +372,7 @@ class SQLStorage(Storage):
         self._opened = True
         try:
             self._upgrade()
+            self._connected = True
         except BaseException as exc:
             self._opened = False
             self._engine.dispose()
@@ -383,32 +456,59 @@ class SQLStorage(Storage):
             if if_absent is not None:
                 return if_absent()
             raise StudyNotFoundError(self._no_file())
-        try:
-            with _interrupt.critical(), self._connect(write=False) as conn:
-                return fn(conn)
-        except sa.exc.IntegrityError:
-            raise
-        except sa.exc.DatabaseError as exc:
-            raise StorageError(self._failure("reading", exc)) from exc
-
-    def _write(self, fn: Callable[[Connection], _T]) -> _T:
-        """Run ``fn`` in one write transaction, committed before this returns."""
-        if self._absent:
-            self._open()  # the first write creates the file
-        self._check_file()
-        for attempt in range(_LOCK_RETRIES + 1):
+        lost_since: float | None = None
+        while True:
             try:
-                # Ctrl-C waits for the transaction to end (see optml._interrupt).
-                with _interrupt.critical(), self._connect(write=True) as conn, conn.begin():
+                with _interrupt.critical(), self._connect(write=False) as conn:
                     return fn(conn)
             except sa.exc.IntegrityError:
                 raise
             except sa.exc.DatabaseError as exc:
+                lost_since = self._lost(exc, lost_since)
+                if lost_since is None:
+                    raise StorageError(self._failure("reading", exc)) from exc
+
+    def _write(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn`` in one write transaction, committed before this returns (``fn`` may raise
+        :class:`_Rollback` to undo it and return its result)."""
+        if self._absent:
+            self._open()  # the first write creates the file
+        self._check_file()
+        attempt = 0
+        lost_since: float | None = None
+        while True:
+            try:
+                # Ctrl-C waits for the transaction to end (see optml._interrupt).
+                with _interrupt.critical(), self._connect(write=True) as conn, conn.begin():
+                    return fn(conn)
+            except _Rollback as undo:
+                return undo.result  # type: ignore[no-any-return]
+            except sa.exc.IntegrityError:
+                raise
+            except sa.exc.DatabaseError as exc:
                 if self._dialect == "sqlite" and _is_locked(exc) and attempt < _LOCK_RETRIES:
-                    time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+                    attempt += 1
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)
                     continue
-                raise StorageError(self._failure("writing", exc)) from exc
-        raise AssertionError("unreachable")
+                lost_since = self._lost(exc, lost_since)
+                if lost_since is None:
+                    raise StorageError(self._failure("writing", exc)) from exc
+
+    def _lost(self, exc: sa.exc.DBAPIError, since: float | None) -> float | None:
+        """When the PostgreSQL server went away (since when; None: give up), after a pause.
+
+        A deadlock or serialisation failure is rolled back whole by the server: retried too.
+        """
+        if self._dialect != "postgresql" or not self._connected:
+            return None
+        if not (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
+            return None
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= self._reconnect_s:
+            return None
+        time.sleep(min(0.1 * 2 ** min((now - since), 4), 2.0) * random.uniform(0.5, 1.0))
+        return since
 
     def _failure(self, doing: str, exc: sa.exc.DBAPIError) -> str:
         reason = _reason(exc)
@@ -502,6 +602,8 @@ class SQLStorage(Storage):
             "user_attrs": _dumps(dict(user_attrs or {}), "user_attrs"),
             "created_at": datetime.now(UTC),
             "next_trial_number": 0,
+            "seq": 0,
+            "trial_budget": None,
         }
 
         def insert(conn: Connection) -> int:
@@ -534,6 +636,7 @@ class SQLStorage(Storage):
                 row["spec"],
                 row["created_at"],
                 row["user_attrs"],
+                None,
             )
         )
 
@@ -619,6 +722,7 @@ class SQLStorage(Storage):
                 raise StudyNotFoundError(f"no study named {name!r} in {self._safe_url}")
             # Explicit: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
             conn.execute(trials.delete().where(trials.c.study_id == study_id))
+            conn.execute(runs.delete().where(runs.c.study_id == study_id))
             conn.execute(studies.delete().where(studies.c.id == study_id))
             return study_id
 
@@ -662,15 +766,17 @@ class SQLStorage(Storage):
         params: Mapping[str, Any],
         *,
         state: TrialState = TrialState.WAITING,
+        key: str | None = None,
         **fields: Any,
     ) -> Trial:
         params_json = _dumps(dict(params), "params")
 
         def insert(conn: Connection) -> Trial:
             # The row lock of this UPDATE orders concurrent creators of the same study.
-            number = conn.execute(_NEXT_NUMBER, {"sid": study_id}).scalar()
-            if number is None:
+            got = conn.execute(_NEXT_NUMBER, {"sid": study_id}).first()
+            if got is None:
                 raise self._no_study(study_id)
+            number, seq = got
             number -= 1
             base = Trial(number=number, state=TrialState.WAITING, params=_loads(params_json))
             changes = check_update(base, {"state": state, **fields})
@@ -683,45 +789,299 @@ class SQLStorage(Storage):
                     "study_id": study_id,
                     "number": number,
                     "params": params_json,
+                    "seq": seq,
+                    "param_key": key,
                 },
             )
             return trial
 
         return self._write(insert)
 
-    def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
-        def claim(conn: Connection) -> Trial | None:
-            while True:
-                row = conn.execute(_FIRST_WAITING, {"sid": study_id, "waiting": _WAITING}).first()
-                if row is None:
-                    self._require_study(conn, study_id)
-                    return None
-                trial = _row_to_trial(row[1:])
+    def reserve_trials(
+        self,
+        study_id: int,
+        configs: Sequence[tuple[Mapping[str, Any], str | None]],
+        *,
+        worker: str | None,
+    ) -> Reservation:
+        encoded = [(_dumps(dict(p), "params"), key) for p, key in configs]
+        if not encoded:
+            return Reservation([], [], False)
+
+        def reserve(conn: Connection) -> Reservation:
+            locked = conn.execute(_LOCK_STUDY, {"sid": study_id}).first()
+            if locked is None:
+                raise self._no_study(study_id)
+            number, budget, seq = locked
+            keys = {k for _, k in encoded if k is not None}
+            known: set[str] = set()
+            if keys:
+                known = set(
+                    conn.execute(
+                        sa.select(trials.c.param_key).where(
+                            trials.c.study_id == study_id, trials.c.param_key.in_(sorted(keys))
+                        )
+                    ).scalars()
+                )
+            now = datetime.now(UTC)
+            rows, made, taken = [], [], []
+            spent = False
+            for i, (params_json, key) in enumerate(encoded):
+                if key is not None and key in known:
+                    taken.append(i)
+                    continue
+                if budget is not None and number >= budget:
+                    spent = True
+                    break
+                if key is not None:
+                    known.add(key)
+                seq += 1
+                base = Trial(number=number, state=TrialState.WAITING, params=_loads(params_json))
                 changes = {
                     "state": TrialState.RUNNING,
                     "worker": worker,
-                    "started_at": datetime.now(UTC),
+                    "started_at": now,
+                    "heartbeat_at": now,
                 }
-                values, claimed = _encode_changes(trial, check_update(trial, changes))
-                done = conn.execute(_CLAIM_TRIAL, {**values, "tid": row[0], "waiting": _WAITING})
-                if done.rowcount == 1:
-                    return claimed
-                # Someone else moved it in between (cannot happen under the locks; be safe).
+                values, trial = _encode_changes(base, changes)
+                rows.append(
+                    {
+                        **_DEFAULT_ROW,
+                        **values,
+                        "study_id": study_id,
+                        "number": number,
+                        "params": params_json,
+                        "seq": seq,
+                        "param_key": key,
+                    }
+                )
+                made.append(trial)
+                number += 1
+            if rows:
+                conn.execute(_INSERT_TRIAL, rows)
+                conn.execute(
+                    studies.update()
+                    .where(studies.c.id == study_id)
+                    .values(next_trial_number=number, seq=seq)
+                )
+            return Reservation(made, taken, spent)
+
+        return self._write(reserve)
+
+    def set_study_budget(self, study_id: int, budget: int | None) -> None:
+        def update(conn: Connection) -> None:
+            done = conn.execute(
+                studies.update().where(studies.c.id == study_id).values(trial_budget=budget)
+            )
+            if done.rowcount == 0:
+                raise self._no_study(study_id)
+
+        self._write(update)
+
+    def changed_trials(self, study_id: int, since: int) -> tuple[list[Trial], int]:
+        stmt = (
+            sa.select(*_BULK_TRIAL_COLS, trials.c.seq)
+            .where(trials.c.study_id == study_id, trials.c.seq > since)
+            .order_by(trials.c.number)
+        )
+
+        def query(conn: Connection) -> tuple[list[Trial], int]:
+            rows = conn.execute(stmt).all()
+            if not rows:
+                self._require_study(conn, study_id)
+                return [], since
+            return _rows_to_trials([r[:-1] for r in rows]), max(since, max(r[-1] for r in rows))
+
+        return self._read(query)
+
+    def claim_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        # A read first: the common answer (nothing queued) takes no lock.
+        if self._read(lambda conn: conn.execute(_ANY_WAITING, {"sid": study_id}).first()) is None:
+            self._read(lambda conn: self._require_study(conn, study_id))
+            return None
+
+        def claim(conn: Connection) -> Trial | None:
+            seq = conn.execute(_NEXT_SEQ, {"sid": study_id}).scalar()
+            if seq is None:
+                raise self._no_study(study_id)
+            row = conn.execute(_FIRST_WAITING, {"sid": study_id}).first()
+            if row is None:
+                raise _Rollback(None)
+            trial = _row_to_trial(row[1:])
+            now = datetime.now(UTC)
+            changes = {
+                "state": TrialState.RUNNING,
+                "worker": worker,
+                "started_at": now,
+                "heartbeat_at": now,
+            }
+            values, claimed = _encode_changes(trial, check_update(trial, changes))
+            done = conn.execute(_CLAIM_TRIAL, {**values, "seq": seq, "tid": row[0]})
+            if done.rowcount != 1:  # cannot happen under the study lock; be safe
+                raise _Rollback(None)
+            return claimed
 
         return self._write(claim)
 
-    def update_trial(self, study_id: int, number: int, **fields: Any) -> Trial:
+    def update_trial(
+        self, study_id: int, number: int, *, owner: str | None = None, **fields: Any
+    ) -> Trial:
         def update(conn: Connection) -> Trial:
+            seq = conn.execute(_NEXT_SEQ, {"sid": study_id}).scalar()
+            if seq is None:
+                raise self._no_study(study_id)
             row = conn.execute(_TRIAL_FOR_UPDATE, {"sid": study_id, "num": number}).first()
             if row is None:
                 raise self._no_trial(conn, study_id, number)
             trial = _row_to_trial(row[1:])
+            check_owner(trial, owner)
             values, new = _encode_changes(trial, check_update(trial, fields))
             if values:
-                conn.execute(_UPDATE_TRIAL, {**values, "tid": row[0]})
+                conn.execute(_UPDATE_TRIAL, {**values, "seq": seq, "tid": row[0]})
             return new
 
         return self._write(update)
+
+    # -- liveness -------------------------------------------------------------------------
+    def start_run(self, study_id: int, owner: str) -> int:
+        def start(conn: Connection) -> int:
+            done = conn.execute(
+                studies.update().where(studies.c.id == study_id).values(state="RUNNING")
+            )
+            if done.rowcount == 0:
+                raise self._no_study(study_id)
+            now = datetime.now(UTC)
+            return int(
+                conn.execute(
+                    runs.insert()
+                    .values(
+                        study_id=study_id,
+                        owner=owner,
+                        started_at=now,
+                        heartbeat_at=now,
+                        finished_at=None,
+                        stop_requested=False,
+                    )
+                    .returning(runs.c.id)
+                ).scalar_one()
+            )
+
+        return self._write(start)
+
+    def heartbeat(self, study_id: int, owner: str, run_id: int | None = None) -> bool:
+        def beat(conn: Connection) -> bool:
+            if conn.execute(_LOCK_STUDY, {"sid": study_id}).first() is None:
+                raise self._no_study(study_id)
+            now = datetime.now(UTC)
+            conn.execute(
+                trials.update()
+                .where(
+                    trials.c.study_id == study_id,
+                    trials.c.state == TrialState.RUNNING.value,
+                    trials.c.worker == owner,
+                )
+                .values(heartbeat_at=now)
+            )
+            if run_id is None:
+                return False
+            stop = conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(heartbeat_at=now)
+                .returning(runs.c.stop_requested)
+            ).scalar()
+            return bool(stop)
+
+        return self._write(beat)
+
+    def _live_runs(self, study_id: int, grace_s: float) -> sa.ColumnElement[bool]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+        return sa.and_(
+            runs.c.study_id == study_id, runs.c.finished_at.is_(None), runs.c.heartbeat_at >= cutoff
+        )
+
+    def end_run(self, run_id: int, state: str, grace_s: float) -> str:
+        if state not in STUDY_STATES:
+            raise StorageError(f"study state {state!r} is not one of {', '.join(STUDY_STATES)}")
+
+        def end(conn: Connection) -> str:
+            study_id = conn.execute(sa.select(runs.c.study_id).where(runs.c.id == run_id)).scalar()
+            if study_id is None:
+                raise StorageError(f"no run with id {run_id} in {self._safe_url}")
+            conn.execute(_LOCK_STUDY, {"sid": study_id})
+            conn.execute(
+                runs.update().where(runs.c.id == run_id).values(finished_at=datetime.now(UTC))
+            )
+            others = conn.execute(
+                sa.select(sa.func.count()).where(
+                    self._live_runs(study_id, grace_s), runs.c.id != run_id
+                )
+            ).scalar()
+            if others:
+                return "RUNNING"
+            conn.execute(studies.update().where(studies.c.id == study_id).values(state=state))
+            return state
+
+        return self._write(end)
+
+    def request_stop(self, study_id: int, grace_s: float) -> int:
+        def stop(conn: Connection) -> int:
+            if conn.execute(_LOCK_STUDY, {"sid": study_id}).first() is None:
+                raise self._no_study(study_id)
+            asked = conn.execute(
+                runs.update().where(self._live_runs(study_id, grace_s)).values(stop_requested=True)
+            ).rowcount
+            if not asked:
+                conn.execute(
+                    studies.update()
+                    .where(studies.c.id == study_id, studies.c.state == "RUNNING")
+                    .values(state="INTERRUPTED")
+                )
+            return int(asked)
+
+        return self._write(stop)
+
+    def mark_stale(
+        self,
+        study_id: int,
+        grace_s: float,
+        *,
+        dead_owners: Iterable[str] = (),
+        fail: bool = False,
+    ) -> list[Trial]:
+        dead = sorted(set(dead_owners))
+
+        def mark(conn: Connection) -> list[Trial]:
+            if conn.execute(_LOCK_STUDY, {"sid": study_id}).first() is None:
+                raise self._no_study(study_id)
+            cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+            beat, start = trials.c.heartbeat_at, trials.c.started_at
+            lapsed = sa.or_(
+                sa.and_(beat.is_not(None), beat < cutoff),
+                sa.and_(beat.is_(None), start.is_not(None), start < cutoff),
+            )
+            if dead:
+                lapsed = sa.or_(lapsed, trials.c.worker.in_(dead))
+            rows = conn.execute(
+                sa.select(trials.c.id, *_TRIAL_COLS)
+                .where(
+                    trials.c.study_id == study_id,
+                    trials.c.state == TrialState.RUNNING.value,
+                    lapsed,
+                )
+                .order_by(trials.c.number)
+            ).all()
+            out = []
+            now = datetime.now(UTC)
+            for row in rows:
+                trial = _row_to_trial(row[1:])
+                seq = conn.execute(_NEXT_SEQ, {"sid": study_id}).scalar()
+                values, new = _encode_changes(trial, stale_changes(trial, now, fail))
+                conn.execute(_UPDATE_TRIAL, {**values, "seq": seq, "tid": row[0]})
+                out.append(new)
+            return out
+
+        return self._write(mark)
 
     def get_trial(self, study_id: int, number: int) -> Trial:
         def query(conn: Connection) -> Trial:
@@ -957,6 +1317,9 @@ _DEFAULT_ROW = {
     "duration_s": None,
     "worker": None,
     "user_attrs": "{}",
+    "host": None,
+    "runner": None,
+    "heartbeat_at": None,
 }
 
 
@@ -1043,7 +1406,7 @@ def _encode_changes(trial: Trial, changes: Mapping[str, Any]) -> tuple[dict[str,
             text = _dumps({str(int(k)): v for k, v in dict(new or {}).items()}, name)
             values[name] = text
             decoded[name] = {int(k): v for k, v in _loads(text).items()}
-        elif name in ("started_at", "finished_at"):
+        elif name in ("started_at", "finished_at", "heartbeat_at"):
             when = None if new is None else _utc(new)
             values[name] = when
             decoded[name] = when
@@ -1051,7 +1414,7 @@ def _encode_changes(trial: Trial, changes: Mapping[str, Any]) -> tuple[dict[str,
             values[name] = decoded[name] = None if new is None else float(new)
         elif name == "attempts":
             values[name] = decoded[name] = int(new)
-        else:  # error, logs, worker
+        else:  # error, logs, worker, host, runner
             values[name] = decoded[name] = None if new is None else str(new)
     return values, trial.with_changes(**decoded)
 
@@ -1073,6 +1436,9 @@ def _row_to_trial(row: Sequence[Any]) -> Trial:
         duration_s,
         worker,
         user_attrs,
+        host,
+        runner,
+        heartbeat_at,
     ) = row
     return Trial(
         number=number,
@@ -1091,6 +1457,9 @@ def _row_to_trial(row: Sequence[Any]) -> Trial:
         duration_s=duration_s,
         worker=worker,
         user_attrs=_loads(user_attrs),
+        host=host,
+        runner=runner,
+        heartbeat_at=heartbeat_at,
     )
 
 
@@ -1135,6 +1504,9 @@ def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
             duration_s,
             worker,
             _,
+            host,
+            runner,
+            heartbeat_at,
         ) = row
         out.append(
             Trial(
@@ -1154,13 +1526,18 @@ def _rows_to_trials(rows: Sequence[Sequence[Any]]) -> list[Trial]:
                 duration_s=duration_s,
                 worker=worker,
                 user_attrs=u,
+                host=host,
+                runner=runner,
+                heartbeat_at=None if heartbeat_at is None else _as_utc(heartbeat_at),
             )
         )
     return out
 
 
 def _row_to_study(row: Sequence[Any]) -> StudyRecord:
-    (study_id, name, metrics, space, sampler, seed, state, spec, created_at, user_attrs) = row
+    (study_id, name, metrics, space, sampler, seed, state, spec, created_at, user_attrs, budget) = (
+        row
+    )
     return StudyRecord(
         id=study_id,
         name=name,
@@ -1172,4 +1549,5 @@ def _row_to_study(row: Sequence[Any]) -> StudyRecord:
         spec=_loads(spec),
         created_at=created_at,
         user_attrs=_loads(user_attrs),
+        budget=budget,
     )
