@@ -1,4 +1,4 @@
-"""The `optml` command: run, resume, stop, list, show and export studies."""
+"""The `optml` command: run, resume, stop, list, show and export studies; serve the dashboard."""
 
 from __future__ import annotations
 
@@ -523,6 +523,59 @@ def stop(
         )
     else:
         _console().print(f"no controller is running {_user(name)}; nothing to stop")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    storage: str | None = StorageOpt,
+    files: Path = typer.Option(
+        Path("optml-files"), "--files", help="Folder for uploads and the logs of runs started here."
+    ),
+) -> None:
+    """Serve the web dashboard and REST API (needs: pip install 'optml[web]').
+
+    Starting, stopping and creating studies need the token in $OPTML_TOKEN, or the one made at
+    the first start (printed once, kept in FILES/token). Listening on anything but loopback
+    needs $OPTML_TOKEN.
+    """
+    import ipaddress
+    import os
+
+    try:
+        import uvicorn
+
+        from optml.server import create_app, load_token
+    except ImportError as exc:
+        _fail(f"optml serve needs the web extra: pip install 'optml[web]' ({exc.name} is missing)")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not os.environ.get("OPTML_TOKEN"):
+        _fail(
+            f"--host {host} is reachable from other machines; set OPTML_TOKEN to a secret first "
+            "(anyone with it can run code here), or listen on 127.0.0.1"
+        )
+    token, new = load_token(files)
+    if new:
+        _console(stderr=True).print(
+            f"access token (printed once; kept in {_user(files / 'token')}): {token}",
+            markup=False,
+            soft_wrap=True,
+        )
+    url = _storage_url(storage)
+    _console(stderr=True).print(
+        f"OptML dashboard on http://{_user(host)}:{port} · storage {_user(_safe(url))}"
+    )
+    uvicorn.run(create_app(url, files, token), host=host, port=port, log_level="warning")
+
+
+def _safe(url: str) -> str:
+    from optml.storage import safe_url
+
+    return safe_url(url)
 
 
 def main(argv: list[str] | None = None) -> None:

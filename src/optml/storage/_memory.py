@@ -237,6 +237,10 @@ class InMemoryStorage(Storage):
             if r.study_id == study_id and not r.finished and r.heartbeat_at >= cutoff
         ]
 
+    def live_runs(self, study_id: int, grace_s: float) -> int:
+        with self._lock:
+            return len(self._live(study_id, grace_s))
+
     def end_run(self, run_id: int, state: str, grace_s: float) -> str:
         if state not in STUDY_STATES:
             raise StorageError(f"study state {state!r} is not one of {list(STUDY_STATES)}")

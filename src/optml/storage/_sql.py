@@ -68,7 +68,9 @@ from optml.storage._base import (
     Storage,
     StudyRecord,
     StudySummary,
+    TrialRow,
     check_owner,
+    check_page,
     check_study_name,
     check_update,
     stale_changes,
@@ -1105,6 +1107,90 @@ class SQLStorage(Storage):
             return out
 
         return self._read(query)
+
+    def trials_page(
+        self,
+        study_id: int,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str = "number",
+        descending: bool = False,
+        states: Iterable[TrialState] | None = None,
+    ) -> tuple[list[Trial], int]:
+        check_page(offset, limit, sort)
+        where = [trials.c.study_id == study_id]
+        if states is not None:
+            where.append(trials.c.state.in_([TrialState(s).value for s in states]))
+        column = {
+            "number": trials.c.number,
+            "value": trials.c.value,
+            "duration": trials.c.duration_s,
+            "state": trials.c.state,
+        }[sort]
+        order: list[Any] = []
+        if sort in ("value", "duration"):
+            # Trials without one (and NaN, stored as NULL) come last in either direction.
+            order.append(column.is_(None).asc())
+        order.append(column.desc() if descending else column.asc())
+        if sort != "number":
+            order.append(trials.c.number.desc() if descending else trials.c.number.asc())
+        stmt = sa.select(*_BULK_TRIAL_COLS).where(*where).order_by(*order).offset(offset)
+        stmt = stmt.limit(limit)
+        count = sa.select(sa.func.count()).select_from(trials).where(*where)
+
+        def query(conn: Connection) -> tuple[list[Trial], int]:
+            total = conn.execute(count).scalar() or 0
+            if not total:
+                self._require_study(conn, study_id)
+            return _rows_to_trials(conn.execute(stmt).all()), total
+
+        return self._read(query)
+
+    def trial_rows(self, study_id: int, *, params: bool = False) -> list[TrialRow]:
+        cols = [
+            trials.c.number,
+            trials.c.state,
+            trials.c.value,
+            trials.c.value_is_nan,
+            trials.c.duration_s,
+            trials.c.started_at,
+            trials.c.finished_at,
+            trials.c.host,
+            sa.func.coalesce(trials.c.runner, trials.c.worker),
+        ]
+        if params:
+            cols.append(trials.c.params)
+        stmt = sa.select(*cols).where(trials.c.study_id == study_id).order_by(trials.c.number)
+
+        def query(conn: Connection) -> list[TrialRow]:
+            rows = conn.execute(stmt).all()
+            if not rows:
+                self._require_study(conn, study_id)
+                return []
+            decoded: list[Any] = _loads_many([r[9] for r in rows]) if params else [None] * len(rows)
+            return [
+                TrialRow(
+                    r[0],
+                    r[1],
+                    math.nan if r[3] else r[2],
+                    r[4],
+                    None if r[5] is None else _as_utc(r[5]),
+                    None if r[6] is None else _as_utc(r[6]),
+                    r[7],
+                    r[8],
+                    p,
+                )
+                for r, p in zip(rows, decoded, strict=True)
+            ]
+
+        return self._read(query)
+
+    def live_runs(self, study_id: int, grace_s: float) -> int:
+        stmt = (
+            sa.select(sa.func.count()).select_from(runs).where(self._live_runs(study_id, grace_s))
+        )
+        return self._read(lambda conn: conn.execute(stmt).scalar() or 0, if_absent=lambda: 0)
 
     def get_best_trial(self, study_id: int) -> Trial | None:
         return self._read(lambda conn: self._best(conn, study_id))
