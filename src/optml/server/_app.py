@@ -5,7 +5,6 @@ or runs something."""
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import os
 import re
@@ -340,6 +339,15 @@ def create_app(
     def plotly() -> Response:
         return FileResponse(plotly_js, media_type="text/javascript")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+            '<rect width="16" height="16" rx="3" fill="#24364b"/>'
+            '<path d="M3 12 L6 7 L9 9 L13 3" stroke="#7fd" stroke-width="2" fill="none"/></svg>'
+        )
+        return Response(svg, media_type="image/svg+xml")
+
     @app.get("/static/{filename}", include_in_schema=False)
     def static(filename: str) -> Response:
         if filename not in ("app.js", "app.css"):
@@ -378,7 +386,7 @@ def create_app(
             info = study_json(name)
         except StudyNotFoundError as exc:
             return page(request, "error.html", status=404, message=str(exc))
-        return page(request, "study.html", study=info, info_json=json.dumps(info))
+        return page(request, "study.html", study=info)
 
     @app.get(
         "/studies/{name}/trials/{number}", response_class=HTMLResponse, include_in_schema=False
@@ -388,7 +396,7 @@ def create_app(
             trial = trial_json(service.trial(name, number), full=True)
         except OptMLError as exc:
             return page(request, "error.html", status=404, message=str(exc))
-        return page(request, "trial.html", name=name, trial=trial, trial_json=json.dumps(trial))
+        return page(request, "trial.html", name=name, trial=trial)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
@@ -414,7 +422,6 @@ def create_app(
             request,
             "new.html",
             catalog=_catalog(),
-            catalog_json=json.dumps(_catalog()),
             error=None,
             form={},
         )
@@ -434,7 +441,6 @@ def create_app(
                 "new.html",
                 status=422,
                 catalog=_catalog(),
-                catalog_json=json.dumps(_catalog()),
                 error=str(exc),
                 form=fields,
             )

@@ -376,6 +376,7 @@ def timeline(rows: Sequence[TrialRow]) -> dict[str, Any]:
                 "text": [f"#{r.number} {r.state}" for r in items],
                 "marker": {"color": [colours.get(r.state, "#7f7f7f") for r in items]},
                 "hovertemplate": "%{text}: %{x:.2f} s<extra></extra>",
+                "textposition": "none",
                 "showlegend": False,
             }
         )
