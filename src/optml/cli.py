@@ -68,6 +68,13 @@ def _storage_url(url: str | None, must_exist: bool = False) -> str:
     return url
 
 
+def _service(storage: str | None) -> Any:
+    """The service layer over the storage of a command that only reads or changes studies."""
+    from optml.service import StudyService
+
+    return StudyService(_storage_url(storage, must_exist=True))
+
+
 def _load(name: str, storage: str | None) -> Any:
     from optml.study import load_study
 
@@ -479,7 +486,7 @@ def export(
         )
     if output is not None and not output.parent.is_dir():
         _fail(f"--output {output}: the directory {output.parent} does not exist; create it first")
-    text = _load(name, storage).export(fmt)
+    text = _service(storage).export(name, fmt)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
@@ -497,13 +504,11 @@ def delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a study and all its trials."""
-    from optml.storage import open_storage
-
-    store = open_storage(_storage_url(storage, must_exist=True))
-    store.load_study(name)
+    service = _service(storage)
+    service.load(name)
     if not yes and not typer.confirm(f"Delete study {name!r} and all its trials?"):
         raise typer.Exit(1)
-    store.delete_study(name)
+    service.delete(name)
     _console().print(f"deleted {_user(name)}")
 
 
@@ -514,8 +519,7 @@ def stop(
 ) -> None:
     """Stop every controller running the study, on any machine: no new trial starts, running
     trials finish, and the study ends INTERRUPTED (optml resume continues it)."""
-    study = _load(name, storage)
-    asked = study.stop(everywhere=True)
+    asked = _service(storage).stop(name)
     if asked:
         _console().print(
             f"asked {asked} controller(s) of {_user(name)} to stop; each stops at its next "

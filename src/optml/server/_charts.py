@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from optml.storage import TrialRow
@@ -24,6 +25,12 @@ def _finite(v: Any) -> bool:
 
 def _complete(rows: Sequence[TrialRow]) -> list[TrialRow]:
     return [r for r in rows if r.state == "COMPLETE" and _finite(r.value)]
+
+
+def _rank(r: TrialRow, minimize: bool) -> float:
+    """Sort key: better first (only for completed trials, whose value is finite)."""
+    v = float(r.value or 0.0)
+    return v if minimize else -v
 
 
 def _stride(n: int, k: int) -> list[int]:
@@ -51,7 +58,7 @@ def history(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, 
     best_y: list[float] = []
     best = math.inf if minimize else -math.inf
     for r in done:
-        v = float(r.value)  # type: ignore[arg-type]
+        v = float(r.value or 0.0)
         if (v < best) if minimize else (v > best):
             best = v
             best_x.append(r.number)
@@ -99,7 +106,7 @@ def bars(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, Any
     the MAX_BARS best otherwise."""
     done = _complete(rows)
     if len(done) > MAX_BARS:
-        done = sorted(done, key=lambda r: (r.value if minimize else -r.value, r.number))[:MAX_BARS]  # type: ignore[operator]
+        done = sorted(done, key=lambda r: (_rank(r, minimize), r.number))[:MAX_BARS]
     labels = [f"#{r.number}" for r in done]
     title = f"{metric} per configuration" + (
         f" (the {MAX_BARS} best)" if len(_complete(rows)) > MAX_BARS else ""
@@ -145,7 +152,7 @@ def _sample(done: list[TrialRow], k: int, minimize: bool) -> list[TrialRow]:
     """At most ``k`` trials: the best quarter of ``k``, and a spread of the rest."""
     if len(done) <= k:
         return done
-    ranked = sorted(done, key=lambda r: r.value if minimize else -r.value)  # type: ignore[operator]
+    ranked = sorted(done, key=lambda r: _rank(r, minimize))
     top = ranked[: k // 4]
     rest = ranked[k // 4 :]
     rest = sorted((rest[i] for i in _stride(len(rest), k - len(top))), key=lambda r: r.number)
@@ -248,7 +255,7 @@ def contour(
         }
     xs, xhow = _numeric([(r.params or {})[x] for r in done])
     ys, yhow = _numeric([(r.params or {})[y] for r in done])
-    vals = [float(r.value) for r in done]  # type: ignore[arg-type]
+    vals = [float(r.value or 0.0) for r in done]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     bins = CONTOUR_BINS
     sums = [[0.0] * bins for _ in range(bins)]
@@ -339,21 +346,20 @@ def importance(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[st
 def timeline(rows: Sequence[TrialRow]) -> dict[str, Any]:
     """Trials as bars from start to end, one lane per worker, with the measured speedup: the
     trials' summed durations over the wall-clock time from the first start to the last end."""
-    timed = [r for r in rows if r.started_at is not None]
-    if not timed:
+    spans = [
+        (r, r.started_at, r.finished_at or r.started_at) for r in rows if r.started_at is not None
+    ]
+    if not spans:
         return {"data": [], "layout": _layout("Timeline: no trial has started"), "speedup": None}
-    t0 = min(r.started_at for r in timed)  # type: ignore[type-var]
-    now = max((r.finished_at or r.started_at) for r in timed)  # type: ignore[type-var]
-    busy = sum(
-        ((r.finished_at or now) - r.started_at).total_seconds()  # type: ignore[operator]
-        for r in timed
-    )
+    t0 = min(start for _, start, _ in spans)
+    now = max(end for _, _, end in spans)
+    busy = sum(((r.finished_at or now) - start).total_seconds() for r, start, _ in spans)
     wall = (now - t0).total_seconds()
     speedup = busy / wall if wall > 0 else None
-    lanes: dict[str, list[TrialRow]] = {}
-    shown = [timed[i] for i in _stride(len(timed), MAX_POINTS)]
-    for r in shown:
-        lanes.setdefault(f"{r.host or 'local'}:{r.runner or '?'}", []).append(r)
+    lanes: dict[str, list[tuple[TrialRow, datetime]]] = {}
+    for i in _stride(len(spans), MAX_POINTS):
+        r, start, _ = spans[i]
+        lanes.setdefault(f"{r.host or 'local'}:{r.runner or '?'}", []).append((r, start))
     colours = {
         "COMPLETE": "#2ca02c",
         "FAILED": "#d62728",
@@ -368,13 +374,13 @@ def timeline(rows: Sequence[TrialRow]) -> dict[str, Any]:
                 "orientation": "h",
                 "name": lane,
                 "y": [lane] * len(items),
-                "base": [(r.started_at - t0).total_seconds() for r in items],  # type: ignore[operator]
+                "base": [(start - t0).total_seconds() for _, start in items],
                 "x": [
-                    max(0.001, ((r.finished_at or now) - r.started_at).total_seconds())  # type: ignore[operator]
-                    for r in items
+                    max(0.001, ((r.finished_at or now) - start).total_seconds())
+                    for r, start in items
                 ],
-                "text": [f"#{r.number} {r.state}" for r in items],
-                "marker": {"color": [colours.get(r.state, "#7f7f7f") for r in items]},
+                "text": [f"#{r.number} {r.state}" for r, _ in items],
+                "marker": {"color": [colours.get(r.state, "#7f7f7f") for r, _ in items]},
                 "hovertemplate": "%{text}: %{x:.2f} s<extra></extra>",
                 "textposition": "none",
                 "showlegend": False,

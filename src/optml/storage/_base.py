@@ -374,7 +374,8 @@ def _sort_key(trial: Trial, sort: str) -> Any:
 
 def _split_missing(trials: list[Trial], sort: str) -> tuple[list[Trial], list[Trial]]:
     """Trials that have the sort key, and those without it (no value, NaN, no duration)."""
-    present, absent = [], []
+    present: list[Trial] = []
+    absent: list[Trial] = []
     for t in trials:
         key = _sort_key(t, sort)
         missing = key is None or (isinstance(key, float) and key != key)
