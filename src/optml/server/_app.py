@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from optml.errors import OptMLError, StudyNotFoundError
 from optml.server import _charts
 from optml.service import MAX_UPLOAD_BYTES, Conflict, StudyService, safe_filename
+from optml.storage import TrialRow
 from optml.trial import Trial, TrialState
 
 HERE = Path(__file__).parent
@@ -238,7 +239,7 @@ def create_app(
     @app.post("/api/studies", status_code=201, tags=["studies"], dependencies=[Auth])
     def create_study(body: CreateStudy) -> dict[str, Any]:
         name = body.spec.get("name")
-        base = service.folder(name) if isinstance(name, str) and name else None
+        base = service.folder(name, create=False) if isinstance(name, str) and name else None
         study = service.create(body.spec, base_dir=base)
         pid = service.start(study.name, workers=body.workers) if body.start else None
         return {"name": study.name, "pid": pid}
@@ -313,11 +314,31 @@ def create_app(
     ) -> dict[str, Any]:
         record = service.storage.load_study(name)
         metric = record.metrics[0]
-        rows = service.storage.trial_rows(record.id, params=chart in _charts.NEEDS_PARAMS)
-        key = (record.id, chart, x, y, len(rows), sum(1 for r in rows if r.finished_at))
-        if chart == "importance" and key in chart_cache:
-            return chart_cache[key]
-        fig = _plain(_charts.figure(chart, rows, metric.name, metric.direction == "minimize", x, y))
+        storage = service.storage
+        # Every chart but the timeline is drawn from completed trials, without their times;
+        # parameters are read for the trials a chart shows, not for the whole study.
+        if chart in _charts.COMPLETE_ONLY:
+            rows = [
+                TrialRow(n, "COMPLETE", v, None, None, None, None, None, None)
+                for n, v in storage.completed_values(record.id)
+            ]
+        else:
+            rows = storage.trial_rows(record.id)
+        key = (record.id, chart, x, y, len(rows), rows[-1].number if rows else -1)
+        cached = chart_cache.get(key)
+        if cached is not None and chart == "importance":
+            return cached
+        fig = _plain(
+            _charts.figure(
+                chart,
+                rows,
+                metric.name,
+                metric.direction == "minimize",
+                x,
+                y,
+                fetch=lambda numbers: storage.trial_params(record.id, numbers),
+            )
+        )
         if chart == "importance":
             if len(chart_cache) > 64:
                 chart_cache.clear()

@@ -4,7 +4,7 @@ plotly JSON dict (data and layout) of bounded size whatever the number of trials
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,8 @@ MAX_POINTS = 2000
 MAX_BARS = 40
 # Grid cells per axis of the contour plot.
 CONTOUR_BINS = 24
+# Trials the contour's grid averages (a spread sample beyond that, the best always in).
+CONTOUR_TRIALS = 5000
 CHARTS = ("history", "bars", "parallel", "slice", "contour", "importance", "timeline")
 
 
@@ -24,13 +26,25 @@ def _finite(v: Any) -> bool:
 
 
 def _complete(rows: Sequence[TrialRow]) -> list[TrialRow]:
-    return [r for r in rows if r.state == "COMPLETE" and _finite(r.value)]
+    isfinite = math.isfinite
+    return [r for r in rows if r.state == "COMPLETE" and r.value is not None and isfinite(r.value)]
 
 
 def _rank(r: TrialRow, minimize: bool) -> float:
     """Sort key: better first (only for completed trials, whose value is finite)."""
     v = float(r.value or 0.0)
     return v if minimize else -v
+
+
+Fetch = Callable[[list[int]], dict[int, dict[str, Any]]]
+
+
+def _with_params(rows: list[TrialRow], fetch: Fetch | None) -> list[TrialRow]:
+    """``rows`` with their parameters, read for these trials only (a sample, not the study)."""
+    if fetch is None or all(r.params is not None for r in rows):
+        return rows
+    params = fetch([r.number for r in rows])
+    return [r._replace(params=params.get(r.number, {})) for r in rows]
 
 
 def _stride(n: int, k: int) -> list[int]:
@@ -101,12 +115,17 @@ def _label(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in (params or {}).items())
 
 
-def bars(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, Any]:
+def bars(
+    rows: Sequence[TrialRow], metric: str, minimize: bool, fetch: Fetch | None = None
+) -> dict[str, Any]:
     """The error of each configuration, as the seed's bar charts: every one for a small study,
     the MAX_BARS best otherwise."""
+    import heapq
+
     done = _complete(rows)
     if len(done) > MAX_BARS:
-        done = sorted(done, key=lambda r: (_rank(r, minimize), r.number))[:MAX_BARS]
+        done = heapq.nsmallest(MAX_BARS, done, key=lambda r: (_rank(r, minimize), r.number))
+    done = _with_params(done, fetch)
     labels = [f"#{r.number}" for r in done]
     title = f"{metric} per configuration" + (
         f" (the {MAX_BARS} best)" if len(_complete(rows)) > MAX_BARS else ""
@@ -159,8 +178,10 @@ def _sample(done: list[TrialRow], k: int, minimize: bool) -> list[TrialRow]:
     return sorted(top + rest, key=lambda r: r.number)
 
 
-def parallel(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, Any]:
-    done = _sample(_complete(rows), MAX_POINTS // 2, minimize)
+def parallel(
+    rows: Sequence[TrialRow], metric: str, minimize: bool, fetch: Fetch | None = None
+) -> dict[str, Any]:
+    done = _with_params(_sample(_complete(rows), MAX_POINTS // 2, minimize), fetch)
     dims = []
     for name in _param_names(done):
         values = [(r.params or {}).get(name) for r in done]
@@ -194,9 +215,11 @@ def parallel(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str,
     }
 
 
-def slices(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, Any]:
+def slices(
+    rows: Sequence[TrialRow], metric: str, minimize: bool, fetch: Fetch | None = None
+) -> dict[str, Any]:
     """The value against each parameter, one panel per parameter (up to 6)."""
-    done = _sample(_complete(rows), MAX_POINTS, minimize)
+    done = _with_params(_sample(_complete(rows), MAX_POINTS, minimize), fetch)
     names = _param_names(done)[:6]
     data: list[dict[str, Any]] = []
     layout = _layout(f"Slice plots ({len(done)} trials)", showlegend=False)
@@ -238,11 +261,16 @@ def slices(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, A
 
 
 def contour(
-    rows: Sequence[TrialRow], metric: str, minimize: bool, x: str | None, y: str | None
+    rows: Sequence[TrialRow],
+    metric: str,
+    minimize: bool,
+    x: str | None,
+    y: str | None,
+    fetch: Fetch | None = None,
 ) -> dict[str, Any]:
     """The mean value on a CONTOUR_BINS² grid of two parameters (the first two numeric ones
-    unless chosen), with the trials drawn over it (sampled)."""
-    done = _complete(rows)
+    unless chosen) over at most CONTOUR_TRIALS trials, with the trials drawn over it (sampled)."""
+    done = _with_params(_sample(_complete(rows), CONTOUR_TRIALS, minimize), fetch)
     names = _param_names(done)
     numeric = [n for n in names if all(_finite((r.params or {}).get(n)) for r in done)]
     x = x if x in numeric else (numeric[0] if numeric else None)
@@ -308,10 +336,12 @@ def contour(
     }
 
 
-def importance(rows: Sequence[TrialRow], metric: str, minimize: bool) -> dict[str, Any]:
+def importance(
+    rows: Sequence[TrialRow], metric: str, minimize: bool, fetch: Fetch | None = None
+) -> dict[str, Any]:
     """Each parameter's importance: impurity importance of a small random forest fitted to the
     value on (at most MAX_POINTS) completed trials."""
-    done = _sample(_complete(rows), MAX_POINTS, minimize)
+    done = _with_params(_sample(_complete(rows), MAX_POINTS, minimize), fetch)
     names = [
         n for n in _param_names(done) if all((r.params or {}).get(n) is not None for r in done)
     ]
@@ -410,21 +440,24 @@ def figure(
     minimize: bool,
     x: str | None = None,
     y: str | None = None,
+    fetch: Fetch | None = None,
 ) -> dict[str, Any]:
+    """The figure ``chart`` (one of CHARTS) of a study's ``rows``; ``fetch(numbers)`` reads the
+    parameters of the trials a chart shows when the rows come without them."""
     if chart == "history":
         return history(rows, metric, minimize)
     if chart == "bars":
-        return bars(rows, metric, minimize)
+        return bars(rows, metric, minimize, fetch)
     if chart == "parallel":
-        return parallel(rows, metric, minimize)
+        return parallel(rows, metric, minimize, fetch)
     if chart == "slice":
-        return slices(rows, metric, minimize)
+        return slices(rows, metric, minimize, fetch)
     if chart == "contour":
-        return contour(rows, metric, minimize, x, y)
+        return contour(rows, metric, minimize, x, y, fetch)
     if chart == "importance":
-        return importance(rows, metric, minimize)
+        return importance(rows, metric, minimize, fetch)
     return timeline(rows)
 
 
-# Charts that read each trial's parameters.
-NEEDS_PARAMS = frozenset({"bars", "parallel", "slice", "contour", "importance"})
+# Charts drawn from completed trials only (the timeline shows every trial that started).
+COMPLETE_ONLY = frozenset({"history", "bars", "parallel", "slice", "contour", "importance"})

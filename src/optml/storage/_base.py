@@ -278,23 +278,44 @@ class Storage(abc.ABC):
             chosen.reverse()
         return chosen[offset : offset + limit], len(chosen)
 
-    def trial_rows(self, study_id: int, *, params: bool = False) -> list[TrialRow]:
-        """Every trial of a study as a light :class:`TrialRow` in number order (``params`` only
-        when asked): what the dashboard's charts aggregate."""
+    def trial_rows(
+        self,
+        study_id: int,
+        *,
+        params: bool = False,
+        times: bool = True,
+        states: Iterable[TrialState] | None = None,
+    ) -> list[TrialRow]:
+        """The trials of a study (only those in ``states`` if given) as light
+        :class:`TrialRow` objects in number order, with ``params`` and start and end ``times`` only
+        when asked: what the dashboard's charts aggregate."""
         return [
             TrialRow(
                 t.number,
                 t.state.value,
                 t.value,
                 t.duration_s,
-                t.started_at,
-                t.finished_at,
+                t.started_at if times else None,
+                t.finished_at if times else None,
                 t.host,
                 t.runner or t.worker,
                 dict(t.params) if params else None,
             )
-            for t in self.get_trials(study_id)
+            for t in self.get_trials(study_id, states)
         ]
+
+    def completed_values(self, study_id: int) -> list[tuple[int, float]]:
+        """``(number, value)`` of every COMPLETE trial with a value, in number order."""
+        return [
+            (t.number, t.value)
+            for t in self.get_trials(study_id, [TrialState.COMPLETE])
+            if t.value is not None
+        ]
+
+    def trial_params(self, study_id: int, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The parameters of the trials numbered ``numbers`` (those that exist)."""
+        wanted = set(numbers)
+        return {t.number: dict(t.params) for t in self.get_trials(study_id) if t.number in wanted}
 
     def live_runs(self, study_id: int, grace_s: float) -> int:
         """How many controllers drive the study now (unfinished runs whose heartbeat is within

@@ -1147,21 +1147,34 @@ class SQLStorage(Storage):
 
         return self._read(query)
 
-    def trial_rows(self, study_id: int, *, params: bool = False) -> list[TrialRow]:
-        cols = [
+    def trial_rows(
+        self,
+        study_id: int,
+        *,
+        params: bool = False,
+        times: bool = True,
+        states: Iterable[TrialState] | None = None,
+    ) -> list[TrialRow]:
+        # Raw text for datetimes (parsed here only when asked), one JSON decode for all params:
+        # this reads every trial of a study, so per-row conversions dominate.
+        raw = sa.String
+        cols: list[Any] = [
             trials.c.number,
             trials.c.state,
             trials.c.value,
-            trials.c.value_is_nan,
+            sa.type_coerce(trials.c.value_is_nan, sa.Integer),
             trials.c.duration_s,
-            trials.c.started_at,
-            trials.c.finished_at,
+            sa.type_coerce(trials.c.started_at, raw) if times else sa.null(),
+            sa.type_coerce(trials.c.finished_at, raw) if times else sa.null(),
             trials.c.host,
             sa.func.coalesce(trials.c.runner, trials.c.worker),
         ]
         if params:
             cols.append(trials.c.params)
-        stmt = sa.select(*cols).where(trials.c.study_id == study_id).order_by(trials.c.number)
+        stmt = sa.select(*cols).where(trials.c.study_id == study_id)
+        if states is not None:
+            stmt = stmt.where(trials.c.state.in_([TrialState(s).value for s in states]))
+        stmt = stmt.order_by(trials.c.number)
 
         def query(conn: Connection) -> list[TrialRow]:
             rows = conn.execute(stmt).all()
@@ -1185,6 +1198,41 @@ class SQLStorage(Storage):
             ]
 
         return self._read(query)
+
+    def completed_values(self, study_id: int) -> list[tuple[int, float]]:
+        # Only columns of the covering index (study_id, state, value, number): no table row is
+        # read. Sorting here is cheaper than asking the database to (it would leave the index).
+        stmt = sa.select(trials.c.number, trials.c.value).where(
+            trials.c.study_id == study_id, trials.c.state == _COMPLETE, trials.c.value.is_not(None)
+        )
+
+        def query(conn: Connection) -> list[tuple[int, float]]:
+            rows = conn.execute(stmt).all()
+            if not rows:
+                self._require_study(conn, study_id)
+            return sorted((n, v) for n, v in rows)
+
+        return self._read(query)
+
+    def trial_params(self, study_id: int, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
+        wanted = sorted(set(numbers))
+        out: dict[int, dict[str, Any]] = {}
+
+        def query(conn: Connection) -> None:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = conn.execute(
+                    sa.select(trials.c.number, trials.c.params).where(
+                        trials.c.study_id == study_id, trials.c.number.in_(chunk)
+                    )
+                ).all()
+                out.update(
+                    zip([r[0] for r in rows], _loads_many([r[1] for r in rows]), strict=True)
+                )
+
+        if wanted:
+            self._read(query)
+        return out
 
     def live_runs(self, study_id: int, grace_s: float) -> int:
         stmt = (
