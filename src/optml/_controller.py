@@ -288,7 +288,11 @@ class Controller:
         """Whether trials this controller does not run are still unfinished (from the read
         that the last proposal made)."""
         return any(
-            t.state in UNFINISHED and t.number not in self.inflight
+            t.state in UNFINISHED
+            and t.number not in self.inflight
+            # Handed out by ask() (in this process, or with no owner): only the caller can
+            # finish it, or it lapses.
+            and not (t.state is TrialState.RUNNING and t.worker in (self.me, None))
             for t in self.study._trial_cache().values()
         )
 

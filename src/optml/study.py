@@ -270,12 +270,13 @@ class Study:
         With ``heartbeat`` (the default) a daemon thread refreshes the heartbeat of the trials
         this process was handed, every :attr:`heartbeat_s` seconds while any is still running,
         so that no controller takes them for abandoned (STALE) while this process lives. Pass
-        ``heartbeat=False`` for no thread; such a trial is then taken for abandoned once it is
-        older than a controller's grace period.
+        ``heartbeat=False`` for no thread: such a trial has no owner (``worker`` None) and is
+        taken for abandoned (STALE, run again by a controller) once it is older than a
+        controller's grace period.
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
             raise OptMLError(f"ask: n must be a whole number >= 0, got {n!r}")
-        trials = self._start_trials(1 if n is None else int(n))
+        trials = self._start_trials(1 if n is None else int(n), owned=heartbeat)
         if heartbeat and trials:
             self._start_ask_heartbeat()
         if n is None:
@@ -539,18 +540,25 @@ class Study:
     # (from the history that now holds them) at most this many times per request.
     PROPOSAL_ROUNDS = 4
 
-    def _start_trials(self, n: int, budget: int | None = None) -> list[Trial]:
+    def _start_trials(self, n: int, budget: int | None = None, owned: bool = True) -> list[Trial]:
         """Claim queued (and STALE) trials, then reserve the sampler's proposals for the rest;
         all come back RUNNING. Fewer than ``n`` when the space or the stored budget runs out.
 
         The sampler sees every controller's trials (re-read: only what changed), and its
         random state comes from the number the next trial gets, so that two controllers with
         the same history still propose different points; a point another controller reserved
-        first is refused by storage and proposed afresh.
+        first is refused by storage and proposed afresh. Without ``owned`` the trials get no
+        owner, so nothing heartbeats them.
         """
-        me = controller_id()
+        me = controller_id() if owned else None
         started: list[Trial] = []
-        while len(started) < n:
+        self._sync()
+        # Only a trial queued (or left STALE) in the history just read can be claimed.
+        claimable = any(
+            t.state is TrialState.WAITING or t.state is TrialState.STALE
+            for t in self._trial_cache().values()
+        )
+        while claimable and len(started) < n:
             claimed = self.storage.claim_trial(self.id, worker=me)
             if claimed is None:
                 break
@@ -561,7 +569,8 @@ class Study:
         for round_ in range(self.PROPOSAL_ROUNDS):
             if want <= 0:
                 break
-            self._sync()
+            if round_ or started:
+                self._sync()
             ctx = self.context(budget)
             number = max(self._trial_cache(), default=-1) + 1
             rng = np.random.default_rng(

@@ -269,7 +269,13 @@ def test_a_dead_controllers_trials_go_stale_and_the_others_finish_them(peers, ur
     assert time.monotonic() - stopped < grace + 20
     assert seen.worker != _owner(victim) or seen.state is TrialState.STALE
     if how == "SIGSTOP":
-        os.kill(victim.pid, signal.SIGCONT)  # its late result must not count twice
+
+        def taken_over():
+            t = [t for t in _trials("stale", url) if t.number == number][0]
+            return t.state is not TrialState.STALE and t.worker != _owner(victim)
+
+        _wait_until(taken_over, within=60, what=f"trial {number} run by another controller")
+        os.kill(victim.pid, signal.SIGCONT)  # its late result must be refused, not recorded
     peers.finish([p for p in procs if p is not victim])
     if how == "SIGSTOP":
         peers.finish([victim])

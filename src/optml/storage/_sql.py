@@ -18,10 +18,11 @@ Concurrency design, since several processes may drive one study at once:
   heartbeat takes the study's next change number (``studies.seq``) while holding that lock, so
   change numbers commit in order and ``changed_trials(since)`` misses nothing. The same lock
   makes ``reserve_trials`` count the budget and check keys against every committed trial.
-- PostgreSQL connections are checked before use (``pool_pre_ping``), and a statement that
-  fails because the server went away is retried, whole, for up to ``reconnect_s`` seconds: a
+- A PostgreSQL transaction that fails because the server went away (or a pooled connection it
+  dropped) is retried, whole, on a fresh connection for up to ``reconnect_s`` seconds: a
   restarted server costs the controllers a pause, not the study. (A commit whose answer is lost
-  with the connection is the one ambiguous case; it is retried like the rest.)
+  with the connection is the one ambiguous case; it is retried like the rest.) This replaces
+  ``pool_pre_ping``, which costs a round trip per transaction.
 
 A SQLite file is created by the first write (creating a study), never by a read: looking up a
 study in a file that is not there says so instead of leaving an empty database behind. Every write
@@ -928,10 +929,28 @@ class SQLStorage(Storage):
     def update_trial(
         self, study_id: int, number: int, *, owner: str | None = None, **fields: Any
     ) -> Trial:
+        # The common case in one statement: an unfinished trial (still the owner's, with
+        # ``owner``) updated in place; anything else takes the checked path below.
+        placeholder = Trial(number=number, state=TrialState.WAITING, params={})
+        fast, _ = _encode_changes(placeholder, check_update(placeholder, fields))
+        where = [
+            trials.c.study_id == study_id,
+            trials.c.number == number,
+            trials.c.state.in_([s.value for s in TrialState if not s.is_finished]),
+        ]
+        if owner is not None:
+            where += [trials.c.state == TrialState.RUNNING.value, trials.c.worker == owner]
+
         def update(conn: Connection) -> Trial:
             seq = conn.execute(_NEXT_SEQ, {"sid": study_id}).scalar()
             if seq is None:
                 raise self._no_study(study_id)
+            if fast:
+                done = conn.execute(
+                    trials.update().where(*where).values(**fast, seq=seq).returning(*_TRIAL_COLS)
+                ).first()
+                if done is not None:
+                    return _row_to_trial(done)
             row = conn.execute(_TRIAL_FOR_UPDATE, {"sid": study_id, "num": number}).first()
             if row is None:
                 raise self._no_trial(conn, study_id, number)
@@ -1394,7 +1413,9 @@ def _create_engine(
 ) -> Engine:
     try:
         if url.get_backend_name() != "sqlite":
-            return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            # No pool_pre_ping (a round trip per transaction): a connection the server dropped
+            # fails its first statement, which is retried whole on a fresh one (see _lost).
+            return sa.create_engine(url, pool_size=4, max_overflow=8)
         kwargs: dict[str, Any] = {
             "connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}
         }
