@@ -406,10 +406,11 @@ def studies(storage: str | None = StorageOpt) -> None:
     """List the studies in the database with their state, trial counts and best value."""
     from rich.table import Table
 
-    from optml.storage import open_storage, safe_url
+    from optml.storage import safe_url
 
-    store = open_storage(_storage_url(storage, must_exist=True))
-    rows = store.list_studies()
+    service = _service(storage)
+    store = service.storage
+    rows = service.list_studies()
     console = _console()
     if not rows:
         console.print(f"No studies in {_user(safe_url(store.url))}.")
