@@ -387,7 +387,7 @@ def create_app(
         now = datetime.now(UTC)
         items = []
         for s in rows:
-            budget = None
+            budget = service.storage.load_study(s.name).budget
             items.append(
                 {
                     "s": s,
