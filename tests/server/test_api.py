@@ -119,6 +119,15 @@ def test_every_chart_answers_with_bounded_data(client):
     assert client.get("/api/studies/filled/charts/pie").status_code == 422
 
 
+def test_a_kept_chart_is_redrawn_when_a_trial_changes(client):
+    study = _fill(client, 10)
+    first = client.get("/api/studies/filled/charts/history").json()
+    assert client.get("/api/studies/filled/charts/history").json() == first  # kept
+    study.add_trial({"a": 0.5, "b": "x"}, -1.0)
+    again = client.get("/api/studies/filled/charts/history").json()
+    assert again != first and -1.0 in again["data"][0]["y"]
+
+
 def test_uploads_are_stored_safely_per_study(client, auth, tmp_path):
     r = client.post(
         "/api/studies/up/files", files={"file": ("../../../evil.py", b"x = 1\n")}, headers=auth

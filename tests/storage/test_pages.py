@@ -56,3 +56,13 @@ def test_trial_rows_carry_params_only_when_asked(filled):
     assert [r.number for r in rows] == list(range(7)) and rows[0].params is None
     rows = filled.storage.trial_rows(filled.id, params=True)
     assert rows[3].params == {"x": 3} and rows[3].value == 0.9
+
+
+def test_trials_version_grows_with_each_trial_write(filled):
+    before = filled.storage.trials_version(filled.id)
+    assert filled.storage.trials_version(filled.id) == before
+    filled.add_trial({"x": 77}, 0.2)
+    after = filled.storage.trials_version(filled.id)
+    assert after > before
+    with pytest.raises(StorageError):
+        filled.storage.trials_version(filled.id + 1000)

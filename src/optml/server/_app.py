@@ -9,6 +9,7 @@ import math
 import os
 import re
 import secrets
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,8 @@ from optml.trial import Trial, TrialState
 
 HERE = Path(__file__).parent
 COOKIE = "optml_token"
+# Chart figures kept (least recently used dropped first).
+CHART_CACHE = 128
 StudyName = Annotated[str, PathParam(min_length=1, max_length=255)]
 TrialNumber = Annotated[int, PathParam(ge=0, le=2**31 - 1)]
 StateName = Literal[tuple(s.value for s in TrialState)]  # type: ignore[valid-type]
@@ -144,7 +147,8 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["fmt"] = _fmt
     plotly_js = _plotly_js()
-    chart_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+    chart_cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+    app.state.chart_cache = chart_cache
 
     # -- access --------------------------------------------------------------------------
     def has_token(request: Request) -> bool:
@@ -315,6 +319,13 @@ def create_app(
         record = service.storage.load_study(name)
         metric = record.metrics[0]
         storage = service.storage
+        # A figure is kept until a trial of the study changes (a finished study's charts are
+        # computed once); the version is one indexed read.
+        key = (record.id, chart, x, y, storage.trials_version(record.id))
+        cached = chart_cache.get(key)
+        if cached is not None:
+            chart_cache.move_to_end(key)
+            return cached
         # Every chart but the timeline is drawn from completed trials, without their times;
         # parameters are read for the trials a chart shows, not for the whole study.
         if chart in _charts.COMPLETE_ONLY:
@@ -324,10 +335,6 @@ def create_app(
             ]
         else:
             rows = storage.trial_rows(record.id)
-        key = (record.id, chart, x, y, len(rows), rows[-1].number if rows else -1)
-        cached = chart_cache.get(key)
-        if cached is not None and chart == "importance":
-            return cached
         fig = _plain(
             _charts.figure(
                 chart,
@@ -339,10 +346,9 @@ def create_app(
                 fetch=lambda numbers: storage.trial_params(record.id, numbers),
             )
         )
-        if chart == "importance":
-            if len(chart_cache) > 64:
-                chart_cache.clear()
-            chart_cache[key] = fig
+        chart_cache[key] = fig
+        while len(chart_cache) > CHART_CACHE:
+            chart_cache.popitem(last=False)
         return fig
 
     @app.post("/api/studies/{name}/files", status_code=201, tags=["files"], dependencies=[Auth])

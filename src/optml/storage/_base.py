@@ -317,6 +317,11 @@ class Storage(abc.ABC):
         wanted = set(numbers)
         return {t.number: dict(t.params) for t in self.get_trials(study_id) if t.number in wanted}
 
+    def trials_version(self, study_id: int) -> int:
+        """The study's change number: it grows with every write of one of its trials (except
+        heartbeats), so a reader can keep what it computed from the trials until it changes."""
+        return self.changed_trials(study_id, 0)[1]
+
     def live_runs(self, study_id: int, grace_s: float) -> int:
         """How many controllers drive the study now (unfinished runs whose heartbeat is within
         ``grace_s``): a RUNNING study with none crashed."""

@@ -237,6 +237,11 @@ class InMemoryStorage(Storage):
             if r.study_id == study_id and not r.finished and r.heartbeat_at >= cutoff
         ]
 
+    def trials_version(self, study_id: int) -> int:
+        with self._lock:
+            self._by_id(study_id)
+            return self._seq[study_id]
+
     def live_runs(self, study_id: int, grace_s: float) -> int:
         with self._lock:
             return len(self._live(study_id, grace_s))

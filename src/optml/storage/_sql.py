@@ -1253,6 +1253,17 @@ class SQLStorage(Storage):
             self._read(query)
         return out
 
+    def trials_version(self, study_id: int) -> int:
+        stmt = sa.select(studies.c.seq).where(studies.c.id == study_id)
+
+        def query(conn: Connection) -> int:
+            seq = conn.execute(stmt).scalar()
+            if seq is None:
+                raise self._no_study(study_id)
+            return int(seq)
+
+        return self._read(query)
+
     def live_runs(self, study_id: int, grace_s: float) -> int:
         stmt = (
             sa.select(sa.func.count()).select_from(runs).where(self._live_runs(study_id, grace_s))
