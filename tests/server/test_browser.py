@@ -131,5 +131,8 @@ def test_stop_and_resume_a_running_study(server, browser_page, tmp_path):
     page.click("#resume")
     _wait_state(page, "COMPLETE", within=180)
     page.wait_for_function("document.getElementById('summary').textContent.startsWith('40 ')")
+    # The best configuration found while the page was open is shown without a reload.
+    page.wait_for_selector("#best table")
+    assert "x" in page.locator("#best table").inner_text()
     page.screenshot(path=str(tmp_path / "resumed.png"), full_page=True)
     assert page.console_errors == []  # type: ignore[attr-defined]

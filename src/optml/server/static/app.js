@@ -14,6 +14,22 @@
   }
   function cell(row, value) { const td = document.createElement("td"); td.textContent = value; row.appendChild(td); return td; }
 
+  function renderBest(s) {
+    const section = document.getElementById("best");
+    const title = document.createElement("h2"); title.textContent = "Best configuration";
+    const p = document.createElement("p");
+    const a = document.createElement("a"); a.href = page + "/trials/" + s.best.number; a.textContent = "#" + s.best.number;
+    const b = document.createElement("b"); b.textContent = text(s.best.value);
+    p.append("Trial ", a, ": " + s.metric + " = ", b);
+    const table = document.createElement("table"); table.className = "params";
+    for (const [k, v] of Object.entries(s.best.params)) {
+      const row = document.createElement("tr");
+      const th = document.createElement("th"); th.textContent = k; row.appendChild(th);
+      cell(row, text(v)); table.appendChild(row);
+    }
+    section.replaceChildren(title, p, table);
+  }
+
   async function loadTrials() {
     const q = new URLSearchParams({offset: table.offset, limit: table.limit, sort: table.sort, order: table.order});
     if (table.state) q.append("state", table.state);
@@ -80,6 +96,7 @@
       const r = await fetch(base);
       if (r.ok) {
         const s = await r.json();
+        if (s.best && (!info.best || info.best.number !== s.best.number || !document.querySelector("#best table"))) renderBest(s);
         info.best = s.best;
         running = s.running;
         const st = document.getElementById("state");
