@@ -124,3 +124,19 @@ def test_fields_at_their_bounds_are_accepted() -> None:
     assert parse_spec(spec_with(seed=SEED_LIMIT - 1)).seed == SEED_LIMIT - 1
     assert parse_spec(spec_with(execution={"backend": "serial"})).execution.backend == "serial"
     assert parse_spec(spec_with(name="a name [with] brackets & ünïcode")).name.endswith("ünïcode")
+
+
+def test_liveness_settings_are_durations_and_grace_must_outlast_the_heartbeat() -> None:
+    base = {"name": "s", "objective": {"function": "m:f"}, "space": {"x": [1, 2]}}
+    spec = parse_spec({**base, "execution": {"heartbeat": "2s", "grace": "1m", "stale": "fail"}})
+    assert (spec.execution.heartbeat, spec.execution.grace, spec.execution.stale) == (
+        2.0,
+        60.0,
+        "fail",
+    )
+    defaults = parse_spec(base).execution
+    assert (defaults.heartbeat, defaults.grace, defaults.stale) == (5.0, 30.0, "requeue")
+    with pytest.raises(SpecError, match=r"grace \(5 s\) must be longer than heartbeat \(10 s\)"):
+        parse_spec({**base, "execution": {"heartbeat": 10, "grace": 5}})
+    with pytest.raises(SpecError, match="stale"):
+        parse_spec({**base, "execution": {"stale": "ignore"}})

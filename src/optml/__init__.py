@@ -7,6 +7,7 @@
 10
 """
 
+from optml.detect._report import report
 from optml.errors import OptMLError
 from optml.samplers import Metric
 from optml.space import Categorical, Float, Int, Space
@@ -28,4 +29,5 @@ __all__ = [
     "__version__",
     "create_study",
     "load_study",
+    "report",
 ]

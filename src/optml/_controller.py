@@ -160,6 +160,7 @@ class Controller:
         self.me = controller_id()
         self.run_id: int | None = None
         self.next_beat = 0.0
+        self.beat_thread: Any = None
 
     def _most_trials(self) -> int | None:
         """The most trials this call can still launch (None: no bound known), so that no more
@@ -201,6 +202,13 @@ class Controller:
             budget = len(study._trial_cache()) + self.n_trials
         self.run_id = study.storage.start_run(study.id, self.me)
         self.next_beat = time.monotonic() + self.heartbeat_s
+        if self.executor.in_process:
+            # A trial run in this process blocks the loop for as long as it runs: its
+            # heartbeat comes from a thread (nothing is forked here, so one may run).
+            from optml.study import Heartbeat
+
+            self.beat_thread = Heartbeat(study, self.heartbeat_s, self.run_id)
+            self.beat_thread.start()
         study._stop_requested = False
         progress = _Progress(self) if self.show_progress else None
         stop_reason = ""
@@ -256,6 +264,8 @@ class Controller:
             self._abandon()
             raise
         finally:
+            if self.beat_thread is not None:
+                self.beat_thread.halt()
             self.executor.shutdown(kill=True)
             if progress:
                 progress.close()
@@ -276,7 +286,7 @@ class Controller:
         self.next_beat = now + self.heartbeat_s
         study = self.study
         try:
-            if study.storage.heartbeat(study.id, self.me, self.run_id):
+            if self.beat_thread is None and study.storage.heartbeat(study.id, self.me, self.run_id):
                 study._stop_requested = True
             study.reap_stale(self.grace_s, self.stale)
         except LostTrialError:
@@ -402,14 +412,18 @@ class Controller:
         for number, task in list(self.inflight.items()):
             started = self.study._trial_cache().get(number)
             started_at = started.started_at if started else None
-            self.study._write(
-                number,
-                state=TrialState.TIMEOUT,
-                error=self._budget_message(),
-                attempts=task.attempt + 1,
-                finished_at=now,
-                duration_s=(now - started_at).total_seconds() if started_at else None,
-            )
+            try:
+                self.study._write(
+                    number,
+                    owner=self.me,
+                    state=TrialState.TIMEOUT,
+                    error=self._budget_message(),
+                    attempts=task.attempt + 1,
+                    finished_at=now,
+                    duration_s=(now - started_at).total_seconds() if started_at else None,
+                )
+            except LostTrialError:
+                continue  # taken for dead meanwhile: its new owner runs it
             self.finished += 1
         self.inflight.clear()
 

@@ -366,7 +366,13 @@ def _print_trials(study: Any, console: Any, limit: int | None = None) -> None:
     table.add_column(
         "note", min_width=_NOTE_MIN, max_width=_NOTE_MIN + room, no_wrap=True, overflow="ellipsis"
     )
-    colours = {"COMPLETE": "green", "FAILED": "red", "TIMEOUT": "magenta", "PRUNED": "yellow"}
+    colours = {
+        "COMPLETE": "green",
+        "FAILED": "red",
+        "TIMEOUT": "magenta",
+        "PRUNED": "yellow",
+        "STALE": "cyan",
+    }
     for t in shown:
         is_best = best is not None and t.number == best.number
         note = "★ best" if is_best else _last_line(t.error)[:60]
@@ -581,6 +587,12 @@ def _safe(url: str) -> str:
     from optml.storage import safe_url
 
     return safe_url(url)
+
+
+from optml.detect import _cli as detect_cli  # noqa: E402 - typer and libcst-free
+
+app.command(name="detect")(detect_cli.detect)
+app.command(name="tune")(detect_cli.tune)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,7 +92,7 @@ class StudyService:
         from optml._controller import DEFAULT_GRACE_S
 
         grace = float((study.spec.get("execution") or {}).get("grace") or DEFAULT_GRACE_S)
-        return self.storage.live_runs(study.id, grace) > 0
+        return len(self.storage.live_runs(study.id, grace)) > 0
 
     def start(self, name: str, *, workers: int | None = None) -> int:
         """Start (or resume) the study's run in a detached process; returns its pid.

@@ -109,7 +109,7 @@ class Study:
         self.last_run: Any = None
         # How often trials handed out by ask() heartbeat (see _AskHeartbeat).
         self.heartbeat_s = 5.0
-        self._ask_heartbeat: _AskHeartbeat | None = None
+        self._ask_heartbeat: Heartbeat | None = None
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -138,7 +138,19 @@ class Study:
 
     @property
     def state(self) -> str:
-        return self.storage.load_study(self.name).state
+        """CREATED, RUNNING (while any controller of it is alive), INTERRUPTED or COMPLETE.
+
+        A study stored RUNNING whose every controller stopped heartbeating (killed, or its
+        machine lost) is INTERRUPTED: ``optml resume`` continues it.
+        """
+        state = self.storage.load_study(self.name).state
+        if state == "RUNNING":
+            from optml._controller import DEFAULT_GRACE_S
+
+            owners = set(self.storage.live_runs(self.id, DEFAULT_GRACE_S))
+            if not owners - dead_local_owners(owners):
+                return "INTERRUPTED"
+        return state
 
     @property
     def user_attrs(self) -> dict[str, Any]:
@@ -615,7 +627,7 @@ class Study:
     def _start_ask_heartbeat(self) -> None:
         beat = self._ask_heartbeat
         if beat is None or not beat.is_alive():
-            self._ask_heartbeat = _AskHeartbeat(self)
+            self._ask_heartbeat = Heartbeat(self, self.heartbeat_s)
             self._ask_heartbeat.start()
 
     def _pause_ask_heartbeat(self) -> bool:
@@ -628,20 +640,27 @@ class Study:
         return True
 
 
-class _AskHeartbeat(threading.Thread):
-    """Refreshes the heartbeat of the RUNNING trials this process owns in one study, until
-    none is left (then it ends; the next ask() starts another)."""
+class Heartbeat(threading.Thread):
+    """Refreshes, every ``interval`` seconds, the heartbeat of the RUNNING trials this process
+    owns in one study: for ask() until none is left (then it ends; the next ask() starts
+    another); for a controller that runs trials in its own process (``run_id``), until halted,
+    reading stop requests too."""
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, interval: float, run_id: int | None = None) -> None:
         super().__init__(name=f"optml-heartbeat-{study.name}", daemon=True)
         self.study = study
+        self.interval = interval
+        self.run_id = run_id
         self._halt = threading.Event()
 
     def run(self) -> None:
         study, me = self.study, controller_id()
-        while not self._halt.wait(study.heartbeat_s):
+        while not self._halt.wait(self.interval):
             try:
-                study.storage.heartbeat(study.id, me)
+                if study.storage.heartbeat(study.id, me, self.run_id):
+                    study._stop_requested = True
+                if self.run_id is not None:
+                    continue
                 mine = study.storage.get_trials(study.id, [TrialState.RUNNING])
             except OptMLError:
                 continue  # storage unreachable for now: try again next beat

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -473,6 +474,7 @@ def test_runs_decide_the_study_state_and_carry_stop_requests(storage) -> None:
     b = storage.start_run(study.id, "h:2")
     assert storage.load_study("s").state == "RUNNING"
     assert storage.heartbeat(study.id, "h:1", a) is False
+    assert sorted(storage.live_runs(study.id, 30)) == ["h:1", "h:2"]
     assert storage.request_stop(study.id, 30) == 2
     assert storage.heartbeat(study.id, "h:1", a) is True
     assert storage.end_run(a, "INTERRUPTED", 30) == "RUNNING"  # b still runs
@@ -483,6 +485,10 @@ def test_runs_decide_the_study_state_and_carry_stop_requests(storage) -> None:
     assert storage.heartbeat(study.id, "h:3", c) is False
     assert storage.end_run(c, "COMPLETE", 30) == "COMPLETE"
     assert storage.request_stop(study.id, 30) == 0
+    assert storage.live_runs(study.id, 30) == []
+    storage.start_run(study.id, "h:4")  # then killed: no heartbeat within a short grace
+    time.sleep(0.05)
+    assert storage.live_runs(study.id, 0.01) == [] and storage.live_runs(study.id, 30) == ["h:4"]
 
 
 def test_concurrent_reservations_share_one_budget_and_each_point_once(kind, opener) -> None:

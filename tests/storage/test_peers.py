@@ -304,6 +304,7 @@ def test_sigkilled_controller_then_resume_loses_and_reruns_no_finished_trial(pee
         what="three trials finished",
     )
     kill_tree(proc.pid)
+    assert load_study("resume", storage=url).state == "INTERRUPTED"  # no live controller left
     before = {t.number: t for t in _trials("resume", url) if t.state.is_finished}
     ran_before = peers.ran()
     result = peers.run("resume", "resume", "--storage", url, "-q", sleep=0.5)

@@ -193,3 +193,36 @@ def test_repr_hides_password():
     with pytest.raises(StorageError) as info:
         SQLStorage("postgresql://u:hunter2@127.0.0.1:1/db?connect_timeout=2")
     assert "hunter2" not in str(info.value)
+
+
+def test_another_process_closing_the_file_keeps_the_write_ahead_log_of_a_live_writer(tmp_path):
+    """Each write checks the file's header; reading it through a descriptor opened and closed
+    there dropped every POSIX lock this process held on the file, so a reader in another process
+    that then closed took itself for the last user and deleted the WAL under this writer, whose
+    later writes no other process could see."""
+    import subprocess
+    import sys
+
+    from optml.samplers._base import Metric
+
+    path = tmp_path / "live.db"
+    storage = SQLStorage(f"sqlite:///{path}")
+    study = storage.create_study("s", metrics=[Metric("loss")], space={}, sampler={}, seed=0)
+    storage.create_trial(study.id, {"x": 1})
+
+    def count_elsewhere() -> int:
+        code = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT COUNT(*) FROM trials').fetchone()[0]); c.close()"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert count_elsewhere() == 1  # a reader comes and goes
+    assert (tmp_path / "live.db-wal").exists()
+    storage.create_trial(study.id, {"x": 2})
+    assert count_elsewhere() == 2
+    storage.close()

@@ -102,3 +102,20 @@ def test_stop_everywhere_reaches_a_running_controller(tmp_path) -> None:
     assert study.last_run.stop_reason == "stopped"
     assert 3 <= study.last_run.trials < 50
     assert study.state == "INTERRUPTED"
+
+
+def test_a_slow_trial_run_in_the_controllers_process_keeps_its_heartbeat(tmp_path) -> None:
+    """The serial executor blocks the controller's loop for a whole trial: a thread beats."""
+    study = _grid(tmp_path, values=(1,))
+    peer = load_study("g", storage=study.storage.url)
+    reaped = []
+
+    def slow(x):
+        time.sleep(1.0)  # past the grace another controller judges it by
+        reaped.extend(peer.reap_stale(grace_s=0.5))
+        return x
+
+    study.optimize(slow, executor="serial", heartbeat=0.1, grace=60)
+    assert reaped == []
+    trial = study.trials[0]
+    assert trial.state is TrialState.COMPLETE and "stale" not in trial.user_attrs

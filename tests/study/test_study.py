@@ -191,6 +191,7 @@ def test_public_surface_is_exact() -> None:
             "__version__",
             "create_study",
             "load_study",
+            "report",
         ]
     )
 
@@ -201,7 +202,8 @@ def test_import_optml_stays_light() -> None:
 
     code = (
         "import sys, optml; heavy = [m for m in ('sqlalchemy', 'sklearn', 'scipy', 'rich', "
-        "'typer', 'pydantic', 'psutil') if m in sys.modules]; print(heavy)"
+        "'typer', 'pydantic', 'psutil', 'libcst', 'dask', 'distributed', 'fastapi', 'uvicorn', "
+        "'plotly', 'torch', 'keras') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

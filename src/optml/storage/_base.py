@@ -220,6 +220,11 @@ class Storage(abc.ABC):
         (heartbeat within ``grace_s``), when it stays RUNNING; returns the study's state."""
 
     @abc.abstractmethod
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        """The owners of the study's runs that are unfinished with a heartbeat within
+        ``grace_s``."""
+
+    @abc.abstractmethod
     def request_stop(self, study_id: int, grace_s: float) -> int:
         """Ask every live run of the study to stop; returns how many were asked. With none
         alive, a RUNNING study is marked INTERRUPTED."""
@@ -321,11 +326,6 @@ class Storage(abc.ABC):
         """The study's change number: it grows with every write of one of its trials (except
         heartbeats), so a reader can keep what it computed from the trials until it changes."""
         return self.changed_trials(study_id, 0)[1]
-
-    def live_runs(self, study_id: int, grace_s: float) -> int:
-        """How many controllers drive the study now (unfinished runs whose heartbeat is within
-        ``grace_s``): a RUNNING study with none crashed."""
-        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The storage must not be used afterwards."""

@@ -242,10 +242,6 @@ class InMemoryStorage(Storage):
             self._by_id(study_id)
             return self._seq[study_id]
 
-    def live_runs(self, study_id: int, grace_s: float) -> int:
-        with self._lock:
-            return len(self._live(study_id, grace_s))
-
     def end_run(self, run_id: int, state: str, grace_s: float) -> str:
         if state not in STUDY_STATES:
             raise StorageError(f"study state {state!r} is not one of {list(STUDY_STATES)}")
@@ -258,6 +254,10 @@ class InMemoryStorage(Storage):
                 return "RUNNING"
             self._replace_study(run.study_id, state=state)
             return state
+
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        with self._lock:
+            return [self._runs[i].owner for i in self._live(study_id, grace_s)]
 
     def request_stop(self, study_id: int, grace_s: float) -> int:
         with self._lock:

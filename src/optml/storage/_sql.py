@@ -1045,6 +1045,15 @@ class SQLStorage(Storage):
 
         return self._write(end)
 
+    def live_runs(self, study_id: int, grace_s: float) -> list[str]:
+        return self._read(
+            lambda conn: list(
+                conn.execute(
+                    sa.select(runs.c.owner).where(self._live_runs(study_id, grace_s))
+                ).scalars()
+            )
+        )
+
     def request_stop(self, study_id: int, grace_s: float) -> int:
         def stop(conn: Connection) -> int:
             if conn.execute(_LOCK_STUDY, {"sid": study_id}).first() is None:
@@ -1263,12 +1272,6 @@ class SQLStorage(Storage):
             return int(seq)
 
         return self._read(query)
-
-    def live_runs(self, study_id: int, grace_s: float) -> int:
-        stmt = (
-            sa.select(sa.func.count()).select_from(runs).where(self._live_runs(study_id, grace_s))
-        )
-        return self._read(lambda conn: conn.execute(stmt).scalar() or 0, if_absent=lambda: 0)
 
     def get_best_trial(self, study_id: int) -> Trial | None:
         return self._read(lambda conn: self._best(conn, study_id))
