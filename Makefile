@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install install-test install-bench bench lint clean
+.PHONY: demo test install install-test install-bench bench bench-web lint clean serve
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,16 @@ demo: install
 # Everything: unit, end-to-end, PostgreSQL (a real server, installed and started here) and slow tests.
 test: install-test
 	VENV=$(VENV) bash scripts/postgres.sh install
+	@# The dashboard's browser tests drive Debian's chromium (no browser download).
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m mypy src
 	$(PY) -m pytest -q
+
+# The web dashboard on http://127.0.0.1:8000 over ./optml.db.
+serve: install
+	$(PIP) install -e '.[web]'
+	$(VENV)/bin/optml serve
 
 install-bench: install
 	$(PIP) install -e '.[bench]'
@@ -46,4 +53,4 @@ lint: install-test
 	$(PY) -m mypy src
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache optml.db optml.db-*
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache optml.db optml.db-* optml-files

@@ -1,4 +1,4 @@
-"""The `optml` command: run, resume, stop, list, show and export studies."""
+"""The `optml` command: run, resume, stop, list, show and export studies; serve the dashboard."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def _storage_url(url: str | None, must_exist: bool = False) -> str:
         if not path.exists():
             _fail(f"no OptML database at {path}; give the one your studies are in with --storage")
     return url
+
+
+def _service(storage: str | None) -> Any:
+    """The service layer over the storage of a command that only reads or changes studies."""
+    from optml.service import StudyService
+
+    return StudyService(_storage_url(storage, must_exist=True))
 
 
 def _load(name: str, storage: str | None) -> Any:
@@ -426,10 +433,11 @@ def studies(storage: str | None = StorageOpt) -> None:
     """List the studies in the database with their state, trial counts and best value."""
     from rich.table import Table
 
-    from optml.storage import open_storage, safe_url
+    from optml.storage import safe_url
 
-    store = open_storage(_storage_url(storage, must_exist=True))
-    rows = store.list_studies()
+    service = _service(storage)
+    store = service.storage
+    rows = service.list_studies()
     console = _console()
     if not rows:
         console.print(f"No studies in {_user(safe_url(store.url))}.")
@@ -506,7 +514,7 @@ def export(
         )
     if output is not None and not output.parent.is_dir():
         _fail(f"--output {output}: the directory {output.parent} does not exist; create it first")
-    text = _load(name, storage).export(fmt)
+    text = _service(storage).export(name, fmt)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
@@ -524,13 +532,11 @@ def delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a study and all its trials."""
-    from optml.storage import open_storage
-
-    store = open_storage(_storage_url(storage, must_exist=True))
-    store.load_study(name)
+    service = _service(storage)
+    service.load(name)
     if not yes and not typer.confirm(f"Delete study {name!r} and all its trials?"):
         raise typer.Exit(1)
-    store.delete_study(name)
+    service.delete(name)
     _console().print(f"deleted {_user(name)}")
 
 
@@ -541,8 +547,7 @@ def stop(
 ) -> None:
     """Stop every controller running the study, on any machine: no new trial starts, running
     trials finish, and the study ends INTERRUPTED (optml resume continues it)."""
-    study = _load(name, storage)
-    asked = study.stop(everywhere=True)
+    asked = _service(storage).stop(name)
     if asked:
         _console().print(
             f"asked {asked} controller(s) of {_user(name)} to stop; each stops at its next "
@@ -550,6 +555,59 @@ def stop(
         )
     else:
         _console().print(f"no controller is running {_user(name)}; nothing to stop")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    storage: str | None = StorageOpt,
+    files: Path = typer.Option(
+        Path("optml-files"), "--files", help="Folder for uploads and the logs of runs started here."
+    ),
+) -> None:
+    """Serve the web dashboard and REST API (needs: pip install 'optml[web]').
+
+    Starting, stopping and creating studies need the token in $OPTML_TOKEN, or the one made at
+    the first start (printed once, kept in FILES/token). Listening on anything but loopback
+    needs $OPTML_TOKEN.
+    """
+    import ipaddress
+    import os
+
+    try:
+        import uvicorn
+
+        from optml.server import create_app, load_token
+    except ImportError as exc:
+        _fail(f"optml serve needs the web extra: pip install 'optml[web]' ({exc.name} is missing)")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not os.environ.get("OPTML_TOKEN"):
+        _fail(
+            f"--host {host} is reachable from other machines; set OPTML_TOKEN to a secret first "
+            "(anyone with it can run code here), or listen on 127.0.0.1"
+        )
+    token, new = load_token(files)
+    if new:
+        _console(stderr=True).print(
+            f"access token (printed once; kept in {_user(files / 'token')}): {token}",
+            markup=False,
+            soft_wrap=True,
+        )
+    url = _storage_url(storage)
+    _console(stderr=True).print(
+        f"OptML dashboard on http://{_user(host)}:{port} · storage {_user(_safe(url))}"
+    )
+    uvicorn.run(create_app(url, files, token), host=host, port=port, log_level="warning")
+
+
+def _safe(url: str) -> str:
+    from optml.storage import safe_url
+
+    return safe_url(url)
 
 
 from optml.detect import _cli as detect_cli  # noqa: E402 - typer and libcst-free

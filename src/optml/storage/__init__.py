@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from optml.errors import StorageError
-from optml.storage._base import Storage, StudyRecord, StudySummary
+from optml.storage._base import TRIAL_SORTS, Storage, StudyRecord, StudySummary, TrialRow
 from optml.storage._memory import InMemoryStorage
 
 DEFAULT_STORAGE_URL = "sqlite:///optml.db"
@@ -40,6 +40,8 @@ __all__ = [
     "Storage",
     "StudyRecord",
     "StudySummary",
+    "TRIAL_SORTS",
+    "TrialRow",
     "open_storage",
     "safe_url",
 ]

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from optml.trial import Metric, Trial, TrialState
 
@@ -258,6 +258,75 @@ class Storage(abc.ABC):
     def count_trials(self, study_id: int) -> dict[str, int]:
         """Number of trials per state (states with none are left out)."""
 
+    # -- reading for the web dashboard ------------------------------------------------------
+    # Generic versions built on get_trials; SQL storage answers each with one statement.
+    def trials_page(
+        self,
+        study_id: int,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str = "number",
+        descending: bool = False,
+        states: Iterable[TrialState] | None = None,
+    ) -> tuple[list[Trial], int]:
+        """A page of a study's trials sorted by ``sort`` (one of :data:`TRIAL_SORTS`; ties in
+        number order, trials without a value or duration last), only those in ``states`` if
+        given, and how many trials match in all."""
+        check_page(offset, limit, sort)
+        chosen = self.get_trials(study_id, states)
+        if sort != "number":
+            present, absent = _split_missing(chosen, sort)
+            present.sort(key=lambda t: (_sort_key(t, sort), t.number), reverse=descending)
+            chosen = present + absent
+        elif descending:
+            chosen.reverse()
+        return chosen[offset : offset + limit], len(chosen)
+
+    def trial_rows(
+        self,
+        study_id: int,
+        *,
+        params: bool = False,
+        times: bool = True,
+        states: Iterable[TrialState] | None = None,
+    ) -> list[TrialRow]:
+        """The trials of a study (only those in ``states`` if given) as light
+        :class:`TrialRow` objects in number order, with ``params`` and start and end ``times`` only
+        when asked: what the dashboard's charts aggregate."""
+        return [
+            TrialRow(
+                t.number,
+                t.state.value,
+                t.value,
+                t.duration_s,
+                t.started_at if times else None,
+                t.finished_at if times else None,
+                t.host,
+                t.runner or t.worker,
+                dict(t.params) if params else None,
+            )
+            for t in self.get_trials(study_id, states)
+        ]
+
+    def completed_values(self, study_id: int) -> list[tuple[int, float]]:
+        """``(number, value)`` of every COMPLETE trial with a value, in number order."""
+        return [
+            (t.number, t.value)
+            for t in self.get_trials(study_id, [TrialState.COMPLETE])
+            if t.value is not None
+        ]
+
+    def trial_params(self, study_id: int, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The parameters of the trials numbered ``numbers`` (those that exist)."""
+        wanted = set(numbers)
+        return {t.number: dict(t.params) for t in self.get_trials(study_id) if t.number in wanted}
+
+    def trials_version(self, study_id: int) -> int:
+        """The study's change number: it grows with every write of one of its trials (except
+        heartbeats), so a reader can keep what it computed from the trials until it changes."""
+        return self.changed_trials(study_id, 0)[1]
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections. The storage must not be used afterwards."""
 
@@ -287,6 +356,57 @@ def stale_changes(trial: Trial, now: datetime, fail: bool) -> dict[str, Any]:
         "error": f"stale: its controller {trial.worker} stopped heartbeating "
         "(the study's stale policy is fail)",
     }
+
+
+# What trials_page sorts by: the trial number, the primary value, the duration, the state.
+TRIAL_SORTS = ("number", "value", "duration", "state")
+# The most trials one page may hold.
+MAX_PAGE = 1000
+
+
+class TrialRow(NamedTuple):
+    """One trial reduced to what charts need (see :meth:`Storage.trial_rows`)."""
+
+    number: int
+    state: str
+    value: float | None
+    duration_s: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    host: str | None
+    runner: str | None
+    params: dict[str, Any] | None
+
+
+def check_page(offset: int, limit: int, sort: str) -> None:
+    """Refuse a page request no storage can answer (shared, so all refuse the same)."""
+    from optml.errors import StorageError
+
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise StorageError(f"offset must be a whole number >= 0, got {offset!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise StorageError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
+    if sort not in TRIAL_SORTS:
+        raise StorageError(f"sort must be one of {', '.join(TRIAL_SORTS)}, got {sort!r}")
+
+
+def _sort_key(trial: Trial, sort: str) -> Any:
+    if sort == "value":
+        return trial.value
+    if sort == "duration":
+        return trial.duration_s
+    return trial.state.value
+
+
+def _split_missing(trials: list[Trial], sort: str) -> tuple[list[Trial], list[Trial]]:
+    """Trials that have the sort key, and those without it (no value, NaN, no duration)."""
+    present: list[Trial] = []
+    absent: list[Trial] = []
+    for t in trials:
+        key = _sort_key(t, sort)
+        missing = key is None or (isinstance(key, float) and key != key)
+        (absent if missing else present).append(t)
+    return present, absent
 
 
 # The longest study name any storage keeps (the SQL column's width).

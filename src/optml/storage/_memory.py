@@ -237,6 +237,11 @@ class InMemoryStorage(Storage):
             if r.study_id == study_id and not r.finished and r.heartbeat_at >= cutoff
         ]
 
+    def trials_version(self, study_id: int) -> int:
+        with self._lock:
+            self._by_id(study_id)
+            return self._seq[study_id]
+
     def end_run(self, run_id: int, state: str, grace_s: float) -> str:
         if state not in STUDY_STATES:
             raise StorageError(f"study state {state!r} is not one of {list(STUDY_STATES)}")

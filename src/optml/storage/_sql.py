@@ -69,7 +69,9 @@ from optml.storage._base import (
     Storage,
     StudyRecord,
     StudySummary,
+    TrialRow,
     check_owner,
+    check_page,
     check_study_name,
     check_update,
     stale_changes,
@@ -1131,6 +1133,143 @@ class SQLStorage(Storage):
             if not out:
                 self._require_study(conn, study_id)
             return out
+
+        return self._read(query)
+
+    def trials_page(
+        self,
+        study_id: int,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str = "number",
+        descending: bool = False,
+        states: Iterable[TrialState] | None = None,
+    ) -> tuple[list[Trial], int]:
+        check_page(offset, limit, sort)
+        where = [trials.c.study_id == study_id]
+        if states is not None:
+            where.append(trials.c.state.in_([TrialState(s).value for s in states]))
+        column = {
+            "number": trials.c.number,
+            "value": trials.c.value,
+            "duration": trials.c.duration_s,
+            "state": trials.c.state,
+        }[sort]
+        order: list[Any] = []
+        if sort in ("value", "duration"):
+            # Trials without one (and NaN, stored as NULL) come last in either direction.
+            order.append(column.is_(None).asc())
+        order.append(column.desc() if descending else column.asc())
+        if sort != "number":
+            order.append(trials.c.number.desc() if descending else trials.c.number.asc())
+        stmt = sa.select(*_BULK_TRIAL_COLS).where(*where).order_by(*order).offset(offset)
+        stmt = stmt.limit(limit)
+        count = sa.select(sa.func.count()).select_from(trials).where(*where)
+
+        def query(conn: Connection) -> tuple[list[Trial], int]:
+            total = conn.execute(count).scalar() or 0
+            if not total:
+                self._require_study(conn, study_id)
+            return _rows_to_trials(conn.execute(stmt).all()), total
+
+        return self._read(query)
+
+    def trial_rows(
+        self,
+        study_id: int,
+        *,
+        params: bool = False,
+        times: bool = True,
+        states: Iterable[TrialState] | None = None,
+    ) -> list[TrialRow]:
+        # Raw text for datetimes (parsed here only when asked), one JSON decode for all params:
+        # this reads every trial of a study, so per-row conversions dominate.
+        raw = sa.String
+        cols: list[Any] = [
+            trials.c.number,
+            trials.c.state,
+            trials.c.value,
+            sa.type_coerce(trials.c.value_is_nan, sa.Integer),
+            trials.c.duration_s,
+            sa.type_coerce(trials.c.started_at, raw) if times else sa.null(),
+            sa.type_coerce(trials.c.finished_at, raw) if times else sa.null(),
+            trials.c.host,
+            sa.func.coalesce(trials.c.runner, trials.c.worker),
+        ]
+        if params:
+            cols.append(trials.c.params)
+        stmt = sa.select(*cols).where(trials.c.study_id == study_id)
+        if states is not None:
+            stmt = stmt.where(trials.c.state.in_([TrialState(s).value for s in states]))
+        stmt = stmt.order_by(trials.c.number)
+
+        def query(conn: Connection) -> list[TrialRow]:
+            rows = conn.execute(stmt).all()
+            if not rows:
+                self._require_study(conn, study_id)
+                return []
+            decoded: list[Any] = _loads_many([r[9] for r in rows]) if params else [None] * len(rows)
+            return [
+                TrialRow(
+                    r[0],
+                    r[1],
+                    math.nan if r[3] else r[2],
+                    r[4],
+                    None if r[5] is None else _as_utc(r[5]),
+                    None if r[6] is None else _as_utc(r[6]),
+                    r[7],
+                    r[8],
+                    p,
+                )
+                for r, p in zip(rows, decoded, strict=True)
+            ]
+
+        return self._read(query)
+
+    def completed_values(self, study_id: int) -> list[tuple[int, float]]:
+        # Only columns of the covering index (study_id, state, value, number): no table row is
+        # read. Sorting here is cheaper than asking the database to (it would leave the index).
+        stmt = sa.select(trials.c.number, trials.c.value).where(
+            trials.c.study_id == study_id, trials.c.state == _COMPLETE, trials.c.value.is_not(None)
+        )
+
+        def query(conn: Connection) -> list[tuple[int, float]]:
+            rows = conn.execute(stmt).all()
+            if not rows:
+                self._require_study(conn, study_id)
+            return sorted((n, v) for n, v in rows)
+
+        return self._read(query)
+
+    def trial_params(self, study_id: int, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
+        wanted = sorted(set(numbers))
+        out: dict[int, dict[str, Any]] = {}
+
+        def query(conn: Connection) -> None:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = conn.execute(
+                    sa.select(trials.c.number, trials.c.params).where(
+                        trials.c.study_id == study_id, trials.c.number.in_(chunk)
+                    )
+                ).all()
+                out.update(
+                    zip([r[0] for r in rows], _loads_many([r[1] for r in rows]), strict=True)
+                )
+
+        if wanted:
+            self._read(query)
+        return out
+
+    def trials_version(self, study_id: int) -> int:
+        stmt = sa.select(studies.c.seq).where(studies.c.id == study_id)
+
+        def query(conn: Connection) -> int:
+            seq = conn.execute(stmt).scalar()
+            if seq is None:
+                raise self._no_study(study_id)
+            return int(seq)
 
         return self._read(query)
 

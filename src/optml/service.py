@@ -1,0 +1,236 @@
+"""The one way to manage studies, shared by the CLI and the web server: create from a spec,
+start a run in its own process, stop, resume, delete, and read trials page by page.
+
+A run started here is a detached ``optml resume`` process: it records itself in storage as a
+run with a heartbeat (see :meth:`optml.storage.Storage.start_run`), so it outlives the process
+that started it (the web server may restart), and a RUNNING study without a live run is one
+whose controller crashed. A stop is a stored request, so any process can ask.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optml.errors import OptMLError, SpecError, StudyNotFoundError
+from optml.trial import Trial, TrialState
+
+# Largest uploaded file the service stores (model modules, scripts, data sets).
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class Conflict(OptMLError):
+    """The study is in a state that refuses the request (already running, still running)."""
+
+
+@dataclass(frozen=True)
+class TrialsPage:
+    """One page of a study's trials and how many match in all."""
+
+    trials: list[Trial]
+    total: int
+    offset: int
+    limit: int
+
+
+class StudyService:
+    """Studies in one storage, with a folder per study for uploads and run logs.
+
+    ``files_dir`` holds ``<study folder>/`` for each study (uploads, the log of runs started
+    here); by default ``optml-files`` in the current directory.
+    """
+
+    def __init__(self, storage: str | None = None, files_dir: str | Path | None = None) -> None:
+        from optml.storage import DEFAULT_STORAGE_URL, open_storage
+
+        self.url = storage or DEFAULT_STORAGE_URL
+        self.storage = open_storage(self.url)
+        self.files_dir = Path(files_dir or "optml-files").resolve()
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    # -- studies ---------------------------------------------------------------------------
+    def list_studies(self) -> list[Any]:
+        return self.storage.list_studies()
+
+    def load(self, name: str) -> Any:
+        from optml.study import Study
+
+        return Study(self.storage, self.storage.load_study(name))
+
+    def create(self, spec: Mapping[str, Any] | Any, *, base_dir: str | Path | None = None) -> Any:
+        """Create the study a spec (a dict in the YAML schema, or a parsed StudySpec) describes;
+        everything is checked before anything is written."""
+        from optml.spec import StudySpec, parse_spec, study_from_spec
+
+        if not isinstance(spec, StudySpec):
+            spec = parse_spec(dict(spec), source="spec", base_dir=base_dir)
+        return study_from_spec(spec, storage=self.storage)
+
+    def delete(self, name: str) -> None:
+        """Delete a study, its trials and its folder of uploads; refused while a run drives it."""
+        import shutil
+
+        study = self.load(name)
+        if self.running(study):
+            raise Conflict(f"study {name!r} is running; stop it first (optml stop {name})")
+        self.storage.delete_study(name)
+        folder = self.folder(name, create=False)
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- runs ------------------------------------------------------------------------------
+    def running(self, study: Any) -> bool:
+        """Whether a live controller drives the study now (its run's heartbeat is recent)."""
+        from optml._controller import DEFAULT_GRACE_S
+
+        grace = float((study.spec.get("execution") or {}).get("grace") or DEFAULT_GRACE_S)
+        return len(self.storage.live_runs(study.id, grace)) > 0
+
+    def start(self, name: str, *, workers: int | None = None) -> int:
+        """Start (or resume) the study's run in a detached process; returns its pid.
+
+        The process is ``optml resume NAME``: it runs the stored spec's objective (signed by this
+        user when the study was created), records itself in storage, and keeps running when the
+        caller exits. Refused for a study without a stored spec, with ``memory://`` storage
+        (another process cannot see it), or while a run is live.
+        """
+        study = self.load(name)
+        if not study.spec:
+            raise OptMLError(
+                f"study {name!r} was not created from a spec; there is no objective to run"
+            )
+        if self.url.startswith(("memory:", ":memory:")):
+            raise OptMLError("a run in its own process needs a database; memory:// is private")
+        if self.running(study):
+            raise Conflict(f"study {name!r} is already running")
+        folder = self.folder(name)
+        cmd = [sys.executable, "-m", "optml.cli", "resume", name, "--storage", self.url, "-q"]
+        if workers is not None:
+            cmd += ["--workers", str(int(workers))]
+        with open(folder / "run.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # not killed with the server's process group
+                cwd=os.getcwd(),
+            )
+        self._children.append(proc)
+        # Reap it when it ends, so a long-lived server leaves no zombies.
+        threading.Thread(target=proc.wait, daemon=True).start()
+        return proc.pid
+
+    def resume(self, name: str, *, workers: int | None = None) -> int:
+        return self.start(name, workers=workers)
+
+    def stop(self, name: str) -> int:
+        """Ask every live controller of the study to stop (a stored request); returns how many
+        were asked. Running trials finish; the study ends INTERRUPTED."""
+        return int(self.load(name).stop(everywhere=True))
+
+    # -- trials ----------------------------------------------------------------------------
+    def trials_page(
+        self,
+        name: str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str = "number",
+        descending: bool = False,
+        states: Iterable[str] | None = None,
+    ) -> TrialsPage:
+        study_id = self.storage.load_study(name).id
+        chosen = None if states is None else [_state(s) for s in states]
+        trials, total = self.storage.trials_page(
+            study_id,
+            offset=offset,
+            limit=limit,
+            sort=sort,
+            descending=descending,
+            states=chosen,
+        )
+        return TrialsPage(trials, total, offset, limit)
+
+    def trial(self, name: str, number: int) -> Trial:
+        return self.storage.get_trial(self.storage.load_study(name).id, number)
+
+    def best(self, name: str) -> Trial | None:
+        return self.load(name)._best()
+
+    def export(self, name: str, fmt: str = "json") -> str:
+        if fmt not in ("csv", "json"):
+            raise OptMLError(f"format must be csv or json, not {fmt!r}")
+        return str(self.load(name).export(fmt))
+
+    # -- files -----------------------------------------------------------------------------
+    def folder(self, name: str, *, create: bool = True) -> Path:
+        """The study's own folder under ``files_dir`` (its name made safe, plus a hash so two
+        names that clean to the same text stay apart)."""
+        import hashlib
+
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        stem = _SAFE_NAME.sub("_", name).strip("._")[:60] or "study"
+        folder = self.files_dir / f"{stem}-{digest}"
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def save_upload(self, name: str, filename: str, content: bytes) -> Path:
+        """Store an uploaded file in the study's folder under a safe name; returns its path.
+
+        The name keeps only letters, digits, ``.``, ``_`` and ``-`` of its last path part, so it
+        can never leave the folder; files over :data:`MAX_UPLOAD_BYTES` are refused.
+        """
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise SpecError(
+                f"upload {filename!r} is {len(content)} bytes; the limit is {MAX_UPLOAD_BYTES}"
+            )
+        folder = self.folder(name)
+        path = folder / safe_filename(filename)
+        if path.resolve().parent != folder.resolve():
+            raise SpecError(f"upload name {filename!r} is not a plain file name")
+        path.write_bytes(content)
+        return path
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def safe_filename(filename: str) -> str:
+    """A file name that stays inside its folder: the last path part, only ``[A-Za-z0-9._-]``,
+    no leading dot; refused when nothing usable is left."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    cleaned = _SAFE_NAME.sub("_", base).lstrip(".")[:100]
+    if not cleaned or cleaned in (".", ".."):
+        raise SpecError(
+            f"upload name {filename!r} has no usable characters; use letters, digits, . _ -"
+        )
+    return cleaned
+
+
+def _state(value: str) -> TrialState:
+    try:
+        return TrialState(str(value).upper())
+    except ValueError:
+        raise OptMLError(
+            f"state {value!r} is not a trial state; choose from {', '.join(s.value for s in TrialState)}"
+        ) from None
+
+
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "Conflict",
+    "StudyNotFoundError",
+    "StudyService",
+    "TrialsPage",
+    "safe_filename",
+]
