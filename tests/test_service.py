@@ -13,8 +13,13 @@ from optml.service import StudyService, safe_filename
 
 @pytest.mark.parametrize(
     "name, safe",
-    [("data.csv", "data.csv"), ("../../etc/passwd", "passwd"), ("a b/..\\x.py", "x.py"),
-     (".bashrc", "bashrc"), ("ü.csv", "_.csv")],
+    [
+        ("data.csv", "data.csv"),
+        ("../../etc/passwd", "passwd"),
+        ("a b/..\\x.py", "x.py"),
+        (".bashrc", "bashrc"),
+        ("ü.csv", "_.csv"),
+    ],
 )
 def test_safe_filename_stays_in_folder(name, safe):
     assert safe_filename(name) == safe
@@ -97,3 +102,28 @@ def test_stop_is_a_stored_request_and_resume_finishes(tmp_path):
     service.resume("slow")
     done = _wait(service, "slow", lambda s: s.state == "COMPLETE", within=90)
     assert service.storage.count_trials(done.id) == {"COMPLETE": 12}
+
+
+def test_a_study_whose_controllers_all_died_is_listed_interrupted(tmp_path):
+    """The stored RUNNING of a study whose every controller is gone is not what a reader shows
+    (optml studies, the studies page); a live controller keeps it RUNNING."""
+    import optml
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optml.create_study("s", space={"x": [1, 2]}, storage=storage)
+    service = StudyService(storage, tmp_path / "files")
+    dead_owner = "no-such-host:1"
+    run = study.storage.start_run(study.id, dead_owner)
+    study.storage.heartbeat(study.id, dead_owner, run)
+    (listed,) = service.list_studies()
+    assert listed.state == "RUNNING"  # its heartbeat is fresh: alive as far as anyone can tell
+    from optml._process import controller_id
+
+    study.storage.end_run(run, "RUNNING", grace_s=0.0)  # the run row ends, the study stays RUNNING
+    assert study.storage.load_study("s").state == "RUNNING"
+    (listed,) = service.list_studies()
+    assert listed.state == "INTERRUPTED"
+    assert study.state == "INTERRUPTED"
+    study.storage.start_run(study.id, controller_id())
+    (listed,) = service.list_studies()
+    assert listed.state == "RUNNING"

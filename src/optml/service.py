@@ -58,7 +58,17 @@ class StudyService:
 
     # -- studies ---------------------------------------------------------------------------
     def list_studies(self) -> list[Any]:
-        return self.storage.list_studies()
+        """Every study's summary, a study whose controllers all died shown INTERRUPTED."""
+        from dataclasses import replace
+
+        from optml.study import study_state
+
+        return [
+            replace(s, state=study_state(self.storage, self.storage.load_study(s.name)))
+            if s.state == "RUNNING"
+            else s
+            for s in self.storage.list_studies()
+        ]
 
     def load(self, name: str) -> Any:
         from optml.study import Study

@@ -143,14 +143,7 @@ class Study:
         A study stored RUNNING whose every controller stopped heartbeating (killed, or its
         machine lost) is INTERRUPTED: ``optml resume`` continues it.
         """
-        state = self.storage.load_study(self.name).state
-        if state == "RUNNING":
-            from optml._controller import DEFAULT_GRACE_S
-
-            owners = set(self.storage.live_runs(self.id, DEFAULT_GRACE_S))
-            if not owners - dead_local_owners(owners):
-                return "INTERRUPTED"
-        return state
+        return study_state(self.storage, self.storage.load_study(self.name))
 
     @property
     def user_attrs(self) -> dict[str, Any]:
@@ -670,6 +663,17 @@ class Heartbeat(threading.Thread):
     def halt(self) -> None:
         self._halt.set()
         self.join(timeout=30)
+
+
+def study_state(storage: Storage, record: StudyRecord) -> str:
+    """The state of a study as every reader should show it: the stored state, except that a
+    study stored RUNNING whose every controller stopped heartbeating is INTERRUPTED."""
+    if record.state != "RUNNING":
+        return record.state
+    from optml._controller import DEFAULT_GRACE_S
+
+    owners = set(storage.live_runs(record.id, DEFAULT_GRACE_S))
+    return "INTERRUPTED" if not owners - dead_local_owners(owners) else "RUNNING"
 
 
 # -- module-level constructors --------------------------------------------------------------
