@@ -3,9 +3,10 @@
 Each estimator is a function objective (``optml.models.estimators:svc``) that takes its
 hyperparameters and ``data``, the path of a CSV file whose last column is the target, and
 returns ``{"error": ..., ...}`` from 3-fold cross-validation: ``1 - accuracy`` for classifiers,
-the mean squared error for regressors. :data:`ESTIMATORS` gives each one's task and default
-space; :func:`write_dataset` writes one of scikit-learn's bundled data sets (shipped inside the
-package, nothing downloaded) as such a CSV.
+the mean squared error for regressors. :func:`estimators` gives each one's task and default
+space, taken from the metadata table that ``optml detect`` proposes ranges from;
+:func:`write_dataset` writes one of scikit-learn's bundled data sets (shipped inside the package,
+nothing downloaded) as such a CSV.
 """
 
 from __future__ import annotations
@@ -15,27 +16,45 @@ from typing import Any
 
 from optml.errors import ObjectiveError
 
-#: name -> (task, default space in the form optml.space.parse_space reads)
-ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
-    "svc": (
-        "classification",
-        {"C": {"loguniform": [0.01, 100.0]}, "gamma": {"loguniform": [1e-4, 1.0]}},
-    ),
-    "knn": (
-        "classification",
-        {"n_neighbors": {"int": [1, 30]}, "weights": ["uniform", "distance"]},
-    ),
+#: name -> (task, scikit-learn class, whether the features are standardised first, fixed options).
+#: The search space of each comes from the metadata table of ``optml detect`` (one table of
+#: hyperparameter ranges for the whole package): see :func:`default_space`.
+MODELS: dict[str, tuple[str, str, bool, dict[str, Any]]] = {
+    "svc": ("classification", "sklearn.svm.SVC", True, {}),
+    "knn": ("classification", "sklearn.neighbors.KNeighborsClassifier", True, {}),
     "random_forest": (
         "classification",
-        {"n_estimators": {"int": [10, 100]}, "max_depth": {"int": [2, 12]}},
+        "sklearn.ensemble.RandomForestClassifier",
+        False,
+        {"random_state": 0, "n_jobs": 1},
     ),
-    "logistic_regression": ("classification", {"C": {"loguniform": [0.001, 100.0]}}),
-    "ridge": ("regression", {"alpha": {"loguniform": [1e-4, 100.0]}}),
+    "logistic_regression": (
+        "classification",
+        "sklearn.linear_model.LogisticRegression",
+        True,
+        {"max_iter": 500},
+    ),
+    "ridge": ("regression", "sklearn.linear_model.Ridge", True, {}),
     "gradient_boosting": (
         "regression",
-        {"learning_rate": {"loguniform": [0.01, 0.5]}, "max_depth": {"int": [1, 6]}},
+        "sklearn.ensemble.GradientBoostingRegressor",
+        False,
+        {"random_state": 0},
     ),
 }
+
+
+def default_space(name: str) -> dict[str, Any]:
+    """The default search space of estimator ``name``: its class's rows of the metadata table."""
+    from optml.detect import default_space as table_space
+
+    return table_space(MODELS[name][1])
+
+
+def estimators() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each estimator's task and default search space (the form optml.space.parse_space reads)."""
+    return {name: (task, default_space(name)) for name, (task, *_) in MODELS.items()}
+
 
 #: Bundled data sets: name -> task.
 DATASETS: dict[str, str] = {
@@ -90,46 +109,35 @@ def _scaled(model: Any) -> Any:
     return make_pipeline(StandardScaler(), model)
 
 
-def svc(C: float, gamma: float, data: str | None = None) -> dict[str, float]:
-    from sklearn.svm import SVC
+def evaluate(name: str, params: dict[str, Any], data: str | None) -> dict[str, float]:
+    """Cross-validate estimator ``name`` with ``params`` on ``data`` (see the module docstring)."""
+    import importlib
 
-    return _score(_scaled(SVC(C=C, gamma=gamma)), data, "classification")
-
-
-def knn(n_neighbors: int, weights: str = "uniform", data: str | None = None) -> dict[str, float]:
-    from sklearn.neighbors import KNeighborsClassifier
-
-    model = KNeighborsClassifier(n_neighbors=int(n_neighbors), weights=weights)
-    return _score(_scaled(model), data, "classification")
+    task, class_path, scaled, fixed = MODELS[name]
+    module, _, cls_name = class_path.rpartition(".")
+    model = getattr(importlib.import_module(module), cls_name)(**fixed, **params)
+    return _score(_scaled(model) if scaled else model, data, task)
 
 
-def random_forest(n_estimators: int, max_depth: int, data: str | None = None) -> dict[str, float]:
-    from sklearn.ensemble import RandomForestClassifier
-
-    model = RandomForestClassifier(
-        n_estimators=int(n_estimators), max_depth=int(max_depth), random_state=0, n_jobs=1
-    )
-    return _score(model, data, "classification")
+def svc(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("svc", params, data)
 
 
-def logistic_regression(C: float, data: str | None = None) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    return _score(_scaled(LogisticRegression(C=C, max_iter=500)), data, "classification")
+def knn(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("knn", params, data)
 
 
-def ridge(alpha: float, data: str | None = None) -> dict[str, float]:
-    from sklearn.linear_model import Ridge
-
-    return _score(_scaled(Ridge(alpha=alpha)), data, "regression")
+def random_forest(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("random_forest", params, data)
 
 
-def gradient_boosting(
-    learning_rate: float, max_depth: int, data: str | None = None
-) -> dict[str, float]:
-    from sklearn.ensemble import GradientBoostingRegressor
+def logistic_regression(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("logistic_regression", params, data)
 
-    model = GradientBoostingRegressor(
-        learning_rate=learning_rate, max_depth=int(max_depth), n_estimators=50, random_state=0
-    )
-    return _score(model, data, "regression")
+
+def ridge(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("ridge", params, data)
+
+
+def gradient_boosting(data: str | None = None, **params: Any) -> dict[str, float]:
+    return evaluate("gradient_boosting", params, data)

@@ -507,7 +507,7 @@ def _plotly_js() -> Path:
 def _catalog() -> dict[str, Any]:
     """The models the new-study form offers, with their default spaces and metrics."""
     from optml.models import ann, lms
-    from optml.models.estimators import DATASETS, ESTIMATORS
+    from optml.models.estimators import DATASETS, estimators
 
     models: dict[str, Any] = {
         "lms": {
@@ -523,7 +523,7 @@ def _catalog() -> dict[str, Any]:
             "task": "builtin",
         },
     }
-    for key, (task, space) in ESTIMATORS.items():
+    for key, (task, space) in estimators().items():
         models[f"sklearn:{key}"] = {
             "label": f"scikit-learn {key.replace('_', ' ')} ({task})",
             "metric": "error",
