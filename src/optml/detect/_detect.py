@@ -26,6 +26,25 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from optml.detect._errors import NoMetricError, NothingToTuneError, ScriptSyntaxError
 from optml.detect._metadata import MetadataTable, Row, load_table
 
+# Methods whose call trains, evaluates or changes a model: a statement that calls one runs in
+# each trial (never hoisted to once per worker).
+TRAINING_METHODS = frozenset(
+    {
+        "fit",
+        "compile",
+        "add",
+        "train",
+        "step",
+        "backward",
+        "evaluate",
+        "score",
+        "predict",
+        "zero_grad",
+        "fit_generator",
+        "partial_fit",
+    }
+)
+
 _PREFIXES = (("tensorflow.keras.", "keras."), ("tf.keras.", "keras."))
 # Framework modules re-export their classes under shorter paths than the ones they live in.
 _REEXPORTS = {
@@ -538,20 +557,7 @@ class _Finder(cst.CSTVisitor):
         method = call.func.attr.value if isinstance(call.func, cst.Attribute) else None
         if path is None and method is not None and self.keras and method in ("fit", "compile"):
             path = f"keras.Model.{method}"
-        if method in (
-            "fit",
-            "compile",
-            "add",
-            "train",
-            "step",
-            "backward",
-            "evaluate",
-            "score",
-            "predict",
-            "zero_grad",
-            "fit_generator",
-            "partial_fit",
-        ):
+        if method in TRAINING_METHODS:
             self.training_calls.add(id(call))
         if path is not None:
             self._metric_call(call, path, method)

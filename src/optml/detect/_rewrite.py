@@ -20,7 +20,7 @@ from typing import Any
 
 import libcst as cst
 
-from optml.detect._detect import Detection, Metric, dotted
+from optml.detect._detect import TRAINING_METHODS, Detection, Metric, dotted
 
 OBJECTIVE = "optml_objective"
 _HEADER = (
@@ -53,22 +53,7 @@ _MUTATING = {
 # Framework classes that hold data, not state a trial changes: these may load once per worker.
 _DATA_CLASSES = {"TensorDataset", "DataFrame", "Series", "Generator", "RandomState"}
 _FRAMEWORKS = ("keras", "tensorflow", "torch", "sklearn", "xgboost", "lightgbm")
-_TRAINING = {
-    "fit",
-    "compile",
-    "add",
-    "train",
-    "step",
-    "backward",
-    "evaluate",
-    "score",
-    "predict",
-    "zero_grad",
-    "fit_generator",
-    "partial_fit",
-    "cross_val_score",
-    "cross_validate",
-}
+_TRAINING = TRAINING_METHODS | {"cross_val_score", "cross_validate"}
 
 
 class _Replace(cst.CSTTransformer):
