@@ -117,6 +117,7 @@ def run(
 
     Exit codes: 1 when trials ran but none completed; 2 for bad input; 130/143 on Ctrl-C/SIGTERM.
     """
+    from optml.service import executor_for
     from optml.spec import load_spec, study_from_spec
 
     spec = load_spec(spec_file)
@@ -125,7 +126,7 @@ def run(
         if not address and execution["backend"] == spec.execution.backend:
             execution.pop("address")
         spec = spec.model_copy(update={"execution": spec.execution.model_copy(update=execution)})
-    executor = _executor(spec, workers, oversubscribe)  # refused before any study is written
+    executor = executor_for(spec, workers, oversubscribe)  # refused before any study is written
     try:
         study = study_from_spec(spec, storage=storage, name=name)
     except OptMLError as exc:
@@ -149,54 +150,18 @@ def resume(
     ),
 ) -> None:
     """Finish a study that was interrupted (Ctrl-C, a crash, a kill), without re-running finished trials."""
-    import json
-
-    from optml import _trust
-    from optml.spec import parse_spec
+    from optml.service import executor_for, stored_spec
 
     study = _load(name, storage)
-    stored = study.spec
-    if not stored:
-        _fail(
-            f"study {name!r} was not created from a spec, so there is no objective to resume it with; "
-            "continue it from Python with load_study(...).optimize(...)"
-        )
-    # The database may be shared: run only an objective this user stored (or vouches for).
-    if not _trust.verify(stored, study.name):
-        shown = json.dumps({"objective": stored.get("objective"), "data": stored.get("data")})
-        _console(stderr=True).print(
-            f"the stored objective of study {study.name!r}: {shown}", markup=False, soft_wrap=True
-        )
-        if not trust:
-            _fail(
-                f"study {name!r}: its stored objective (above) was not signed with your key, so "
-                "it may have been written by someone else; resume will not run it unless you "
-                "pass --trust (or run your own spec file: optml run SPEC_FILE)"
-            )
-    stored.pop(_trust.SIGNATURE, None)
-    spec = parse_spec(stored, source=f"stored spec of {name!r}")
-    executor = _executor(spec, workers, oversubscribe)
+    spec = stored_spec(study, trust=trust)
+    executor = executor_for(spec, workers, oversubscribe)
     _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
 
 
-def _executor(spec: Any, workers: int | None, oversubscribe: bool) -> Any:
-    """The spec's executor with the command line's overrides (checked: no study is written yet)."""
-    from optml.executors import make_executor
-
-    e = spec.execution
-    return make_executor(
-        e.backend,
-        workers or e.workers,
-        oversubscribe=oversubscribe or e.oversubscribe,
-        address=e.address,
-        cpus=e.cpus,
-        memory=e.memory,
-        gpus=e.gpus,
-    )
-
-
 def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor: Any) -> None:
-    from optml.spec import build_objective
+    """Run ``study`` here (:func:`optml.service.run_here`) with a progress bar, then its table;
+    exit codes for Ctrl-C, SIGTERM and a run in which no trial completed."""
+    from optml.service import run_here
     from optml.storage import safe_url
     from optml.trial import FINISHED_STATES, TrialState
 
@@ -204,10 +169,6 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
     counts = study.storage.count_trials(study.id)
     finished = sum(counts.get(s.value, 0) for s in FINISHED_STATES)
     complete_before = counts.get(TrialState.COMPLETE.value, 0)
-    # The budget is the study's, stored: every controller of it (here or on other machines)
-    # counts against the same number.
-    if spec.budget.trials is not None and study.budget != spec.budget.trials:
-        study.set_budget(spec.budget.trials)
     if not quiet:
         console.print(
             f"Study [bold]{_user(study.name)}[/] · {_user(study.sampler.describe())} · "
@@ -218,20 +179,7 @@ def _optimize(study: Any, spec: Any, workers: int | None, quiet: bool, executor:
         if finished:
             console.print(f"{finished} trial(s) already finished: they are kept, not run again.")
     try:
-        study.optimize(
-            build_objective(spec),
-            timeout=spec.budget.timeout,
-            workers=workers or spec.execution.workers,
-            executor=executor,
-            trial_timeout=spec.execution.trial_timeout,
-            retries=spec.execution.retries,
-            target=spec.budget.target,
-            data=spec.data,
-            show_progress=not quiet,
-            heartbeat=spec.execution.heartbeat,
-            grace=spec.execution.grace,
-            stale=spec.execution.stale,
-        )
+        run_here(study, spec, executor, workers=workers, show_progress=not quiet)
     except KeyboardInterrupt as exc:
         from optml.errors import Terminated
 

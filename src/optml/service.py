@@ -41,6 +41,80 @@ class TrialsPage:
     limit: int
 
 
+class UntrustedObjectiveError(OptMLError):
+    """A stored objective was not signed with this user's key (see ``optml._trust``)."""
+
+
+def executor_for(spec: Any, workers: int | None = None, oversubscribe: bool = False) -> Any:
+    """The executor a spec asks for, with ``workers`` and ``oversubscribe`` overriding it;
+    built (and its worker count checked) before any study is written."""
+    from optml.executors import make_executor
+
+    e = spec.execution
+    return make_executor(
+        e.backend,
+        workers or e.workers,
+        oversubscribe=oversubscribe or e.oversubscribe,
+        address=e.address,
+        cpus=e.cpus,
+        memory=e.memory,
+        gpus=e.gpus,
+    )
+
+
+def run_here(
+    study: Any, spec: Any, executor: Any, *, workers: int | None = None, show_progress: bool = False
+) -> None:
+    """Drive ``study`` in this process with its spec's settings until the budget is spent, the
+    space exhausted, or a stop (what ``optml run`` and ``optml resume`` do, and what a run
+    started by :meth:`StudyService.start` does in its own process)."""
+    from optml.spec import build_objective
+
+    # The budget is the study's, stored: every controller of it (here or on other machines)
+    # counts against the same number.
+    if spec.budget.trials is not None and study.budget != spec.budget.trials:
+        study.set_budget(spec.budget.trials)
+    study.optimize(
+        build_objective(spec),
+        timeout=spec.budget.timeout,
+        workers=workers or spec.execution.workers,
+        executor=executor,
+        trial_timeout=spec.execution.trial_timeout,
+        retries=spec.execution.retries,
+        target=spec.budget.target,
+        data=spec.data,
+        show_progress=show_progress,
+        heartbeat=spec.execution.heartbeat,
+        grace=spec.execution.grace,
+        stale=spec.execution.stale,
+    )
+
+
+def stored_spec(study: Any, *, trust: bool = False) -> Any:
+    """The spec stored with ``study``, to run it again. The database may be shared, so an
+    objective not signed with this user's key is refused (naming it) unless ``trust``."""
+    import json
+
+    from optml import _trust
+    from optml.spec import parse_spec
+
+    stored = study.spec
+    if not stored:
+        raise OptMLError(
+            f"study {study.name!r} was not created from a spec, so there is no objective to "
+            "run it with; continue it from Python with load_study(...).optimize(...)"
+        )
+    if not trust and not _trust.verify(stored, study.name):
+        shown = json.dumps({"objective": stored.get("objective"), "data": stored.get("data")})
+        raise UntrustedObjectiveError(
+            f"study {study.name!r}: its stored objective {shown} was not signed with your key, "
+            "so it may have been written by someone else; it is not run unless you pass "
+            "--trust (or run your own spec file: optml run SPEC_FILE)"
+        )
+    stored.pop(_trust.SIGNATURE, None)
+    return parse_spec(stored, source=f"stored spec of {study.name!r}")
+
+
 class StudyService:
     """Studies in one storage, with a folder per study for uploads and run logs.
 
@@ -113,10 +187,7 @@ class StudyService:
         (another process cannot see it), or while a run is live.
         """
         study = self.load(name)
-        if not study.spec:
-            raise OptMLError(
-                f"study {name!r} was not created from a spec; there is no objective to run"
-            )
+        stored_spec(study)  # refused here, not in a detached process nobody watches
         if self.url.startswith(("memory:", ":memory:")):
             raise OptMLError("a run in its own process needs a database; memory:// is private")
         if self.running(study):

@@ -172,8 +172,9 @@ def tune(
 
     Running it again continues the same study.
     """
-    from optml.cli import _executor, _optimize
+    from optml.cli import _optimize
     from optml.detect import rewrite
+    from optml.service import executor_for
     from optml.spec import parse_spec, study_from_spec
 
     detection = _detection(script, metadata)
@@ -194,6 +195,6 @@ def tune(
         seed=seed,
     )
     spec = parse_spec(raw, source=f"the spec for {script}", base_dir=script.resolve().parent)
-    executor = _executor(spec, workers, oversubscribe=False)
+    executor = executor_for(spec, workers)
     study = study_from_spec(spec, storage=storage)
     _optimize(study, spec, workers=workers, quiet=quiet, executor=executor)
