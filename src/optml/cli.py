@@ -563,6 +563,60 @@ from optml.detect import _cli as detect_cli  # noqa: E402 - typer and libcst-fre
 app.command(name="detect")(detect_cli.detect)
 app.command(name="tune")(detect_cli.tune)
 
+k8s_app = typer.Typer(help="Kubernetes Jobs: see what a study would submit.", no_args_is_help=True)
+app.add_typer(k8s_app, name="k8s")
+trial_app = typer.Typer(help="Run one trial (what a Kubernetes Job's container runs).", hidden=True)
+app.add_typer(trial_app, name="trial", hidden=True)
+
+
+@k8s_app.command("render")
+def k8s_render(
+    spec_file: Path = typer.Argument(..., help="The study spec (YAML).", show_default=False),
+    trials: int = typer.Option(1, "--trials", "-t", min=1, help="Jobs of this many trials."),
+) -> None:
+    """Print the batch/v1 Jobs (YAML) the study would submit for its first trials."""
+    from optml.executors import TrialTask
+    from optml.executors._k8s import JobSettings, render
+    from optml.spec import build_objective, load_spec, study_from_spec
+
+    spec = load_spec(spec_file)
+    e = spec.execution
+    if e.backend != "kubernetes":
+        raise OptMLError(
+            f"{spec_file}: execution.backend is {e.backend!r}; k8s render needs kubernetes"
+        )
+    assert e.image is not None
+    r = e.resources
+    settings = JobSettings(
+        study=spec.name,
+        image=e.image,
+        namespace=e.namespace or "default",
+        cpu=None if r is None or r.cpu is None else str(r.cpu),
+        memory=None if r is None else r.memory,
+        gpu=None if r is None else r.gpu,
+        service_account=e.service_account,
+        env=dict(e.env or {}),
+        retries=e.retries,
+    )
+    study = study_from_spec(spec, storage="memory://")
+    asked = study.ask(trials, heartbeat=False)
+    metric = study.metrics[0].name
+    tasks = [
+        TrialTask(t.number, dict(t.params), metric, timeout=e.trial_timeout, data=spec.data)
+        for t in asked
+    ]
+    typer.echo(render(settings, build_objective(spec), tasks), nl=False)
+
+
+@trial_app.command("run")
+def trial_run(
+    task: Path | None = typer.Option(None, "--task", help="JSON file: {task, objective}."),
+) -> None:
+    """Run one trial from OPTML_TASK and OPTML_OBJECTIVE (or --task) and print its outcome."""
+    from optml.trial_run import main as run_main
+
+    raise typer.Exit(run_main(["--task", str(task)] if task else []))
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn OptML errors into one-line messages instead of tracebacks."""

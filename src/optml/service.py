@@ -51,6 +51,21 @@ def executor_for(spec: Any, workers: int | None = None, oversubscribe: bool = Fa
     from optml.executors import make_executor
 
     e = spec.execution
+    if e.backend == "kubernetes":
+        r = e.resources
+        return make_executor(
+            "kubernetes",
+            workers or e.workers,
+            study=spec.name,
+            image=e.image,
+            namespace=e.namespace,
+            cpu=None if r is None or r.cpu is None else str(r.cpu),
+            memory=None if r is None else r.memory,
+            gpu=None if r is None else r.gpu,
+            service_account=e.service_account,
+            env=e.env,
+            retries=e.retries,
+        )
     return make_executor(
         e.backend,
         workers or e.workers,

@@ -91,6 +91,14 @@ class BudgetSpec(_Model):
     _duration = field_validator("timeout", mode="before")(lambda cls, v: parse_duration(v))
 
 
+class KubernetesResources(_Model):
+    """What one trial's container asks for and is limited to (Kubernetes quantities)."""
+
+    cpu: str | int | float | None = None
+    memory: str | None = None
+    gpu: int | None = Field(default=None, ge=1)
+
+
 class ExecutionSpec(_Model):
     backend: str = "local"
     workers: int | None = Field(default=None, ge=1)
@@ -104,6 +112,12 @@ class ExecutionSpec(_Model):
     cpus: float | None = Field(default=None, gt=0)
     memory: str | float | None = None
     gpus: float | None = Field(default=None, gt=0)
+    # kubernetes: one Job per trial (see optml.executors.KubernetesExecutor).
+    image: str | None = None
+    namespace: str | None = None
+    resources: KubernetesResources | None = None
+    service_account: str | None = None
+    env: dict[str, str] | None = None
     # Liveness (see Study.optimize): how often running trials heartbeat, how long a heartbeat
     # may lapse before a trial is STALE, and what becomes of a STALE trial.
     heartbeat: float = Field(default=5.0, gt=0)
@@ -120,6 +134,22 @@ class ExecutionSpec(_Model):
             raise ValueError(
                 f"grace ({self.grace:g} s) must be longer than heartbeat ({self.heartbeat:g} s)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_fields(self) -> ExecutionSpec:
+        given = [
+            f
+            for f in ("image", "namespace", "resources", "service_account", "env")
+            if getattr(self, f) is not None
+        ]
+        if self.backend == "kubernetes":
+            if not self.image:
+                raise ValueError(
+                    "backend kubernetes needs image (the container image trials run in)"
+                )
+        elif given:
+            raise ValueError(f"{given[0]} applies to backend kubernetes, not {self.backend!r}")
         return self
 
     @field_validator("backend")

@@ -14,6 +14,7 @@ from optml.executors._base import (
     TrialTask,
 )
 from optml.executors._dask import DaskExecutor, check_address
+from optml.executors._k8s import KubernetesExecutor
 from optml.executors._local import LocalExecutor
 from optml.executors._runtime import run_trial
 from optml.executors._serial import SerialExecutor
@@ -22,14 +23,24 @@ _BACKENDS: dict[str, type[Executor]] = {
     "serial": SerialExecutor,
     "local": LocalExecutor,
     "dask": DaskExecutor,
+    "kubernetes": KubernetesExecutor,
 }
 # Options only some backends take: (option, backends).
 _OPTIONS = {
     "address": ("dask",),
     "cpus": ("dask",),
-    "memory": ("dask",),
+    "memory": ("dask", "kubernetes"),
     "gpus": ("dask",),
     "in_thread": ("dask",),
+    "study": ("kubernetes",),
+    "image": ("kubernetes",),
+    "namespace": ("kubernetes",),
+    "cpu": ("kubernetes",),
+    "gpu": ("kubernetes",),
+    "service_account": ("kubernetes",),
+    "env": ("kubernetes",),
+    "retries": ("kubernetes",),
+    "api_client": ("kubernetes",),
 }
 
 
@@ -70,6 +81,7 @@ def make_executor(
 __all__ = [
     "DaskExecutor",
     "Executor",
+    "KubernetesExecutor",
     "LocalExecutor",
     "SerialExecutor",
     "TrialEvent",
