@@ -368,7 +368,9 @@ class KubernetesExecutor(Executor):
         self._tracked.clear()
         self._by_name.clear()
         if self._watcher is not None:
-            self._watcher.join(timeout=_WATCH_S + 5)
+            # A watch waiting on the server ends at its next event or its time limit; it is a
+            # daemon and queues nothing more once stopped, so it need not be waited for.
+            self._watcher.join(timeout=0.5)
             self._watcher = None
 
     # -- work -----------------------------------------------------------------------------
