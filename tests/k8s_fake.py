@@ -59,6 +59,8 @@ class FakeKubernetes:
         self.drop_watch_after: int | None = None
         self.lost_logs = False
         self.hold = False
+        self.expire_watches = 0  # answer this many watches that resume with 410 Expired
+        self.lists = 0
         self.start_delay = 0.0
         self.run_commands = True
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -378,6 +380,7 @@ class FakeKubernetes:
                     if query.get("watch") in ("true", "True", "1"):
                         return self._watch(query)
                     with fake.lock:
+                        fake.lists += 1
                         items = [
                             j
                             for j in fake.jobs.values()
@@ -434,6 +437,23 @@ class FakeKubernetes:
                 self.close_connection = True
 
             def _stream(self, query: dict[str, str], since: int, end: float) -> None:
+                with fake.lock:
+                    expire = fake.expire_watches > 0 and bool(query.get("resourceVersion"))
+                    if expire:
+                        fake.expire_watches -= 1
+                if expire:
+                    status = {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": f"too old resource version: {since}",
+                        "reason": "Expired",
+                        "code": 410,
+                    }
+                    line = (json.dumps({"type": "ERROR", "object": status}) + "\n").encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    return
                 sent = 0
                 selector = query.get("labelSelector")
                 while True:

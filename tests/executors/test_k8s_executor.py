@@ -139,6 +139,17 @@ def test_a_dropped_watch_is_resumed_from_its_resource_version(make, fake):
     assert resumed == sorted(resumed)  # each resumed where the last stream left off
 
 
+def test_an_expired_watch_lists_the_jobs_again(make, fake):
+    fake.drop_watch_after = 1
+    fake.expire_watches = 1
+    ex = make(_cmd("import time; time.sleep(0.5); print(7)"))
+    lists = fake.lists
+    ex.submit(TrialTask(0, {}, "loss"))
+    (outcome,) = _outcomes(_drain(ex)).values()
+    assert outcome.state == "COMPLETE" and fake.expire_watches == 0
+    assert fake.lists > lists  # it listed again instead of resuming from the expired version
+
+
 def test_an_existing_job_409_is_taken_over_not_run_twice(make, fake):
     objective = _cmd("import time; time.sleep(0.5); print(5)")
     first = make(objective)
