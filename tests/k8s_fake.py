@@ -63,6 +63,10 @@ class FakeKubernetes:
         self.lists = 0
         self.start_delay = 0.0
         self.run_commands = True
+        # Instead of running commands: each Job completes this many seconds after it is
+        # created, its pod's log the line ``instant_log`` (for benchmarks of the controller).
+        self.instant_after: float | None = None
+        self.instant_log = "1.0\n"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -124,7 +128,11 @@ class FakeKubernetes:
             self.jobs[name] = job
             self.created.append(name)
             self._event("ADDED", job)
-        if self.run_commands:
+        if self.instant_after is not None:
+            timer = threading.Timer(self.instant_after, self._complete_now, args=(name,))
+            timer.daemon = True
+            timer.start()
+        elif self.run_commands:
             threading.Thread(target=self._run_job, args=(name,), daemon=True).start()
         return 201, job
 
@@ -238,6 +246,34 @@ class FakeKubernetes:
                     return
                 self._set_status(name, failed=failures)
 
+    def _complete_now(self, name: str) -> None:
+        with self.lock:
+            job = self.jobs.get(name)
+            if job is None or self._closing:
+                return
+            spec = job["spec"]
+            pod_name = f"{name}-fast"
+            self.pods[pod_name] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": job["metadata"]["namespace"],
+                    "creationTimestamp": _now(),
+                    "labels": {"job-name": name},
+                },
+                "spec": {**spec["template"]["spec"], "nodeName": "fake-node-1"},
+                "status": {"phase": "Succeeded"},
+            }
+            self.logs[pod_name] = self.instant_log
+            cond = {"status": "True", "lastProbeTime": _now(), "lastTransitionTime": _now()}
+            self._set_status(
+                name,
+                succeeded=1,
+                completionTime=_now(),
+                conditions=[{"type": "Complete", "reason": "CompletionsReached", **cond}],
+            )
+
     def _fail(self, name: str, reason: str, message: str, failed: int) -> None:
         cond = {
             "status": "True",
@@ -287,6 +323,7 @@ class FakeKubernetes:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # a watch streams in chunks, as the API server's do
+            disable_nagle_algorithm = True  # a response's header and body are separate writes
 
             def log_message(self, *args: Any) -> None:
                 pass
