@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from optml.errors import MissingDependencyError, StorageError
+from optml.errors import DuplicateStudyError, MissingDependencyError, StorageError
 from optml.samplers._base import Metric
 from optml.storage import open_storage
 from optml.storage._sql import SQLStorage
@@ -226,3 +227,54 @@ def test_another_process_closing_the_file_keeps_the_write_ahead_log_of_a_live_wr
     storage.create_trial(study.id, {"x": 2})
     assert count_elsewhere() == 2
     storage.close()
+
+
+def _open_new_file_at(path: str, start: float, results) -> None:
+    while time.time() < start:
+        pass
+    try:
+        storage = open_storage(f"sqlite:///{path}")
+        try:
+            storage.create_study(
+                "race",
+                metrics=[Metric("value")],
+                space={"x": [1, 2]},
+                sampler={"name": "grid"},
+                seed=0,
+            )
+        except DuplicateStudyError:
+            pass
+        storage.list_studies()
+        storage.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_in(tmp_path) -> None:
+    """Controllers started together on a new file: the first creates it and switches it to WAL
+    while the others open it; none may fail with 'database is locked' (the old code failed this
+    test about every other run)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for round_ in range(30):
+        results = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [
+            ctx.Process(
+                target=_open_new_file_at,
+                args=(str(tmp_path / f"r{round_}.db"), start + delay, results),
+            )
+            for delay in (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.008)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+        outcomes += [results.get(timeout=5) for _ in procs]
+    assert set(outcomes) == {"ok"}, [o for o in outcomes if o != "ok"]

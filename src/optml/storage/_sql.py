@@ -459,6 +459,7 @@ class SQLStorage(Storage):
             if if_absent is not None:
                 return if_absent()
             raise StudyNotFoundError(self._no_file())
+        attempt = 0
         lost_since: float | None = None
         while True:
             try:
@@ -467,6 +468,11 @@ class SQLStorage(Storage):
             except sa.exc.IntegrityError:
                 raise
             except sa.exc.DatabaseError as exc:
+                # (A connection's first statements switch a new file to WAL, which can find it
+                # locked by another process creating it at the same moment.)
+                if self._locked_again(exc, attempt):
+                    attempt += 1
+                    continue
                 lost_since = self._lost(exc, lost_since)
                 if lost_since is None:
                     raise StorageError(self._failure("reading", exc)) from exc
@@ -489,13 +495,20 @@ class SQLStorage(Storage):
             except sa.exc.IntegrityError:
                 raise
             except sa.exc.DatabaseError as exc:
-                if self._dialect == "sqlite" and _is_locked(exc) and attempt < _LOCK_RETRIES:
+                if self._locked_again(exc, attempt):
                     attempt += 1
-                    time.sleep(random.uniform(0.05, 0.2) * attempt)
                     continue
                 lost_since = self._lost(exc, lost_since)
                 if lost_since is None:
                     raise StorageError(self._failure("writing", exc)) from exc
+
+    def _locked_again(self, exc: sa.exc.DBAPIError, attempt: int) -> bool:
+        """Whether to try again a SQLite transaction that found the file locked (after a pause
+        that grows with ``attempt``); SQLite's own busy timeout does not cover every lock."""
+        if self._dialect != "sqlite" or not _is_locked(exc) or attempt >= _LOCK_RETRIES:
+            return False
+        time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+        return True
 
     def _lost(self, exc: sa.exc.DBAPIError, since: float | None) -> float | None:
         """When the PostgreSQL server went away (since when; None: give up), after a pause.
