@@ -306,7 +306,9 @@ class DaskExecutor(Executor):
         self._late.pop(number, None)
         started, steps = self._seen.pop(number)
         if msg is not None:
-            outcome = _outcome_from_msg(number, task.attempt, msg)
+            from optml.trial_run import outcome_from_json
+
+            outcome = replace(outcome_from_json(msg), number=number, attempt=task.attempt)
         elif future is None or future.status == "cancelled":
             return []
         else:
@@ -490,45 +492,10 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
 def _finish(emit: Any, outcome: TrialOutcome) -> TrialOutcome:
     """Send the outcome with the trial's other events (the controller need not fetch the
     task's result, a round trip per trial), and return it as the task's result as well."""
-    emit("finished", outcome=_outcome_to_msg(outcome))
+    from optml.trial_run import outcome_to_json
+
+    emit("finished", outcome=outcome_to_json(outcome))
     return outcome
-
-
-def _outcome_to_msg(o: TrialOutcome) -> dict[str, Any]:
-    return {
-        "state": o.state,
-        "metrics": dict(o.metrics),
-        "error": o.error,
-        "logs": o.logs,
-        "duration_s": o.duration_s,
-        "started_at": o.started_at.timestamp() if o.started_at else None,
-        "finished_at": o.finished_at.timestamp() if o.finished_at else None,
-        "intermediate": [[k, v] for k, v in o.intermediate.items()],
-        "host": o.host,
-        "runner": o.runner,
-    }
-
-
-def _outcome_from_msg(number: int, attempt: int, m: dict[str, Any]) -> TrialOutcome:
-    from datetime import UTC, datetime
-
-    def when(t: float | None) -> datetime | None:
-        return None if t is None else datetime.fromtimestamp(t, UTC)
-
-    return TrialOutcome(
-        number=number,
-        state=m["state"],
-        metrics=dict(m["metrics"]),
-        error=m["error"],
-        logs=m["logs"],
-        duration_s=m["duration_s"],
-        started_at=when(m["started_at"]),
-        finished_at=when(m["finished_at"]),
-        intermediate={int(k): v for k, v in m["intermediate"]},
-        attempt=attempt,
-        host=m["host"],
-        runner=m["runner"],
-    )
 
 
 class _Commands:
