@@ -10,6 +10,29 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# A trial script that double-forks a daemon ignoring SIGTERM (its output closed, its pid written
+# to daemon.pid), then hangs, or with the argument "finish" prints a result and exits.
+DAEMONIZING_SCRIPT = """
+import os, signal, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        with open("daemon.pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(120)
+    os._exit(0)
+os.wait()
+while not os.path.exists("daemon.pid"):
+    time.sleep(0.01)
+if sys.argv[1:] != ["finish"]:
+    time.sleep(120)
+print(0.5)
+"""
+
 
 def gone(pid: int, within: float = 10.0) -> bool:
     """Whether process ``pid`` has ended (or is a zombie) within ``within`` seconds."""

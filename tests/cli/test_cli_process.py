@@ -8,7 +8,7 @@ import sys
 
 from optml import load_study
 from optml.trial import TrialState
-from proc_helpers import gone, kill, wait_for_text
+from proc_helpers import DAEMONIZING_SCRIPT, gone, kill, wait_for_text
 
 PY = sys.executable
 
@@ -18,24 +18,6 @@ import os, subprocess, sys, time
 child = subprocess.Popen([{PY!r}, "-c", "import time; time.sleep(120)"], start_new_session=True)
 with open("pids-" + sys.argv[1] + ".txt", "w") as f:
     f.write(f"{{os.getpid()}} {{child.pid}}")
-time.sleep(120)
-"""
-
-# A command trial that double-forks a daemon ignoring SIGTERM (output closed), then hangs.
-DAEMONIZING_TRIAL = """
-import os, signal, sys, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        with open("daemon.pid", "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(120)
-    os._exit(0)
-os.wait()
 time.sleep(120)
 """
 
@@ -71,7 +53,7 @@ def test_sigkill_of_the_controller_leaves_no_process_of_a_command_trial(cli) -> 
 
 
 def test_a_daemon_a_command_trial_double_forked_is_gone_after_its_timeout(cli) -> None:
-    cli.write("trial.py", DAEMONIZING_TRIAL)
+    cli.write("trial.py", DAEMONIZING_SCRIPT)
     cli.write(
         "daemon.yaml",
         f"""

@@ -13,7 +13,7 @@ from optml.errors import ObjectiveError, SpecError
 from optml.executors import TrialTask, run_trial
 from optml.objectives import CommandObjective
 from optml.spec import parse_spec
-from proc_helpers import gone, kill
+from proc_helpers import DAEMONIZING_SCRIPT, gone, kill
 
 PY = sys.executable
 
@@ -158,33 +158,10 @@ def test_check_finds_a_missing_cwd_or_program(tmp_path) -> None:
     CommandObjective("anything | goes", cwd=str(tmp_path), shell=True).check()
 
 
-DAEMON = f"""#!{PY}
-# Double-forks a daemon that ignores SIGTERM and writes its pid; then {{mode}}.
-import os, signal, sys, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        with open("daemon.pid", "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(120)
-    os._exit(0)
-os.wait()
-while not os.path.exists("daemon.pid"):
-    time.sleep(0.01)
-if sys.argv[1] == "hang":
-    time.sleep(120)
-print(0.5)
-"""
-
-
 @pytest.mark.parametrize("mode", ["hang", "finish"])
 def test_a_detached_daemon_ends_with_its_trial(tmp_path, mode) -> None:
     script = tmp_path / "daemon.py"
-    script.write_text(DAEMON)
+    script.write_text(f"#!{PY}\n" + DAEMONIZING_SCRIPT)
     script.chmod(0o755)
     pid = None
     try:
