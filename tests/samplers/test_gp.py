@@ -458,3 +458,94 @@ def test_to_spec_round_trips() -> None:
     sampler = GPSampler(n_startup=7, batch_strategy="cluster", liar="worst", n_candidates=512)
     again = make_sampler(sampler.to_spec())
     assert isinstance(again, GPSampler) and again.to_spec() == sampler.to_spec()
+
+
+# -- cost bounded in pending trials and history (issue 14) ----------------------------------------
+def _posterior(n: int = 30, dims: int = 3, seed: int = 0) -> tuple[_Posterior, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, dims))
+    y = np.sin(5 * X[:, 0]) + X[:, 1] ** 2
+    ls = np.full(dims, 0.3)
+    return _Posterior(X, (y - y.mean()) / y.std(), ls, 1.0, 1e-4), rng.random((7, dims))
+
+
+@pytest.mark.parametrize("liar", [None, 0.7])
+def test_block_update_equals_one_point_at_a_time(liar: float | None) -> None:
+    one, new = _posterior()
+    block, _ = _posterior()
+    query = np.random.default_rng(9).random((40, 3))
+    for x in new:
+        value = float(one.predict(x[None, :])[0][0]) if liar is None else liar
+        one.add(x, value)
+    block.add_many(new, None if liar is None else np.full(len(new), liar))
+    for a, b in zip(one.predict(query), block.predict(query), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(one.L_inv, block.L_inv, rtol=1e-6, atol=1e-9)
+
+
+def test_fit_with_given_hyperparameters_conditions_without_refitting() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((25, 2))
+    y = np.sin(6 * X[:, 0]) + X[:, 1]
+    gp = GaussianProcess().fit(X, y, rng)
+    again = GaussianProcess().fit(X, y, None, gp.hyperparameters)
+    np.testing.assert_allclose(again.hyperparameters, gp.hyperparameters)
+    query = rng.random((10, 2))
+    np.testing.assert_allclose(gp.predict(query), again.predict(query), rtol=1e-9, atol=1e-12)
+    # More data with the same hyperparameters: conditioned on it, not refitted.
+    X2, y2 = np.vstack([X, query]), np.concatenate([y, np.sin(6 * query[:, 0]) + query[:, 1]])
+    grown = GaussianProcess().fit(X2, y2, None, gp.hyperparameters)
+    np.testing.assert_allclose(grown.hyperparameters, gp.hyperparameters)
+    with pytest.raises(ValueError, match="hyperparameters for 2 dimensions"):
+        GaussianProcess().fit(rng.random((5, 3)), rng.random(5), None, gp.hyperparameters)
+
+
+def test_refit_schedule_fits_every_count_then_every_five_percent() -> None:
+    from optml.samplers._gp import refit_step
+
+    assert [refit_step(n) for n in range(0, 101)] == list(range(0, 101))
+    steps = sorted({refit_step(n) for n in range(100, 1001)})
+    assert steps[0] == 100 and steps[-1] <= 1000
+    gaps = np.diff(steps) / np.array(steps[:-1])
+    assert np.all(gaps <= 0.06) and np.all(gaps >= 0.04)  # about 5 % apart
+    assert len(steps) < 60  # 900 counts share fewer than 60 fits
+    assert refit_step(7, every_until=3) == 7  # steps of one while 5 % is under one
+
+
+def test_hyperparameters_are_fitted_once_per_step_and_a_fresh_sampler_agrees() -> None:
+    space = QUAD
+    trials = completed(space, 110, f=quadratic)
+    warm = GPSampler(refit_every_until=100)
+    for n in range(101, 106):  # 101..104 share the step of 100; 105 starts the next
+        warm.propose(
+            SearchContext(space=space, trials=trials[:n], seed=3), 1, np.random.default_rng(n)
+        )
+    assert sorted(key[1] for key in warm._theta_cache) == [100, 105]
+    # What the warmed-up sampler proposes, a new one (a restarted study) proposes too.
+    ctx = SearchContext(space=space, trials=trials[:104], seed=3)
+    fresh = GPSampler(refit_every_until=100)
+    assert warm.propose(ctx, 2, np.random.default_rng(1)) == fresh.propose(
+        ctx, 2, np.random.default_rng(1)
+    )
+
+
+def test_pending_beyond_max_pending_are_not_conditioned_on_but_never_reproposed() -> None:
+    space = Space([Int("a", 0, 9), Int("b", 0, 9)])
+    done = completed(space, 30, f=lambda c: (c["a"] - 4) ** 2 + (c["b"] - 6) ** 2)
+    keys = {space.key(t.params) for t in done}
+    free = [c for c in space.grid() if space.key(c) not in keys]
+    pending = [Trial(30 + i, TrialState.RUNNING, c) for i, c in enumerate(free[: len(free) - 3])]
+    ctx = SearchContext(space=space, trials=done + pending)
+    picks = GPSampler(max_pending=4).propose(ctx, 3, np.random.default_rng(0))
+    taken = keys | {space.key(t.params) for t in pending}
+    assert len(picks) == 3 and not {space.key(c) for c in picks} & taken
+
+
+def test_max_pending_and_refit_options_are_checked_and_kept() -> None:
+    sampler = make_sampler({"name": "gp", "max_pending": 8, "refit_every_until": 50})
+    assert sampler.to_spec()["max_pending"] == 8
+    assert sampler.to_spec()["refit_every_until"] == 50
+    with pytest.raises(SpecError, match="max_pending must be an integer >= 0"):
+        make_sampler({"name": "gp", "max_pending": -1})
+    with pytest.raises(SpecError, match="refit_every_until must be an integer >= 1"):
+        make_sampler({"name": "gp", "refit_every_until": 0})

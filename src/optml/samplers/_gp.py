@@ -148,6 +148,44 @@ class _Posterior:
         self.Xs = np.vstack([self.Xs, x / self.lengthscales])
         return row, d
 
+    def add_many(self, X: np.ndarray, values: np.ndarray | None = None) -> None:
+        """Condition on several observations at once (a block update of the Cholesky factor).
+
+        ``values=None`` is the kriging believer: each point observed at the posterior mean,
+        which leaves the mean everywhere unchanged (only the variance shrinks), so the new
+        entries of ``w`` are zero. The result equals that of :meth:`add` point by point, at
+        O(n² k + k³) instead of k reallocations of the n² factors.
+        """
+        k = len(X)
+        if k == 0:
+            return
+        n = len(self.y)
+        Xs = X / self.lengthscales
+        R = self.L_inv @ self.cross(X)  # (n, k)
+        S = _matern52(_sq_dist(Xs, Xs), self.signal) - R.T @ R
+        S[np.diag_indices(k)] += self.noise + _JITTER
+        C = _cholesky(S)
+        C_inv = _tri_inverse(C)
+        L = np.zeros((n + k, n + k))
+        L[:n, :n] = self.L
+        L[n:, :n] = R.T
+        L[n:, n:] = C
+        L_inv = np.zeros((n + k, n + k))
+        L_inv[:n, :n] = self.L_inv
+        L_inv[n:, :n] = -C_inv @ (R.T @ self.L_inv)
+        L_inv[n:, n:] = C_inv
+        mean = R.T @ self.w
+        if values is None:
+            values = mean
+            tail = np.zeros(k)
+        else:
+            tail = C_inv @ (np.asarray(values, dtype=float) - mean)
+        self.L, self.L_inv = L, L_inv
+        self.w = np.concatenate([self.w, tail])
+        self.y = np.concatenate([self.y, values])
+        self.Xs = np.vstack([self.Xs, Xs])
+        self._alpha = None
+
     def predict_with_grad(
         self, X: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -355,14 +393,38 @@ class GaussianProcess:
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(
-        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        rng: np.random.Generator | None = None,
+        hyperparameters: np.ndarray | None = None,
     ) -> GaussianProcess:
-        """Fit hyperparameters and condition on (X, y); rows with a non-finite y are dropped."""
+        """Fit hyperparameters and condition on (X, y); rows with a non-finite y are dropped.
+
+        ``hyperparameters`` (the :attr:`hyperparameters` of an earlier fit, same dimension)
+        skips the fit: the GP is only conditioned on (X, y), at the cost of one factorisation.
+        """
         with _one_blas_thread():
-            return self._fit(X, y, rng)
+            return self._fit(X, y, rng, hyperparameters)
+
+    @property
+    def hyperparameters(self) -> np.ndarray:
+        """θ = (log length scales, log signal variance, log noise variance) of the last fit."""
+        if self.lengthscales is None:
+            raise RuntimeError("GaussianProcess.hyperparameters read before fit")
+        return np.concatenate(
+            [
+                np.log(self.lengthscales),
+                [math.log(self.signal_variance), math.log(self.noise_variance)],
+            ]
+        )
 
     def _fit(
-        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        rng: np.random.Generator | None,
+        hyperparameters: np.ndarray | None = None,
     ) -> GaussianProcess:
         y = np.asarray(y, dtype=float).ravel()
         X = np.asarray(X, dtype=float)
@@ -385,7 +447,14 @@ class GaussianProcess:
         ys = (y - self.y_mean) / self.y_std
         prior_mean, prior_sd = _priors(dims)
         theta = prior_mean.copy()
-        if len(y) >= 2:
+        if hyperparameters is not None:
+            theta = np.asarray(hyperparameters, dtype=float)
+            if theta.shape != prior_mean.shape:
+                raise ValueError(
+                    f"GaussianProcess.fit: hyperparameters for {len(theta) - 2} dimensions, "
+                    f"data in {dims}"
+                )
+        elif len(y) >= 2:
             theta = self._optimise(X, ys, prior_mean, prior_sd, rng)
         self.lengthscales = np.exp(theta[:dims])
         self.signal_variance = float(np.exp(theta[dims]))
@@ -628,6 +697,25 @@ def _unseen_by_score(
             yield int(i), config
 
 
+def refit_step(completed: int, every_until: int = 100) -> int:
+    """The number of completed trials the GP's hyperparameters are fitted on, given
+    ``completed``: ``completed`` itself up to ``every_until``, then the largest step of a
+    sequence growing by 5 % (at least 1) a step from ``every_until`` that is at most
+    ``completed``.
+
+    >>> [refit_step(n) for n in (50, 100, 104, 105, 1000)]
+    [50, 100, 100, 105, 977]
+    """
+    if completed <= every_until:
+        return completed
+    step = every_until
+    while True:
+        nxt = max(step + 1, math.ceil(step * 1.05))
+        if nxt > completed:
+            return step
+        step = nxt
+
+
 # Minimum distance, in length scales, between points of one batch (and pending points).
 _MIN_SEPARATION = 0.1
 
@@ -670,6 +758,8 @@ class GPSampler(Sampler):
         max_fit_points: int = 256,
         n_restarts: int = 2,
         warp: str = "power",
+        max_pending: int = 64,
+        refit_every_until: int = 100,
     ) -> None:
         if warp not in WARPS:
             raise SpecError(f"algorithm gp: warp {warp!r} is unknown; use one of {list(WARPS)}")
@@ -694,6 +784,11 @@ class GPSampler(Sampler):
         self.n_candidates = int(n_candidates)
         self.max_fit_points = int(max_fit_points)
         self.n_restarts = int(n_restarts)
+        self.max_pending = _int_option("max_pending", max_pending, 0)
+        self.refit_every_until = _int_option("refit_every_until", refit_every_until, 1)
+        # Fitted hyperparameters by refit step (see _hyperparameters): a cache of what the
+        # history determines, so the sampler stays a pure function of it.
+        self._theta_cache: dict[tuple[Any, ...], np.ndarray] = {}
 
     def startup_trials(self, space: Space) -> int:
         if self.n_startup is not None:
@@ -716,15 +811,21 @@ class GPSampler(Sampler):
         enc = _Encoder(ctx.space)
         X = enc.from_unit(ctx.encode(done))
         y = warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
-        gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng)
+        theta = self._hyperparameters(ctx, enc, done, X, y, rng)
+        gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng, theta)
         post = gp._require_fit()
         best = self._incumbent(post)
         liar_value = {"best": best, "worst": float(np.max(post.y))}.get(self.liar)
 
-        # Fantasise the pending points so that parallel workers spread out.
-        pending = enc.from_configs(ctx.pending)
-        for x in pending:
-            best = self._fantasise(post, x, liar_value, best)
+        # Fantasise the pending points so that parallel workers spread out: all at once, and
+        # only the most recent max_pending of them (older ones are mostly far from where the
+        # model now looks; fill_unique still keeps every pending point from being re-proposed).
+        pending = enc.from_configs(ctx.pending[-self.max_pending :] if self.max_pending else [])
+        if len(pending):
+            values = None if liar_value is None else np.full(len(pending), liar_value)
+            if values is None:
+                best = min(best, float(np.min(post.predict(pending)[0])))
+            post.add_many(pending, values)
 
         seen = ctx.seen_keys()
         top_units = ctx.encode([done[i] for i in np.argsort(y, kind="stable")[:5]])
@@ -735,8 +836,12 @@ class GPSampler(Sampler):
         else:
             picks = []
             taken = list(pending)
-            for _ in range(n):
-                found = self._pick_one(enc, post, cands, best, seen, taken)
+            for i in range(n):
+                # Past the first few picks of a batch one refinement start suffices: the
+                # fantasies move the acquisition's peak, and the pool already holds the
+                # earlier refinements' neighbourhoods.
+                starts = 4 if i < 4 else 1
+                found = self._pick_one(enc, post, cands, best, seen, taken, starts)
                 if found is None:
                     break
                 f, config = found
@@ -746,6 +851,48 @@ class GPSampler(Sampler):
                 best = self._fantasise(post, f, liar_value, best)
                 cands.observe(post, *self._last_row(post))
         return fill_unique(ctx, picks, n, rng)
+
+    def _hyperparameters(
+        self,
+        ctx: SearchContext,
+        enc: _Encoder,
+        done: list[Any],
+        X: np.ndarray,
+        y: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray | None:
+        """The GP's hyperparameters for this call, fitted at most once per refit step.
+
+        They are those of a fit on the first ``T`` completed trials (in trial-number order),
+        ``T = refit_step(len(done))``, with a random state drawn from the study's seed and
+        ``T``: a pure function of the history, so a restarted study finds the same ones. Up
+        to ``refit_every_until`` completed trials ``T`` is their number (a fresh fit per
+        count); beyond, it grows by 5 % a step, so at 1,000 trials a fit is shared by about
+        50 proposals instead of being repeated for each. With several metrics (a fresh
+        scalarisation every call) nothing is kept: None means fit here. In a parallel study
+        the fit of a step is kept even if a lower-numbered trial finishes later within it.
+        """
+        if len(ctx.metrics) > 1:
+            return None
+        step = refit_step(len(done), self.refit_every_until)
+        # The first trial identifies the history; within a step a parallel study may finish a
+        # lower-numbered trial late, and the step's fit is kept rather than redone for that.
+        first = done[0]
+        key = (ctx.seed, step, tuple(p.name for p in enc.params), first.number, first.value)
+        theta = self._theta_cache.get(key)
+        if theta is None:
+            fit_rng = np.random.default_rng([ctx.seed, step, 0x6770])
+            if step < len(done):
+                Xf = X[:step]
+                yf = warp_losses(ctx.losses(done[:step]), self.warp)
+            else:
+                Xf, yf = X, y
+            gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(Xf, yf, fit_rng)
+            theta = gp.hyperparameters
+            if len(self._theta_cache) >= 4:
+                self._theta_cache.pop(next(iter(self._theta_cache)))
+            self._theta_cache[key] = theta
+        return theta
 
     def _startup(
         self, ctx: SearchContext, n: int, rng: np.random.Generator
@@ -836,8 +983,9 @@ class GPSampler(Sampler):
         best: float,
         seen: set[Any],
         taken: Sequence[np.ndarray] = (),
+        starts: int = 4,
     ) -> tuple[np.ndarray, dict[str, Any]] | None:
-        self._improve(enc, post, cands, best, seen)
+        self._improve(enc, post, cands, best, seen, starts)
         acq = self._acquisition(cands, best)
         if len(taken):
             # A point within a tenth of a length scale of one being evaluated (or fantasised)
