@@ -837,10 +837,11 @@ class GPSampler(Sampler):
             picks = []
             taken = list(pending)
             for i in range(n):
-                # Past the first few picks of a batch one refinement start suffices: the
-                # fantasies move the acquisition's peak, and the pool already holds the
-                # earlier refinements' neighbourhoods.
-                starts = 4 if i < 4 else 1
+                # Past the first few picks of a batch one refinement start suffices, and past
+                # sixteen the candidate pool alone: the fantasies push later picks away from
+                # the acquisition's peaks into exploration, where refining gains little, and
+                # refining is most of a pick's cost.
+                starts = 4 if i < 4 else 1 if i < 16 else 0
                 found = self._pick_one(enc, post, cands, best, seen, taken, starts)
                 if found is None:
                     break
@@ -985,7 +986,8 @@ class GPSampler(Sampler):
         taken: Sequence[np.ndarray] = (),
         starts: int = 4,
     ) -> tuple[np.ndarray, dict[str, Any]] | None:
-        self._improve(enc, post, cands, best, seen, starts)
+        if starts:
+            self._improve(enc, post, cands, best, seen, starts)
         acq = self._acquisition(cands, best)
         if len(taken):
             # A point within a tenth of a length scale of one being evaluated (or fantasised)
