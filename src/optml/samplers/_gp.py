@@ -704,7 +704,7 @@ def refit_step(completed: int, every_until: int = 100) -> int:
     ``completed``.
 
     >>> [refit_step(n) for n in (50, 100, 104, 105, 1000)]
-    [50, 100, 100, 105, 977]
+    [50, 100, 100, 105, 963]
     """
     if completed <= every_until:
         return completed
