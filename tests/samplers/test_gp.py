@@ -549,3 +549,58 @@ def test_max_pending_and_refit_options_are_checked_and_kept() -> None:
         make_sampler({"name": "gp", "max_pending": -1})
     with pytest.raises(SpecError, match="refit_every_until must be an integer >= 1"):
         make_sampler({"name": "gp", "refit_every_until": 0})
+
+
+# -- trust region above ten dimensions (issue 14) -------------------------------------------------
+def test_trust_region_replay_halves_doubles_and_restarts() -> None:
+    from optml.samplers._gp import _TR_MIN, _TR_START, _replay_trust_region
+
+    d = 10  # ten proposals without improvement halve the region
+    start = [5.0, 4.0]
+    assert _replay_trust_region(np.array(start), 2, d) == (_TR_START, 0)
+    flat = np.array(start + [4.0] * 10)
+    assert _replay_trust_region(flat, 2, d) == (_TR_START / 2, 0)
+    better = np.array(start + [3.0, 2.0, 1.0])  # three improvements in a row double it
+    assert _replay_trust_region(better, 2, d) == (2 * _TR_START, 0)
+    halvings = math.ceil(math.log2(_TR_START / _TR_MIN))  # down to below the minimum: restart
+    stuck = np.array(start + [4.0] * (10 * halvings))
+    length, restart = _replay_trust_region(stuck, 2, d)
+    assert (length, restart) == (_TR_START, len(stuck))
+
+
+def _history(space: Space, n: int) -> list[Trial]:
+    return completed(space, n, seed=1, f=lambda c: sum((v - 0.2) ** 2 for v in c.values()))
+
+
+def test_trust_region_is_searched_from_ten_numeric_dimensions_only() -> None:
+    low_dim = Space([Float(f"x{i}", 0, 1) for i in range(9)])
+    ctx = SearchContext(space=low_dim, trials=_history(low_dim, 25), seed=0)
+    auto = GPSampler().propose(ctx, 2, np.random.default_rng(0))
+    off = GPSampler(trust_region="off").propose(ctx, 2, np.random.default_rng(0))
+    assert auto == off  # nine dimensions: as before
+
+
+def test_high_dimensional_proposals_stay_in_the_trust_region() -> None:
+    space = Space([Float(f"x{i}", 0, 1) for i in range(12)])
+    trials = _history(space, 40)
+    ctx = SearchContext(space=space, trials=trials, seed=0)
+    sampler = GPSampler()
+    enc = _Encoder(space)
+    done = ctx.completed
+    X = enc.from_unit(ctx.encode(done))
+    gp = GaussianProcess().fit(X, warp_losses(ctx.losses(done), "power"), np.random.default_rng(0))
+    region = sampler._trust_region(ctx, enc, done, gp)
+    assert region is not None
+    centre, low, high = region
+    best = min(trials, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+    np.testing.assert_allclose(centre, space.encode(best.params))
+    assert np.all(low <= centre) and np.all(centre <= high) and np.any(high - low < 1.0)
+    # The candidates the call searches all lie in the region (the refinement keeps to it too).
+    features = sampler._region_features(enc, centre, low, high, np.random.default_rng(0))
+    units = enc.to_unit(features)
+    assert np.all(units >= low - 1e-12) and np.all(units <= high + 1e-12)
+    # Each candidate changes only some coordinates of the centre (about 20 of d; all 12 here).
+    (pick,) = sampler.propose(ctx, 1, np.random.default_rng(0))
+    assert pick not in [t.params for t in trials]
+    with pytest.raises(SpecError, match="trust_region 'maybe' is unknown"):
+        make_sampler({"name": "gp", "trust_region": "maybe"})

@@ -615,6 +615,11 @@ class _Encoder:
     def snap(self, F: np.ndarray) -> np.ndarray:
         return self.from_unit(self.to_unit(F))
 
+    def box(self, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-space bounds (one per parameter) -> bounds of the numeric feature columns."""
+        rows = [j for j, p in enumerate(self.params) if not isinstance(p, Categorical)]
+        return low[rows], high[rows]
+
     def from_configs(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         if not configs:
             return np.zeros((0, self.dim))
@@ -656,9 +661,13 @@ class _Encoder:
 class _Candidates:
     """Candidate feature rows with cached posterior predictions, updated as fantasies arrive."""
 
-    def __init__(self, post: _Posterior, F: np.ndarray) -> None:
+    def __init__(
+        self, post: _Posterior, F: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
         self.F = F
         self.mean, self.var, self.V = post.predict(F)
+        # Bounds (feature space) that refinement keeps to: a trust region, or the unit cube.
+        self.box = box
 
     def extend(self, post: _Posterior, F: np.ndarray) -> None:
         mean, var, V = post.predict(F)
@@ -695,6 +704,35 @@ def _unseen_by_score(
         config = enc.to_config(cands.F[i])
         if enc.space.key(config) not in seen:
             yield int(i), config
+
+
+# Numeric parameters from which trust_region="auto" searches a trust region (TuRBO's regime).
+_TRUST_REGION_DIMS = 10
+_TR_START, _TR_MIN, _TR_MAX = 0.8, 0.5**7, 1.6
+
+
+def _replay_trust_region(losses: np.ndarray, start: int, dims: int) -> tuple[float, int]:
+    """The trust region's length after ``losses`` (in trial order; the first ``start`` are the
+    initial design) and the index from which its current run (since the last restart) began."""
+    length, restart = _TR_START, 0
+    fail_tol = max(4, dims)
+    best = float(np.nanmin(losses[:start])) if start and len(losses) else math.inf
+    successes = failures = 0
+    for i in range(min(start, len(losses)), len(losses)):
+        value = float(losses[i])
+        if value < best - 1e-3 * abs(best):
+            successes, failures = successes + 1, 0
+        else:
+            successes, failures = 0, failures + 1
+        best = min(best, value)
+        if successes == 3:
+            length, successes = min(2.0 * length, _TR_MAX), 0
+        elif failures == fail_tol:
+            length, failures = length / 2.0, 0
+        if length < _TR_MIN:
+            length, restart, best = _TR_START, i + 1, math.inf
+            successes = failures = 0
+    return length, restart
 
 
 def refit_step(completed: int, every_until: int = 100) -> int:
@@ -760,7 +798,13 @@ class GPSampler(Sampler):
         warp: str = "power",
         max_pending: int = 64,
         refit_every_until: int = 100,
+        trust_region: str = "auto",
     ) -> None:
+        if trust_region not in ("auto", "on", "off"):
+            raise SpecError(
+                f"algorithm gp: trust_region {trust_region!r} is unknown; use 'auto', 'on' or 'off'"
+            )
+        self.trust_region = trust_region
         if warp not in WARPS:
             raise SpecError(f"algorithm gp: warp {warp!r} is unknown; use one of {list(WARPS)}")
         self.warp = warp
@@ -829,7 +873,14 @@ class GPSampler(Sampler):
 
         seen = ctx.seen_keys()
         top_units = ctx.encode([done[i] for i in np.argsort(y, kind="stable")[:5]])
-        cands = _Candidates(post, self._candidate_features(enc, top_units, rng))
+        region = self._trust_region(ctx, enc, done, gp)
+        if region is None:
+            cands = _Candidates(post, self._candidate_features(enc, top_units, rng))
+        else:
+            centre, low, high = region
+            cands = _Candidates(
+                post, self._region_features(enc, centre, low, high, rng), enc.box(low, high)
+            )
 
         if self.batch_strategy == "cluster":
             picks = self._pick_clustered(enc, post, cands, best, seen, n, rng)
@@ -894,6 +945,63 @@ class GPSampler(Sampler):
                 self._theta_cache.pop(next(iter(self._theta_cache)))
             self._theta_cache[key] = theta
         return theta
+
+    def _trust_region(
+        self, ctx: SearchContext, enc: _Encoder, done: list[Any], gp: GaussianProcess
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(centre, low, high) in unit space of this call's trust region, or None (global).
+
+        TuRBO's rule, replayed over the completed trials in number order so that it is a
+        function of the history: the region starts at 0.8 of the cube (in length-scale
+        weighted units), doubles after 3 improvements in a row, halves after max(4, d)
+        proposals without one, and on falling below 0.5^7 restarts at 0.8 around the best
+        trial found since (the old basin stays in the GP, which steers away from it).
+        """
+        numeric = [j for j, p in enumerate(enc.params) if not isinstance(p, Categorical)]
+        if self.trust_region == "off" or not numeric:
+            return None
+        if self.trust_region == "auto" and len(numeric) < _TRUST_REGION_DIMS:
+            return None
+        losses = ctx.losses(done)
+        start = self.startup_trials(ctx.space)
+        length, restart = _replay_trust_region(losses, start, len(numeric))
+        recent = losses[restart:]
+        if not len(recent) or not np.any(np.isfinite(recent)):
+            return None  # a fresh restart: look everywhere until it has a point of its own
+        centre = ctx.encode([done[restart + int(np.nanargmin(recent))]])[0]
+        assert gp.lengthscales is not None
+        weights = np.ones(len(enc.params))
+        ls = np.array([gp.lengthscales[enc.slices[j].start] for j in numeric])
+        weights[numeric] = ls / math.exp(float(np.mean(np.log(ls))))
+        half = 0.5 * length * weights
+        low = np.where(weights > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+        high = np.where(weights > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+        return centre, low, high
+
+    def _region_features(
+        self,
+        enc: _Encoder,
+        centre: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Candidates in the trust region: Sobol points of the box, each changing only a
+        random subset of about 20 coordinates of the centre (TuRBO's perturbation mask: in
+        high dimension a candidate that moves every coordinate is almost never better)."""
+        from scipy.stats import qmc
+
+        dims = len(enc.params)
+        m = 1 << max(4, int(math.log2(self.n_candidates)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sobol = qmc.Sobol(dims, scramble=True, rng=rng).random(m)
+        points = low + (high - low) * sobol
+        mask = rng.random((m, dims)) < min(1.0, 20.0 / dims)
+        none = ~mask.any(axis=1)
+        mask[none, rng.integers(dims, size=int(none.sum()))] = True
+        U = np.where(mask, points, centre)
+        return np.unique(enc.from_unit(np.vstack([centre[None, :], U])), axis=0)
 
     def _startup(
         self, ctx: SearchContext, n: int, rng: np.random.Generator
@@ -1043,19 +1151,33 @@ class GPSampler(Sampler):
         if not starts:
             return
         F0 = cands.F[starts]
-        new = [enc.snap(self._refine(enc, post, F0, best))]
+        new = [enc.snap(self._refine(enc, post, F0, best, cands.box))]
         # Discrete one-step moves (integers ±1, other choices) around the best start.
         neighbours = enc.neighbours(enc.to_unit(F0[:1])[0])
         if len(neighbours):
             new.append(enc.from_unit(neighbours))
         cands.extend(post, np.unique(np.vstack(new), axis=0))
 
-    def _refine(self, enc: _Encoder, post: _Posterior, F0: np.ndarray, best: float) -> np.ndarray:
-        """Joint L-BFGS-B ascent of logEI over the numeric columns of several starts."""
+    def _refine(
+        self,
+        enc: _Encoder,
+        post: _Posterior,
+        F0: np.ndarray,
+        best: float,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Joint L-BFGS-B ascent of logEI over the numeric columns of several starts (inside
+        ``box``, feature-space bounds of the numeric columns, when given)."""
         cols = enc.numeric
         if len(cols) == 0:
             return F0
         m = len(F0)
+        if box is None:
+            lower, upper = np.zeros(m * len(cols)), np.ones(m * len(cols))
+        else:
+            lower, upper = np.tile(box[0], m), np.tile(box[1], m)
+            F0 = F0.copy()
+            F0[:, cols] = np.clip(F0[:, cols], box[0], box[1])
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
             F = F0.copy()
@@ -1067,9 +1189,7 @@ class GPSampler(Sampler):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            flat, _ = minimize_box(
-                objective, F0[:, cols].ravel(), np.zeros(m * len(cols)), np.ones(m * len(cols)), 30
-            )
+            flat, _ = minimize_box(objective, F0[:, cols].ravel(), lower, upper, 30)
         F = F0.copy()
         F[:, cols] = flat.reshape(m, len(cols))
         return F
