@@ -783,6 +783,17 @@ class GPSampler(Sampler):
     - Long histories: the GP uses at most ``max_fit_points`` trials (best, recent and random; see
       :class:`GaussianProcess`), so a proposal costs about the same after 300 trials as after
       3000. Failed trials are never re-proposed but do not inform the model.
+    - Cost bounded in the history and the pending trials: the hyperparameters are fitted once
+      per refit step (every completed count up to ``refit_every_until``, then every 5 %; see
+      :func:`refit_step`) and only the GP's conditioning is redone per call; the pending trials
+      are fantasised in one block update, at most the ``max_pending`` most recent of them
+      (default 64); past the fourth pick of a batch one refinement start is used, past the
+      sixteenth none.
+    - From 10 numeric parameters (``trust_region="auto"``; ``"on"``/``"off"`` force it) the
+      acquisition is searched in a TuRBO-style trust region around the best trial: a box
+      weighted by the length scales, grown after successes, shrunk after failures, restarted
+      when it collapses (see :meth:`_trust_region`), with candidates that move only about 20
+      coordinates of the centre each. A global search thins out in high dimension.
     """
 
     name = "gp"
