@@ -575,7 +575,7 @@ def _history(space: Space, n: int) -> list[Trial]:
 def test_trust_region_is_searched_from_ten_numeric_dimensions_only() -> None:
     low_dim = Space([Float(f"x{i}", 0, 1) for i in range(9)])
     ctx = SearchContext(space=low_dim, trials=_history(low_dim, 25), seed=0)
-    auto = GPSampler().propose(ctx, 2, np.random.default_rng(0))
+    auto = GPSampler(trust_region="auto").propose(ctx, 2, np.random.default_rng(0))
     off = GPSampler(trust_region="off").propose(ctx, 2, np.random.default_rng(0))
     assert auto == off  # nine dimensions: as before
 
@@ -584,7 +584,8 @@ def test_high_dimensional_proposals_stay_in_the_trust_region() -> None:
     space = Space([Float(f"x{i}", 0, 1) for i in range(12)])
     trials = _history(space, 40)
     ctx = SearchContext(space=space, trials=trials, seed=0)
-    sampler = GPSampler()
+    sampler = GPSampler(trust_region="auto")
+    assert GPSampler()._trust_region(ctx, _Encoder(space), ctx.completed, GaussianProcess()) is None
     enc = _Encoder(space)
     done = ctx.completed
     X = enc.from_unit(ctx.encode(done))
