@@ -30,7 +30,7 @@ _OPTIONS = {
     "address": ("dask",),
     "cpus": ("dask",),
     "memory": ("dask", "kubernetes"),
-    "gpus": ("dask",),
+    "gpus": ("local", "dask"),
     "in_thread": ("dask",),
     "study": ("kubernetes",),
     "image": ("kubernetes",),
