@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from optml import TrialState, create_study
-from optml.errors import OptMLError
+from optml.errors import GpuError, OptMLError
 from optml.executors import LocalExecutor, make_executor
-from optml.executors._gpus import GpuAllocator, GpuError, visible_gpus
+from optml.executors._gpus import GpuAllocator, visible_gpus
 from optml.objectives import FunctionObjective
 
 
@@ -263,6 +263,7 @@ def gpu_cluster(fake_gpus):
     list is faked to 0,1."""
     pytest.importorskip("distributed")
     import distributed
+
     from executors.test_dask_cluster import DASK, _free_port, _stop
 
     address = f"tcp://127.0.0.1:{_free_port()}"

@@ -595,13 +595,14 @@ def _supervise(
             _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
         proc = _POOLS.get(pool_key)
     log_dir = os.path.join(_SHIP_DIR, "logs")
-    lease = None
+    lease: GpuLease | None = None
     if gpus:
-        lease = _lease_gpus(gpus, commands)
-        if not isinstance(lease, GpuLease):
+        got = _lease_gpus(gpus, commands)
+        if not isinstance(got, GpuLease):
             return TrialOutcome(
-                task.number, "FAILED", error=lease, attempt=task.attempt, host=host, runner=runner
+                task.number, "FAILED", error=got, attempt=task.attempt, host=host, runner=runner
             )
+        lease = got
         os.makedirs(log_dir, exist_ok=True)
         proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate, env=_trial_env(lease))
     elif proc is None or proc.dead or not proc.alive():

@@ -14,17 +14,13 @@ import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
-from optml.errors import OptMLError
+from optml.errors import GpuError
 
 # The device list, for tests and for users who want to give optml fewer devices than the
 # machine has: comma-separated ids as CUDA_VISIBLE_DEVICES takes them; empty means none.
 GPUS_ENV = "OPTML_GPUS"
 # Where the lock files that keep trials of one user on one host apart live.
 LOCKS_ENV = "OPTML_GPU_LOCKS"
-
-
-class GpuError(OptMLError):
-    """A study asks for GPUs that the machine or cluster does not offer."""
 
 
 def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
