@@ -203,6 +203,24 @@ def test_a_timed_out_or_crashed_gpu_trial_hands_its_device_to_the_next(
     assert not held_elsewhere(fake_gpus / "locks", "0")
 
 
+def test_a_cancelled_gpu_trial_hands_its_device_to_the_next(fake_gpus, monkeypatch) -> None:
+    from optml.executors import TrialOutcome, TrialTask
+
+    monkeypatch.setenv("OPTML_GPUS", "0")
+    with LocalExecutor(1, gpus=1) as executor:
+        executor.start(FunctionObjective(record))
+        executor.submit(TrialTask(0, {"x": "hang"}, "value", data=str(fake_gpus)))
+        executor.cancel(0)
+        executor.submit(TrialTask(1, {"x": "a"}, "value", data=str(fake_gpus)))
+        outcomes: list = []
+        deadline = time.monotonic() + 60
+        while not outcomes and time.monotonic() < deadline:
+            outcomes += [e for e in executor.events(0.5) if isinstance(e, TrialOutcome)]
+    assert [(o.number, o.state) for o in outcomes] == [(1, "COMPLETE")]
+    assert [r["cvd"] for r in records(fake_gpus)] == ["0"]
+    assert not held_elsewhere(fake_gpus / "locks", "0")
+
+
 def test_a_trial_that_asks_for_no_gpu_sees_what_the_controller_sees(fake_gpus, monkeypatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     study = create_study(space={"x": [1]}, storage="memory://")
