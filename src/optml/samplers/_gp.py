@@ -793,9 +793,9 @@ class GPSampler(Sampler):
       in a TuRBO-style trust region around the best trial: a box weighted by the length scales,
       grown after successes, shrunk after failures, restarted when it collapses (see
       :meth:`_trust_region`), with candidates that move only about 20 coordinates of the centre
-      each. Off by default: at 150 evaluations it did not beat the global search on a
-      10-/20-dimensional suite (as many seeds won as lost; benchmarks/RESULTS.md); TuRBO's gains
-      are reported for budgets of thousands.
+      each. Off by default: on this project's 10-/20-dimensional suite at 150 evaluations it
+      did not beat the global search (benchmarks/RESULTS.md); TuRBO's gains are reported for
+      budgets of thousands.
     """
 
     name = "gp"
@@ -987,8 +987,8 @@ class GPSampler(Sampler):
         ls = np.array([gp.lengthscales[enc.slices[j].start] for j in numeric])
         weights[numeric] = ls / math.exp(float(np.mean(np.log(ls))))
         half = 0.5 * length * weights
-        low = np.where(weights > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
-        high = np.where(weights > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+        low = np.clip(centre - half, 0.0, 1.0)
+        high = np.clip(centre + half, 0.0, 1.0)
         return centre, low, high
 
     def _region_features(
