@@ -596,7 +596,6 @@ def k8s_render(
         gpu=None if r is None else r.gpu,
         service_account=e.service_account,
         env=dict(e.env or {}),
-        retries=e.retries,
     )
     study = study_from_spec(spec, storage="memory://")
     asked = study.ask(trials, heartbeat=False)
