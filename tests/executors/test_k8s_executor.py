@@ -115,6 +115,7 @@ def test_past_active_deadline_is_a_timeout(make, fake):
     ex.submit(TrialTask(0, {}, "loss", timeout=1))
     (outcome,) = _outcomes(_drain(ex)).values()
     assert outcome.state == "TIMEOUT" and "activeDeadlineSeconds" in outcome.error
+    assert outcome.started_at and outcome.duration_s > 0  # when it ran, though the pod said not
     assert not fake.procs
 
 
@@ -322,6 +323,7 @@ def test_prune_deletes_the_job_and_ends_the_trial_pruned(make, fake, tmp_path):
         events += _drain(ex)
         (outcome,) = _outcomes(events).values()
         assert outcome.state == "PRUNED"
+        assert outcome.started_at and outcome.finished_at and outcome.duration_s > 0
         reports = [e for e in events if isinstance(e, TrialReported)]
         assert [r.step for r in reports] == list(range(len(reports)))
         assert outcome.intermediate == {r.step: r.value for r in reports}

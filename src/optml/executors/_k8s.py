@@ -10,7 +10,8 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from optml.errors import OptMLError, missing_dependency
@@ -317,6 +318,7 @@ class _Tracked:
     name: str
     started: bool = False
     where: tuple[str, str] = ("kubernetes", "")  # the node and the pod
+    since: datetime | None = None  # when its Job started
     values: dict[int, float] = field(default_factory=dict)  # the reports passed on
     done: threading.Event = field(default_factory=threading.Event)  # no longer tracked
 
@@ -546,16 +548,15 @@ class KubernetesExecutor(Executor):
             self._untrack(task.number)
             self._delete(tracked.name)
             host, runner = tracked.where
-            events.append(
-                TrialOutcome(
-                    task.number,
-                    "PRUNED",
-                    intermediate=dict(tracked.values),
-                    attempt=task.attempt,
-                    host=host,
-                    runner=runner,
-                )
+            pruned = TrialOutcome(
+                task.number,
+                "PRUNED",
+                intermediate=dict(tracked.values),
+                attempt=task.attempt,
+                host=host,
+                runner=runner,
             )
+            events.append(_timed(pruned, tracked))
         return events
 
     def _on_job(self, job: Any) -> list[TrialEvent]:
@@ -566,7 +567,7 @@ class KubernetesExecutor(Executor):
         task = tracked.task
         kind, reason = job_state(job)
         active = bool(job.status and (job.status.active or job.status.ready))
-        if kind is None and not active:
+        if kind is None and (tracked.started or not active):
             return []
         events: list[TrialEvent] = []
         pod = self._pod(tracked.name)
@@ -577,6 +578,7 @@ class KubernetesExecutor(Executor):
         tracked.where = where
         if not tracked.started:
             tracked.started = True
+            tracked.since = (job.status and job.status.start_time) or datetime.now(UTC)
             events.append(TrialStarted(number, task.attempt, where[0], where[1], None, ""))
             if kind is None and self._follows:
                 threading.Thread(
@@ -587,6 +589,7 @@ class KubernetesExecutor(Executor):
         log = self._log(pod)
         assert self._objective is not None
         outcome = outcome_from_log(task, self._objective, kind, reason, log, where, exit_code(pod))
+        outcome = _timed(outcome, tracked)
         self._untrack(number)
         self._delete(tracked.name)
         # The log stream may not have passed on every report yet: the rest, from the
@@ -724,6 +727,20 @@ class KubernetesExecutor(Executor):
         self.resource_version = jobs.metadata.resource_version
         for job in jobs.items:
             self._queue.put(("job", job))
+
+
+def _timed(outcome: TrialOutcome, tracked: _Tracked) -> TrialOutcome:
+    """The outcome with when it ran, where the pod did not say (it failed, timed out or was
+    pruned): from its Job's start until now."""
+    if outcome.started_at is not None or tracked.since is None:
+        return outcome
+    now = datetime.now(UTC)
+    return replace(
+        outcome,
+        started_at=tracked.since,
+        finished_at=now,
+        duration_s=max(0.0, (now - tracked.since).total_seconds()),
+    )
 
 
 def _message(exc: Any) -> str:
