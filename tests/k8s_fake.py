@@ -19,7 +19,8 @@ ignored; ``python`` is this interpreter):
 Every process it starts ends within ``max_pod_s`` and is killed when the server closes.
 Knobs for the failure cases: ``drop_watch_after`` (close each watch stream after that many
 events), ``lost_logs`` (the pod's log answers 404), ``hold`` (Jobs are created but not started
-until released), ``expire_watches`` (answer that many resumed watches 410 Expired).
+until released), ``hold_pods`` and ``pending_s`` (pods stay Pending: not scheduled yet),
+``expire_watches`` (answer that many resumed watches 410 Expired).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class FakeKubernetes:
         self.expire_watches = 0  # answer this many watches that resume with 410 Expired
         self.lists = 0
         self.start_delay = 0.0
+        self.pending_s = 0.0  # how long each pod is Pending before its container starts
+        self.hold_pods = False  # pods stay Pending until this is False again
+        self.log_requests = 0
         self.run_commands = True
         # No process of a pod runs longer than this, and a pod's termination grace period is
         # cut to at most max_grace_s.
@@ -405,6 +409,18 @@ class FakeKubernetes:
             self.pods[pod_name] = pod
             self.logs[pod_name] = ""
             self.pod_runs[name] = self.pod_runs.get(name, 0) + 1
+            # Pending: being scheduled, its image pulled (the Job's deadline runs meanwhile).
+            since = time.monotonic()
+            until = since + self.pending_s
+            while (time.monotonic() < until or self.hold_pods) and not (
+                self._closing or self.deleting(name)
+            ):
+                self.lock.wait(0.1)
+            if left is not None:
+                left -= time.monotonic() - since
+            if self._closing or self.deleting(name):
+                self.pods.pop(pod_name, None)
+                return None
             proc = subprocess.Popen(
                 [sys.executable, "-c", POD_INIT, *argv],
                 env=env,
@@ -735,6 +751,7 @@ class FakeKubernetes:
 
             def _log(self, name: str, query: dict[str, str]) -> None:
                 with fake.lock:
+                    fake.log_requests += 1
                     pod = fake.pods.get(name)
                     log = fake.logs.get(name, "")
                     waiting = pod is not None and pod["status"]["phase"] == "Pending"

@@ -297,6 +297,33 @@ def test_reports_reach_storage_while_the_trial_runs(fake, tmp_path):
     assert fake.log_follows >= 1
 
 
+def _report_once(x, trial):
+    trial.report(0, x)
+    return x
+
+
+def test_a_pending_pod_s_log_is_not_asked_for_until_it_runs(make, fake):
+    """Thousands of trials may wait for nodes: their logs are followed only once their pods
+    run (the Job counts them ready), not polled meanwhile."""
+    fake.hold_pods = True
+    ex = make(FunctionObjective(_report_once), workers=1)
+    ex.submit(TrialTask(0, {"x": 2.5}, "value"))
+    events = []
+    end = time.monotonic() + 30
+    while not any(isinstance(e, TrialStarted) for e in events):
+        assert time.monotonic() < end
+        events += ex.events(timeout=0.5)
+    fake.wait_for(lambda: any(p["status"]["phase"] == "Pending" for p in fake.pods.values()))
+    events += ex.events(timeout=1.0)  # a while with the Job active and its pod Pending
+    assert fake.log_requests == 0
+    with fake.lock:
+        fake.hold_pods = False
+    events += _drain(ex)
+    (outcome,) = _outcomes(events).values()
+    assert outcome.state == "COMPLETE" and outcome.metrics == {"value": 2.5}
+    assert [(e.step, e.value) for e in events if isinstance(e, TrialReported)] == [(0, 2.5)]
+
+
 def _report_forever(pidfile, trial):
     import os as _os
     import time as _time
@@ -417,3 +444,23 @@ def test_deleting_a_job_without_propagation_leaves_its_pod_running(make, fake, t
         assert fake.orphaned and not gone(pid, within=1.0)
     finally:
         kill([pid])
+
+
+def test_the_fake_server_kills_its_pods_when_it_closes(tmp_path):
+    pidfile = tmp_path / "pid"
+    code = (
+        "import os, subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+        "start_new_session=True); "
+        f"open({str(pidfile)!r}, 'w').write(f'{{os.getpid()}} {{c.pid}}'); time.sleep(60)"
+    )
+    with FakeKubernetes() as server:
+        ex = KubernetesExecutor(1, study="closing", namespace="ns", api_client=server.api_client())
+        ex.start(_cmd(code))
+        ex.submit(TrialTask(0, {}, "loss"))
+        pids = [int(p) for p in wait_for_text(pidfile).split()]
+        ex.shutdown(kill=False)  # the Job runs on: only the server's close ends it
+    try:
+        assert all(gone(pid) for pid in pids), "a pod's process outlived the fake server"
+    finally:
+        kill(pids)

@@ -319,6 +319,7 @@ class _Tracked:
     started: bool = False
     where: tuple[str, str] = ("kubernetes", "")  # the node and the pod
     since: datetime | None = None  # when its Job started
+    following: bool = False  # its pod's log is followed
     values: dict[int, float] = field(default_factory=dict)  # the reports passed on
     done: threading.Event = field(default_factory=threading.Event)  # no longer tracked
 
@@ -566,25 +567,31 @@ class KubernetesExecutor(Executor):
         tracked = self._tracked[number]
         task = tracked.task
         kind, reason = job_state(job)
-        active = bool(job.status and (job.status.active or job.status.ready))
-        if kind is None and (tracked.started or not active):
+        status = job.status
+        active = bool(status and (status.active or status.ready))
+        # Its pod runs (a cluster before 1.24 does not count ready pods: then once active).
+        running = bool(status and (status.ready or (status.active and status.ready is None)))
+        follow = self._follows and running and not tracked.following
+        if kind is None and (not active or (tracked.started and not follow)):
             return []
         events: list[TrialEvent] = []
-        pod = self._pod(tracked.name)
-        where = (
-            (pod.spec.node_name if pod is not None and pod.spec else None) or "kubernetes",
-            pod.metadata.name if pod is not None else tracked.name,
-        )
-        tracked.where = where
+        if kind is not None or not tracked.started:
+            pod = self._pod(tracked.name)
+            tracked.where = (
+                (pod.spec.node_name if pod is not None and pod.spec else None) or "kubernetes",
+                pod.metadata.name if pod is not None else tracked.name,
+            )
+        where = tracked.where
         if not tracked.started:
             tracked.started = True
-            tracked.since = (job.status and job.status.start_time) or datetime.now(UTC)
+            tracked.since = (status and status.start_time) or datetime.now(UTC)
             events.append(TrialStarted(number, task.attempt, where[0], where[1], None, ""))
-            if kind is None and self._follows:
+        if kind is None:
+            if follow:
+                tracked.following = True
                 threading.Thread(
                     target=self._follow, args=(tracked,), name="optml-k8s-log", daemon=True
                 ).start()
-        if kind is None:
             return events
         log = self._log(pod)
         assert self._objective is not None
@@ -640,14 +647,12 @@ class KubernetesExecutor(Executor):
         with the container, or when the trial is no longer tracked."""
         from optml.trial_run import parse_report
 
-        k = _client()
-        seen = 0
+        seen, pause = 0, 0.2
         while not (tracked.done.is_set() or self._stop.is_set()):
             try:
                 pod = self._pod(tracked.name)
                 if pod is None:
-                    tracked.done.wait(0.2)
-                    continue
+                    raise LookupError(tracked.name)
                 response = self.core.read_namespaced_pod_log(
                     pod.metadata.name,
                     self.settings.namespace,
@@ -655,12 +660,13 @@ class KubernetesExecutor(Executor):
                     _preload_content=False,
                     _request_timeout=(10, _WATCH_S),
                 )
-            except k.client.ApiException:  # not started yet (400), or gone (404)
-                tracked.done.wait(0.2)
+            except Exception:  # noqa: BLE001
+                # Not started yet (400), gone (404), or the API server unreachable a moment:
+                # ask again, less and less often, so that many waiting trials do not flood it.
+                tracked.done.wait(pause)
+                pause = min(pause * 2, 5.0)
                 continue
-            except Exception:  # noqa: BLE001 - the API server unreachable for a moment
-                tracked.done.wait(1.0)
-                continue
+            pause = 0.2
             lines, rest = 0, b""
             try:
                 for chunk in response.stream(4096, decode_content=True):
@@ -676,7 +682,11 @@ class KubernetesExecutor(Executor):
                     if tracked.done.is_set() or self._stop.is_set():
                         break
                 else:
-                    return  # the container's output ended
+                    # The stream ended: with the container, unless the server closed it early.
+                    pod = self._pod(tracked.name)
+                    if pod is None or pod.status is None or pod.status.phase != "Running":
+                        return
+                    tracked.done.wait(0.5)
             except Exception:  # noqa: BLE001 - a dropped or idle stream: open it again
                 pass
             finally:
