@@ -448,15 +448,17 @@ def test_deleting_a_job_without_propagation_leaves_its_pod_running(make, fake, t
 
 def test_the_fake_server_kills_its_pods_when_it_closes(tmp_path):
     pidfile = tmp_path / "pid"
-    code = (
-        "import os, subprocess, sys, time; "
-        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
-        "start_new_session=True); "
-        f"open({str(pidfile)!r}, 'w').write(f'{{os.getpid()}} {{c.pid}}'); time.sleep(60)"
+    script = tmp_path / "detach.py"
+    script.write_text(
+        "import os, subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True)\n"
+        f"open({str(pidfile)!r}, 'w').write(f'{{os.getpid()}} {{c.pid}}')\n"
+        "time.sleep(60)\n"
     )
     with FakeKubernetes() as server:
         ex = KubernetesExecutor(1, study="closing", namespace="ns", api_client=server.api_client())
-        ex.start(_cmd(code))
+        ex.start(CommandObjective(f"{PY} {script}"))
         ex.submit(TrialTask(0, {}, "loss"))
         pids = [int(p) for p in wait_for_text(pidfile).split()]
         ex.shutdown(kill=False)  # the Job runs on: only the server's close ends it
