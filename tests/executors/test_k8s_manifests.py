@@ -178,6 +178,25 @@ def test_render_prints_valid_manifests(tmp_path, capsys):
     assert len({d["metadata"]["name"] for d in docs}) == 3
 
 
+def test_render_shows_the_files_a_python_trial_ships(tmp_path, capsys):
+    from optml.trial_run import from_env, shipment
+
+    module = tmp_path / "obj.py"
+    module.write_text("def f(x):\n    return x\n")
+    spec = {**_spec(), "objective": {"function": f"{module}:f"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["k8s", "render", str(path)])
+    assert exit_info.value.code == 0
+    (doc,) = yaml.safe_load_all(capsys.readouterr().out)
+    _validate(doc)
+    env = {e["name"]: e["value"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    files, named = shipment(from_env("OPTML_TASK", env))
+    assert files == {str(module): module.read_bytes()}
+    assert named == [("function", str(module))]
+
+
 def test_render_refuses_another_backend(tmp_path, capsys):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({**_spec(), "execution": {"backend": "local"}}))

@@ -193,13 +193,24 @@ def to_dict(model: Any) -> dict[str, Any]:
     return _client().client.ApiClient().sanitize_for_serialization(model)  # type: ignore[no-any-return]
 
 
+def pod_files(objective: Objective, data: str | None) -> dict[str, bytes]:
+    """The files shipped inside each Job of a Python objective (none for a command)."""
+    from optml.executors._ship import shipped_files
+    from optml.objectives._command import CommandObjective
+    from optml.trial_run import POD_SHIP_LIMIT
+
+    if isinstance(objective, CommandObjective):
+        return {}
+    return shipped_files(objective, POD_SHIP_LIMIT, data)
+
+
 def render(settings: JobSettings, objective: Objective, tasks: list[TrialTask]) -> str:
     """The Jobs of ``tasks`` as one YAML stream, for review."""
     import yaml
 
     docs = []
     for task in tasks:
-        command, env = container_args(objective, task)
+        command, env = container_args(objective, task, pod_files(objective, task.data))
         docs.append(to_dict(build_job(settings, task, command, env)))
     return yaml.safe_dump_all(docs, sort_keys=False)
 
@@ -458,12 +469,9 @@ class KubernetesExecutor(Executor):
         return len(self._tracked)
 
     def _shipped(self, data: str | None) -> dict[str, bytes]:
-        from optml.executors._ship import shipped_files
-        from optml.trial_run import POD_SHIP_LIMIT
-
         if data not in self._files:
             assert self._objective is not None
-            self._files[data] = shipped_files(self._objective, POD_SHIP_LIMIT, data)
+            self._files[data] = pod_files(self._objective, data)
         return self._files[data]
 
     def submit(self, task: TrialTask) -> None:
@@ -474,8 +482,7 @@ class KubernetesExecutor(Executor):
             self._track(task, existing.metadata.name)
             self._queue.put(("job", existing))
             return
-        files = self._shipped(task.data) if self._follows else None
-        command, env = container_args(self._objective, task, files)
+        command, env = container_args(self._objective, task, self._shipped(task.data))
         job = build_job(self.settings, task, command, env)
         name = job.metadata.name
         self._track(task, name)
