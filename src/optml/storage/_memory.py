@@ -238,7 +238,7 @@ class InMemoryStorage(Storage):
                 if seqs[number] <= since:
                     break
                 changed.append(_copy(trials[number]))
-            changed.reverse()
+            changed.sort(key=lambda t: t.number)  # as SQL storage answers
             return changed, max(since, self._seq[study_id])
 
     # -- liveness -------------------------------------------------------------------------
