@@ -108,6 +108,7 @@ class DaskExecutor(Executor):
         self._cluster: Any = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._futures: dict[int, Any] = {}
+        self._unsent: dict[int, TrialTask] = {}  # submitted, sent at the next events()
         self._tasks: dict[int, TrialTask] = {}
         self._seen: dict[int, tuple[bool, list[int]]] = {}
         self._late: dict[int, tuple[Any, float]] = {}
@@ -159,6 +160,7 @@ class DaskExecutor(Executor):
         if client is None:
             return
         self._client = None
+        self._unsent.clear()
         try:
             futures = list(self._futures.values())
             if futures:
@@ -188,30 +190,44 @@ class DaskExecutor(Executor):
 
     # -- work -----------------------------------------------------------------------------
     def free_slots(self) -> int:
-        return max(0, self.workers - len(self._futures))
+        return max(0, self.workers - self.running())
 
     def running(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._unsent)
 
     def submit(self, task: TrialTask) -> None:
         assert self._client is not None, "start() first"
-        number = task.number
-        future = self._client.submit(
+        self._tasks[task.number] = task
+        self._seen[task.number] = (False, [])
+        self._unsent[task.number] = task
+
+    def _send(self) -> None:
+        """Hand the tasks submitted since the last call to the scheduler in one message: the
+        scheduler pays per graph update, and the controller submits a batch at a time."""
+        if not self._unsent:
+            return
+        assert self._client is not None
+        tasks = list(self._unsent.values())
+        self._unsent.clear()
+        futures = self._client.map(
             run_dask_task,
-            self._payload,
-            task,
-            self._topic,
-            self.in_thread,
-            key=f"optml-trial-{number}-{task.attempt}-{self._id}",
+            [self._payload] * len(tasks),
+            tasks,
+            [self._topic] * len(tasks),
+            [self.in_thread] * len(tasks),
+            key=[f"optml-trial-{t.number}-{t.attempt}-{self._id}" for t in tasks],
             resources=self.resources or None,
             pure=False,
         )
-        self._futures[number] = future
-        self._tasks[number] = task
-        self._seen[number] = (False, [])
-        future.add_done_callback(lambda f: self._events.put(("done", number, f)))
+        for task, future in zip(tasks, futures, strict=True):
+            number = task.number
+            self._futures[number] = future
+            future.add_done_callback(lambda f, n=number: self._events.put(("done", n, f)))
 
     def cancel(self, number: int) -> None:
+        if self._unsent.pop(number, None) is not None:
+            self._tasks.pop(number, None)
+            return
         future = self._futures.pop(number, None)
         self._tasks.pop(number, None)
         if future is not None:
@@ -220,12 +236,12 @@ class DaskExecutor(Executor):
             future.cancel()
 
     def prune(self, number: int) -> None:
-        if number in self._futures:
+        if number in self._tasks:
             self._commands[number] = "prune"
             self._publish(self._client)
 
     def _publish(self, client: Any) -> None:
-        live = {n: c for n, c in self._commands.items() if n in self._futures or c == "cancel"}
+        live = {n: c for n, c in self._commands.items() if n in self._tasks or c == "cancel"}
         self._commands = live
         self._variable.set({str(n): c for n, c in live.items()})
 
@@ -233,6 +249,7 @@ class DaskExecutor(Executor):
         self._events.put(("event", event[1]))
 
     def events(self, timeout: float | None = None) -> list[TrialEvent]:
+        self._send()
         if not self._futures:
             return []
         try:
