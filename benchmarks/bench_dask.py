@@ -253,10 +253,11 @@ def scale_peers(
         f"cluster of 2 workers started here (in-thread), {waves} waves\n"
     )
     print(
-        "| slots | sampler | trials | wall (s) | efficiency | controllers' CPU per trial (ms) "
-        "| scheduler CPU per trial (ms) | workers' CPU per trial (ms) |"
+        "| slots | sampler | trials | wall (s) | efficiency | efficiency, first start to last "
+        "finish | controllers' CPU per trial (ms) | scheduler CPU per trial (ms) | workers' CPU "
+        "per trial (ms) |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     with postgres_server(postgres) as server:
         url = _database(server, "optml_scale")
         for slots in slots_list:
@@ -297,11 +298,15 @@ def scale_peers(
                     wall = max(r[1] for r in results) - min(r[0] for r in results)
                     done = load_study(name, storage=url).trials
                     busy = sum(t.duration_s or 0.0 for t in done)
+                    span = (
+                        max(t.finished_at for t in done) - min(t.started_at for t in done)
+                    ).total_seconds()
                     ran = sum(r[2] for r in results)
                     cpu = sum(r[3] for r in results)
                     print(
                         f"| {slots} | {sampler} | {ran} | {wall:.2f} | "
-                        f"{busy / (slots * wall):.3f} | {1000 * cpu / ran:.2f} | "
+                        f"{busy / (slots * wall):.3f} | {busy / (slots * span):.3f} | "
+                        f"{1000 * cpu / ran:.2f} | "
                         f"{1000 * scheduler / ran:.2f} | {1000 * workers / ran:.2f} |",
                         flush=True,
                     )
