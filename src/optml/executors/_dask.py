@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -108,7 +109,6 @@ class DaskExecutor(Executor):
         self._cluster: Any = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._futures: dict[int, Any] = {}
-        self._unsent: dict[int, TrialTask] = {}  # submitted, sent at the next events()
         self._tasks: dict[int, TrialTask] = {}
         self._seen: dict[int, tuple[bool, list[int]]] = {}
         self._late: dict[int, tuple[Any, float]] = {}
@@ -160,7 +160,6 @@ class DaskExecutor(Executor):
         if client is None:
             return
         self._client = None
-        self._unsent.clear()
         try:
             futures = list(self._futures.values())
             if futures:
@@ -190,25 +189,19 @@ class DaskExecutor(Executor):
 
     # -- work -----------------------------------------------------------------------------
     def free_slots(self) -> int:
-        return max(0, self.workers - self.running())
+        return max(0, self.workers - len(self._futures))
 
     def running(self) -> int:
-        return len(self._futures) + len(self._unsent)
+        return len(self._futures)
 
     def submit(self, task: TrialTask) -> None:
-        assert self._client is not None, "start() first"
-        self._tasks[task.number] = task
-        self._seen[task.number] = (False, [])
-        self._unsent[task.number] = task
+        self.submit_many([task])
 
-    def _send(self) -> None:
-        """Hand the tasks submitted since the last call to the scheduler in one message: the
-        scheduler pays per graph update, and the controller submits a batch at a time."""
-        if not self._unsent:
+    def submit_many(self, tasks: Sequence[TrialTask]) -> None:
+        """The tasks reach the scheduler in one graph update (it pays per update)."""
+        assert self._client is not None, "start() first"
+        if not tasks:
             return
-        assert self._client is not None
-        tasks = list(self._unsent.values())
-        self._unsent.clear()
         futures = self._client.map(
             run_dask_task,
             [self._payload] * len(tasks),
@@ -222,12 +215,11 @@ class DaskExecutor(Executor):
         for task, future in zip(tasks, futures, strict=True):
             number = task.number
             self._futures[number] = future
+            self._tasks[number] = task
+            self._seen[number] = (False, [])
             future.add_done_callback(lambda f, n=number: self._events.put(("done", n, f)))
 
     def cancel(self, number: int) -> None:
-        if self._unsent.pop(number, None) is not None:
-            self._tasks.pop(number, None)
-            return
         future = self._futures.pop(number, None)
         self._tasks.pop(number, None)
         if future is not None:
@@ -249,7 +241,6 @@ class DaskExecutor(Executor):
         self._events.put(("event", event[1]))
 
     def events(self, timeout: float | None = None) -> list[TrialEvent]:
-        self._send()
         if not self._futures:
             return []
         try:
