@@ -47,7 +47,15 @@ def executor_overhead(n: int, workers: int) -> float:
     return statistics.median(overheads)
 
 
-def optml_rate(n: int, workers: int, executor: str, storage: str, tmp: Path) -> float:
+def _cpu() -> float:
+    """CPU seconds of this process and of its children reaped so far (worker processes)."""
+    import resource
+
+    me, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def optml_rate(n: int, workers: int, executor: str, storage: str, tmp: Path) -> tuple[float, float]:
     import optml
 
     url = "memory://"
@@ -56,14 +64,14 @@ def optml_rate(n: int, workers: int, executor: str, storage: str, tmp: Path) -> 
     study = optml.create_study(
         "noop", space={"x": {"uniform": [0, 1]}}, sampler="random", storage=url, seed=0
     )
-    start = time.perf_counter()
+    cpu, start = _cpu(), time.perf_counter()
     study.optimize(noop, n_trials=n, workers=workers, executor=executor)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     assert len(study.get_trials([optml.TrialState.COMPLETE])) == n
-    return n / elapsed
+    return n / elapsed, n / cpu
 
 
-def optuna_rate(n: int, n_jobs: int, storage: str, tmp: Path) -> float:
+def optuna_rate(n: int, n_jobs: int, storage: str, tmp: Path) -> tuple[float, float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -74,15 +82,13 @@ def optuna_rate(n: int, n_jobs: int, storage: str, tmp: Path) -> float:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        backend = JournalStorage(
-            JournalFileBackend(str(tmp / f"optuna-{time.monotonic_ns()}.log"))
-        )
+        backend = JournalStorage(JournalFileBackend(str(tmp / f"optuna-{time.monotonic_ns()}.log")))
     study = optuna.create_study(storage=backend, sampler=optuna.samplers.RandomSampler(seed=0))
-    start = time.perf_counter()
+    cpu, start = _cpu(), time.perf_counter()
     study.optimize(lambda t: noop(t.suggest_float("x", 0, 1)), n_trials=n, n_jobs=n_jobs)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     assert len(study.trials) == n
-    return n / elapsed
+    return n / elapsed, n / cpu
 
 
 def main() -> None:
@@ -96,11 +102,17 @@ def main() -> None:
 
     if not args.skip_overhead:
         overhead = statistics.median(executor_overhead(300, workers=1) for _ in range(args.repeats))
-        print(f"local executor: median per-trial overhead {overhead * 1e3:.3f} ms (no-op, 1 worker)")
+        print(
+            f"local executor: median per-trial overhead {overhead * 1e3:.3f} ms (no-op, 1 worker)"
+        )
 
     # (pairing, workers): [(runner, rate function)]; runs are interleaved repeat by repeat.
-    pairings: dict[tuple[str, int], list[tuple[str, Callable[[], float]]]] = {}
-    for storage, optml_storage in (("memory", "memory"), ("sqlite", "sqlite"), ("journal", "sqlite")):
+    pairings: dict[tuple[str, int], list[tuple[str, Callable[[], tuple[float, float]]]]] = {}
+    for storage, optml_storage in (
+        ("memory", "memory"),
+        ("sqlite", "sqlite"),
+        ("journal", "sqlite"),
+    ):
         n = args.trials if storage == "memory" else args.sql_trials
         pairings[(storage, 1)] = [
             ("OptML serial", lambda n=n, s=optml_storage: optml_rate(n, 1, "serial", s, tmp)),
@@ -112,29 +124,40 @@ def main() -> None:
             ("Optuna n_jobs=2", lambda n=n, s=storage: optuna_rate(n, 2, s, tmp)),
         ]
     rates: dict[tuple[str, int, str], list[float]] = {}
+    per_cpu: dict[tuple[str, int, str], list[float]] = {}
     for _ in range(args.repeats):
         for (storage, workers), runners in pairings.items():
             for label, fn in runners:
-                rates.setdefault((storage, workers, label), []).append(fn())
+                rate, cpu_rate = fn()
+                rates.setdefault((storage, workers, label), []).append(rate)
+                per_cpu.setdefault((storage, workers, label), []).append(cpu_rate)
 
     names = {
         "memory": "in memory",
         "sqlite": "SQLite (both)",
         "journal": "Optuna journal file vs OptML SQLite",
     }
-    print(f"\nno-op trials per second through optimize, median of {args.repeats} (all runs):")
-    print("| pairing | workers | runner | trials | trials/s | runs | vs Optuna |")
-    print("|---|---:|---|---:|---:|---|---:|")
+    print(
+        f"\nno-op trials per second through optimize (wall clock), and per CPU second of the "
+        f"process and its workers; medians of {args.repeats} (all runs):"
+    )
+    print(
+        "| pairing | workers | runner | trials | trials/s | runs | vs Optuna | trials per CPU s "
+        "| vs Optuna |"
+    )
+    print("|---|---:|---|---:|---:|---|---:|---:|---:|")
     for (storage, workers), runners in pairings.items():
         n = args.trials if storage == "memory" else args.sql_trials
         peer = statistics.median(rates[(storage, workers, runners[-1][0])])
+        peer_cpu = statistics.median(per_cpu[(storage, workers, runners[-1][0])])
         for label, _ in runners:
             runs = rates[(storage, workers, label)]
             rate = statistics.median(runs)
+            cpu_rate = statistics.median(per_cpu[(storage, workers, label)])
             shown = ", ".join(f"{r:.0f}" for r in runs)
             print(
                 f"| {names[storage]} | {workers} | {label} | {n} | {rate:.0f} | {shown} "
-                f"| {rate / peer:.2f}x |"
+                f"| {rate / peer:.2f}x | {cpu_rate:.0f} | {cpu_rate / peer_cpu:.2f}x |"
             )
 
 
