@@ -25,7 +25,6 @@ from optml.storage._base import (
 )
 from optml.trial import Metric, Trial, TrialState
 
-
 # Values a trial's dicts hold that need no copying (anything else is deep-copied).
 _ATOMS = frozenset({int, float, str, bool, type(None)})
 
