@@ -168,6 +168,19 @@ def test_every_task_yields_exactly_one_outcome(executor_for) -> None:
     assert all(o.host for o in outcomes)
 
 
+def test_tasks_handed_over_together_each_yield_one_outcome(executor_for, backend) -> None:
+    ex = executor_for(FunctionObjective(square), workers=3)
+    batch = [TrialTask(n, {"x": n}, "value") for n in range(ex.free_slots())]
+    ex.submit_many(batch)
+    assert ex.running() == len(batch) and ex.free_slots() == 0
+    got = _events(ex, lambda g: ex.running() == 0)
+    got += ex.events(0.5)  # nothing more may come
+    assert sorted(o.number for o in _outcomes(got)) == [t.number for t in batch]
+    assert {o.number: o.metrics["value"] for o in _outcomes(got)} == {
+        t.number: t.number**2 for t in batch
+    }
+
+
 def test_a_trial_past_its_timeout_is_timeout_and_its_processes_aregone(
     executor_for, tmp_path
 ) -> None:

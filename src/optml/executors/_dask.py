@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -240,23 +241,30 @@ class DaskExecutor(Executor):
         return len(self._futures)
 
     def submit(self, task: TrialTask) -> None:
+        self.submit_many([task])
+
+    def submit_many(self, tasks: Sequence[TrialTask]) -> None:
+        """The tasks reach the scheduler in one graph update (it pays per update)."""
         assert self._client is not None, "start() first"
-        number = task.number
-        future = self._client.submit(
+        if not tasks:
+            return
+        futures = self._client.map(
             run_dask_task,
-            self._payload,
-            task,
-            self._topic,
-            self.in_thread,
-            self.gpus,
-            key=f"optml-trial-{number}-{task.attempt}-{self._id}",
+            [self._payload] * len(tasks),
+            tasks,
+            [self._topic] * len(tasks),
+            [self.in_thread] * len(tasks),
+            [self.gpus] * len(tasks),
+            key=[f"optml-trial-{t.number}-{t.attempt}-{self._id}" for t in tasks],
             resources=self.resources or None,
             pure=False,
         )
-        self._futures[number] = future
-        self._tasks[number] = task
-        self._seen[number] = (False, [])
-        future.add_done_callback(lambda f: self._events.put(("done", number, f)))
+        for task, future in zip(tasks, futures, strict=True):
+            number = task.number
+            self._futures[number] = future
+            self._tasks[number] = task
+            self._seen[number] = (False, [])
+            future.add_done_callback(lambda f, n=number: self._events.put(("done", n, f)))
 
     def cancel(self, number: int) -> None:
         future = self._futures.pop(number, None)
@@ -267,12 +275,12 @@ class DaskExecutor(Executor):
             future.cancel()
 
     def prune(self, number: int) -> None:
-        if number in self._futures:
+        if number in self._tasks:
             self._commands[number] = "prune"
             self._publish(self._client)
 
     def _publish(self, client: Any) -> None:
-        live = {n: c for n, c in self._commands.items() if n in self._futures or c == "cancel"}
+        live = {n: c for n, c in self._commands.items() if n in self._tasks or c == "cancel"}
         self._commands = live
         self._variable.set({str(n): c for n, c in live.items()})
 
