@@ -240,6 +240,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         for fn in functions:
             records = _records(args.out, args.budget, n, fn)
             f: TestFunction = HIGH_DIM[fn]
+            if args.seeds is not None:
+                records = [r for r in records if r["seed"] < args.seeds]
             table[n][fn] = {r["seed"]: f.regret(min(r["values"][:at])) for r in records}
             cpu.setdefault(n, []).extend(r["cpu_seconds"] for r in records)
     print(f"Median regret after {at} evaluations:\n")
@@ -291,6 +293,7 @@ def main() -> None:
         else:
             p.add_argument("--ours", help="the optimiser judged against the others (first)")
             p.add_argument("--at", type=int, help="evaluations to judge after (the budget)")
+            p.add_argument("--seeds", type=int, help="only seeds 0 .. SEEDS-1 (default: all)")
     args = parser.parse_args()
     cmd_run(args) if args.command == "run" else cmd_report(args)
 

@@ -3,21 +3,27 @@
 The evolution strategy runs in the unit cube over the float and integer parameters (integers are
 searched as reals and rounded when decoded). Its state is never stored: each call rebuilds it by
 replaying the finished trials, taken in trial-number order and grouped into generations of
-``popsize``, through the standard rank-mu / rank-one update; the finished trials after the last
-full generation and the pending ones are members of the generation under way. The same trials
-therefore always give the same state, and a restarted study proposes what the original would have.
+``popsize``, through the rank-mu / rank-one update with negative weights for the worse half
+("active" CMA); the finished trials after the last full generation and the pending ones are
+members of the generation under way. The same trials therefore always give the same state, and
+a restarted study proposes what the original would have.
 
 Replay costs O(popsize * d^2 + d^3) per generation, O(n * d^2) for n trials when d is below the
 population size: a few milliseconds per hundred trials at d = 10, fine up to a few thousand
 trials. A one-entry cache resumes from the last replay when the trial history only grew, so a study
 asking again and again does not replay from the start each time; it changes no result.
 
-Categorical parameters are not part of the Gaussian: each is drawn on its own from the frequency
-of its choices among the best quarter of the finished trials (plus one pseudo-count per choice).
+Integer parameters keep a margin (CMA-ES with margin): however small the step size, each
+neighbouring value of the mean's is drawn with a small probability, so that an integer cannot
+freeze on a value. Categorical parameters are not part of the Gaussian: each is drawn on its own
+from the frequency of its choices among the best quarter of the finished trials (plus one
+pseudo-count per choice).
 
 When the distribution has converged (step size below ``tol_x`` of the cube, flat losses, or a
-degenerate covariance) the search restarts from a random point with twice the population (IPOP),
-the restart point drawn from the study's seed so that replay finds it again.
+degenerate covariance) the search restarts from a random point: with twice the population
+(IPOP), or, with BIPOP, alternately with a doubled population and with a small population and
+step size; the restart point and sizes are drawn from the study's seed so that replay finds
+them again.
 """
 
 from __future__ import annotations
@@ -297,14 +303,16 @@ class CMAESSampler(Sampler):
     Options: ``popsize`` (default 4 + 3 ln d), ``sigma0`` (1/6, the initial step size as a
     fraction of each range), ``restart`` (what to do when a run has converged: "ipop" restarts
     with a doubled population, "bipop" alternates those with runs of a small population and
-    step size that search locally, Hansen 2009; "none" keeps going), ``tol_x`` (1e-6: the step
-    size, in the unit cube, taken as converged), ``margin`` (the least probability, per
-    integer parameter, of drawing a value other than the mean's; default 1 / (d * popsize),
-    0 turns it off). Best for spaces of many continuous parameters and budgets of hundreds to
-    thousands of trials; for small budgets a model-based sampler (tpe, gp, forest) does better.
+    step size that search locally, Hansen 2009; "none" keeps going), ``tol_x`` (1e-4: the step
+    size, in the unit cube, taken as converged; finer than hyperparameters need, and coarse
+    enough that a run stuck in a local optimum restarts within a few thousand trials),
+    ``margin`` (the least probability, per integer parameter, of drawing a value other than the
+    mean's; default 1 / (d * popsize), 0 turns it off). Best for spaces of many continuous
+    parameters and budgets of hundreds to thousands of trials; for small budgets a model-based
+    sampler (tpe, gp, forest) does better.
 
     >>> CMAESSampler(popsize=12, sigma0=0.2).to_spec()
-    {'name': 'cmaes', 'popsize': 12, 'sigma0': 0.2, 'restart': 'ipop', 'tol_x': 1e-06}
+    {'name': 'cmaes', 'popsize': 12, 'sigma0': 0.2, 'restart': 'ipop', 'tol_x': 0.0001}
     """
 
     name = "cmaes"
@@ -314,7 +322,7 @@ class CMAESSampler(Sampler):
         popsize: int | None = None,
         sigma0: float = 1 / 6,
         restart: str = "ipop",
-        tol_x: float = 1e-6,
+        tol_x: float = 1e-4,
         margin: float | None = None,
     ) -> None:
         if popsize is not None and (
