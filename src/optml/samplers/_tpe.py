@@ -277,7 +277,8 @@ class _Parzen:
         sigma[m] = 1.0
         if m:
             # Clipped to [max(floor, min_sigma), 1] (np.clip costs more on arrays this small).
-            np.maximum(_neighbour_widths(x), np.maximum(floor, dims.min_sigma), out=sigma[:m])
+            least = np.maximum(floor, dims.min_sigma) if dims.ints else floor
+            np.maximum(_neighbour_widths(x), least, out=sigma[:m])
             np.minimum(sigma[:m], 1.0, out=sigma[:m])
         # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
         # least a third of its mass inside the cube: no tail care needed here.
