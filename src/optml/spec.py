@@ -107,7 +107,8 @@ class ExecutionSpec(_Model):
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
     # dask: the scheduler (none: a local cluster started with the study), and what one trial
-    # needs of a worker, as Dask worker resources CPU, MEMORY and GPU.
+    # needs of a worker, as Dask worker resources CPU, MEMORY and GPU; gpus (local and dask):
+    # whole GPUs each trial gets to itself (see optml.executors._gpus).
     address: str | None = None
     cpus: float | None = Field(default=None, gt=0)
     memory: str | float | None = None

@@ -30,7 +30,7 @@ _OPTIONS = {
     "address": ("dask",),
     "cpus": ("dask",),
     "memory": ("dask", "kubernetes"),
-    "gpus": ("dask",),
+    "gpus": ("local", "dask"),
     "in_thread": ("dask",),
     "study": ("kubernetes",),
     "image": ("kubernetes",),
@@ -56,8 +56,9 @@ def make_executor(
     ``oversubscribe`` lets a local executor start more workers than
     :func:`~optml.executors._local.max_local_workers` (refused otherwise). The Dask backend
     takes ``address`` (its scheduler; none: a local cluster) and what one trial needs:
-    ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); an option
-    left None is not given, and one the backend does not take is refused.
+    ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); the local
+    backend takes ``gpus`` too (whole GPUs per trial, see :mod:`optml.executors._gpus`). An
+    option left None is not given, and one the backend does not take is refused.
     """
     if isinstance(backend, Executor):
         return backend
