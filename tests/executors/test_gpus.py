@@ -34,7 +34,7 @@ def record(x, data):
     start = time.time()
     if x == "crash":
         os._exit(3)
-    time.sleep(30 if x == "hang" else 0.4)
+    time.sleep(120 if x == "hang" else 0.4)
     Path(data, f"trial-{x}-{os.getpid()}.json").write_text(
         json.dumps(
             {"x": x, "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"), "t": [start, time.time()]}
@@ -191,7 +191,7 @@ def test_a_timed_out_or_crashed_gpu_trial_hands_its_device_to_the_next(
     study = create_study(
         space={"x": ["hang", "crash", "a", "b"]}, sampler="grid", storage="memory://"
     )
-    study.optimize(record, executor=LocalExecutor(1, gpus=1), data=str(fake_gpus), trial_timeout=3)
+    study.optimize(record, executor=LocalExecutor(1, gpus=1), data=str(fake_gpus), trial_timeout=8)
     states = {t.params["x"]: t.state for t in study.trials}
     assert states == {
         "hang": TrialState.TIMEOUT,
@@ -280,52 +280,11 @@ def gpu_cluster(fake_gpus):
     """A scheduler and one `dask worker` of 4 threads offering GPU=2, on a host whose device
     list is faked to 0,1."""
     pytest.importorskip("distributed")
-    import distributed
+    from executors.test_dask_cluster import dask_cluster
 
-    from executors.test_dask_cluster import DASK, _free_port, _stop
-
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    log = open(fake_gpus / "dask.log", "w")  # noqa: SIM115 - closed below
-    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": fake_gpus, "env": dict(os.environ)}
-    procs = [
-        subprocess.Popen(
-            [
-                DASK,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                address.rsplit(":", 1)[1],
-                "--no-dashboard",
-            ],
-            **common,
-        )
-    ]
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    DASK,
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "4",
-                    "--no-nanny",
-                    "--host",
-                    "127.0.0.1",
-                    "--no-dashboard",
-                    "--resources",
-                    "GPU=2",
-                ],
-                **common,
-            )
-        )
-        with distributed.Client(address, timeout="60s") as client:
-            client.wait_for_workers(1, timeout=60)
+    workers = ("--nthreads", "4", "--resources", "GPU=2")
+    with dask_cluster(fake_gpus, 1, *workers, env=dict(os.environ)) as (address, _):
         yield address
-    finally:
-        _stop(procs)
-        log.close()
 
 
 @pytest.mark.slow
@@ -339,7 +298,8 @@ def test_dask_gpu_trials_on_one_worker_get_distinct_devices_and_give_them_back(
         space={"x": ["a", "b", "crash", "hang", "c", "d", "e"]}, sampler="grid", storage="memory://"
     )
     executor = DaskExecutor(4, address=gpu_cluster, gpus=1)
-    study.optimize(record, executor=executor, data=str(fake_gpus), trial_timeout=4)
+    # A generous limit: a trial process starting under a loaded Dask worker can take seconds.
+    study.optimize(record, executor=executor, data=str(fake_gpus), trial_timeout=12)
     states = {t.params["x"]: t.state for t in study.trials}
     assert states.pop("crash") is TrialState.FAILED
     assert states.pop("hang") is TrialState.TIMEOUT
