@@ -66,9 +66,19 @@ def durations(seed: int, n: int, spread: float) -> np.ndarray:
 
 
 def simulate(
-    adapter: Any, f: Any, budget: int, pending: int, lengths: np.ndarray, unit: float
+    adapter: Any,
+    f: Any,
+    budget: int,
+    pending: int,
+    lengths: np.ndarray,
+    unit: float,
+    charge: bool = True,
 ) -> dict[str, Any]:
-    """Run the asynchronous loop; values, finish times and proposal seconds."""
+    """Run the asynchronous loop; values, finish times and proposal seconds.
+
+    ``charge``: advance the clock by each proposal's CPU time. Without it the order of events
+    depends on the durations alone, so a run repeats exactly.
+    """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
     proposed = 0
@@ -80,7 +90,8 @@ def simulate(
         configs = adapter.ask(k)
         spent = time.process_time() - start
         ask_seconds.append(spent / max(len(configs), 1))
-        clock += spent
+        if charge:
+            clock += spent
         if not configs:
             raise RuntimeError(f"{adapter.label} proposed nothing")
         for c in configs:
@@ -126,7 +137,15 @@ def run_one(task: dict[str, Any]) -> str:
     lengths = durations(task["seed"], task["budget"], task["spread"])
     try:
         adapter = make_adapter(task["optimizer"], f.space, task["seed"], task["budget"])
-        record = simulate(adapter, f, task["budget"], task["pending"], lengths, task["duration"])
+        record = simulate(
+            adapter,
+            f,
+            task["budget"],
+            task["pending"],
+            lengths,
+            task["duration"],
+            charge=task.get("charge", True),
+        )
     except Exception as exc:  # record and go on
         return (
             f"FAILED {task['optimizer']} {task['function']} seed {task['seed']}: "
@@ -176,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                             "budget": args.budget,
                             "spread": args.spread,
                             "duration": args.duration,
+                            "charge": not args.free_proposals,
                             "path": str(path),
                         }
                     )
@@ -318,6 +338,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--budget", type=int, default=128)
     run.add_argument("--spread", type=float, default=0.75, help="sigma of the log durations")
     run.add_argument("--duration", type=float, default=10.0, help="median trial seconds")
+    run.add_argument(
+        "--free-proposals",
+        action="store_true",
+        help="do not add proposal time to the clock (runs then repeat exactly; the wall-time "
+        "figures then ignore each sampler's cost)",
+    )
     run.add_argument("--jobs", type=int, default=2)
     run.add_argument("--force", action="store_true")
     run.add_argument("--out", type=Path, default=OUT)

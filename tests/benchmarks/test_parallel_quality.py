@@ -61,6 +61,25 @@ def test_trials_are_told_as_they_finish_not_as_proposed(bpq) -> None:
     np.testing.assert_allclose(result["finished"], free, atol=1e-2)
 
 
+def test_a_run_without_proposal_time_repeats_exactly(bpq) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from adapters import make_adapter
+        from functions import get_function
+    finally:
+        sys.path.remove(str(BENCH))
+    f = get_function("branin")
+    lengths = bpq.durations(1, 30, 0.75)
+    runs = [
+        bpq.simulate(
+            make_adapter("optml-tpe", f.space, 1, 30), f, 30, 8, lengths, 1.0, charge=False
+        )
+        for _ in range(2)
+    ]
+    assert runs[0]["values"] == runs[1]["values"]
+    assert runs[0]["finished"] == bpq.free_times(lengths, 30, 8, 1.0)
+
+
 def test_durations_are_the_same_for_every_optimiser_and_seeded(bpq) -> None:
     a, b = bpq.durations(3, 50, 0.75), bpq.durations(3, 50, 0.75)
     np.testing.assert_array_equal(a, b)
