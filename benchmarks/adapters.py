@@ -147,8 +147,12 @@ class OptunaAdapter(Adapter):
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if kind == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed)
+        elif kind == "tpe-cl":  # the constant liar, for many trials in flight
+            sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
         elif kind == "gp":
             sampler = optuna.samplers.GPSampler(seed=seed)
+        elif kind == "cmaes":
+            sampler = optuna.samplers.CmaEsSampler(seed=seed)
         else:
             raise ValueError(kind)
         self.label = f"optuna-{kind}"
@@ -160,14 +164,17 @@ class OptunaAdapter(Adapter):
         out = []
         for _ in range(n):
             trial = self.study.ask(self.dists)
-            self.pending.append(trial)
-            out.append(_clean(self.space, trial.params))
+            config = _clean(self.space, trial.params)
+            self.pending.append((self.space.key(config), trial))
+            out.append(config)
         return out
 
     def tell(self, configs: Sequence[dict[str, Any]], values: Sequence[float]) -> None:
-        for trial, v in zip(self.pending, values, strict=True):
-            self.study.tell(trial, float(v))
-        self.pending = []
+        """Tell the pending trials of ``configs`` (any of them, in any order)."""
+        for config, v in zip(configs, values, strict=True):
+            key = self.space.key(config)
+            i = next(i for i, (k, _) in enumerate(self.pending) if k == key)
+            self.study.tell(self.pending.pop(i)[1], float(v))
 
     def add_history(self, configs: Sequence[dict[str, Any]], values: Sequence[float]) -> None:
         import optuna
@@ -442,6 +449,9 @@ def _mango_dist(p: Any) -> Any:
 # -- registry -----------------------------------------------------------------------------------
 
 PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe", "mango-gp", "skopt-gp"]
+# Peers for many trials in flight (bench_parallel_quality.py): Optuna's TPE with its constant
+# liar, and its CMA-ES (the cmaes package).
+MORE_PEERS = ["optuna-tpe-cl", "optuna-cmaes"]
 OPTML = ["random", "sobol", "tpe", "gp", "forest", "cmaes"]
 # OptML samplers with options, by the name the benchmarks know them by.
 OPTML_VARIANTS: dict[str, dict[str, Any]] = {
@@ -465,6 +475,8 @@ def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any
         return OptunaAdapter(space, seed, budget, "tpe")
     if name == "optuna-gp":
         return OptunaAdapter(space, seed, budget, "gp")
+    if name in MORE_PEERS:
+        return OptunaAdapter(space, seed, budget, name.removeprefix("optuna-"))
     if name == "hyperopt-tpe":
         return HyperoptAdapter(space, seed, budget)
     if name == "mango-gp":
@@ -475,7 +487,8 @@ def make_adapter(name: str, space: Space, seed: int, budget: int, **options: Any
 
 
 def canonical(name: str) -> str:
-    return name if name in PEERS or name.startswith(OPTML_PREFIX) else OPTML_PREFIX + name
+    peer = name in PEERS or name in MORE_PEERS
+    return name if peer or name.startswith(OPTML_PREFIX) else OPTML_PREFIX + name
 
 
 def available(name: str) -> str | None:
@@ -485,6 +498,8 @@ def available(name: str) -> str | None:
     need = {
         "optuna-tpe": ["optuna"],
         "optuna-gp": ["optuna", "torch"],
+        "optuna-tpe-cl": ["optuna"],
+        "optuna-cmaes": ["optuna", "cmaes"],
         "hyperopt-tpe": ["hyperopt"],
         "mango-gp": ["mango"],
         "skopt-gp": ["skopt"],
@@ -492,7 +507,7 @@ def available(name: str) -> str | None:
     for module in need.get(name, []):
         if importlib.util.find_spec(module) is None:
             return f"module {module!r} is not installed"
-    if name not in PEERS:
+    if name not in PEERS and name not in MORE_PEERS:
         from optml.samplers import make_sampler
 
         try:

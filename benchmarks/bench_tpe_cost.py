@@ -1,178 +1,141 @@
-"""Cost of one TPE proposal against the length of the history: OptML's TPE next to Optuna's.
+"""Cost of one TPE proposal, OptML's against Optuna's, on 2-, 5- and 10-D boxes and a mixed space.
 
-Both samplers see the same history of N completed trials in a 5-dimensional box (a quadratic
-loss of uniform random points) and are timed proposing one point, repeatedly, in this process.
-OptML: ``TPESampler.propose(ctx, 1, rng)`` on a fixed context (the context's own work, ranking
-the history, is inside the timing). Optuna: ``study.ask()`` plus five ``suggest_float`` calls on
-an in-memory study preloaded with ``add_trials``; the asked trial is told its value outside the
-timing, so the history grows by at most ``repeats`` trials per size.
+Both run with their defaults (OptML's TPE is independent per parameter; Optuna 5.0's TPE is
+multivariate for one objective) and are driven through the benchmark adapters
+(``adapters.py``), as a running study drives them. Per (space, history size) and repetition,
+each sampler gets a fresh instance with the same history of N finished trials (uniform random
+points valued by the space's function; added untimed), proposes once and is told the value
+(untimed: the steady state, with each library's per-trial caches warm), gets one more finished
+trial, then proposes ``--asks`` times in a row, each proposal timed and then told. OptML: the
+adapter's ``ask(1)`` (a fresh ``SearchContext`` over the trials with the run's ``TrialMemo``,
+then ``TPESampler.propose``); Optuna: ``study.ask(distributions)`` on an in-memory study.
+The peers alternate within each repetition, so that a change of load hits both alike.
 
-    .venv/bin/python benchmarks/bench_tpe_cost.py [--sizes 20 100 500 1000 2000] [--repeats 25]
+Times are CPU seconds of this process (``time.process_time``: other load on a shared machine
+disturbs them less than wall time; both run single-threaded), with the garbage collector off
+during the timed call (as ``timeit`` does). Prints per space and size the median milliseconds
+per proposal and the ratio OptML / Optuna; ``--json`` writes them too.
 
-Times are CPU time of this process (time.process_time), so that other load on a shared machine
-disturbs them less than wall time; both samplers run single-threaded here.
-Prints the median milliseconds per proposal and the ratio to the smallest history. The row
-"(of which ctx passes)" times the passes over the history that the shared SearchContext and
-fill_unique make per request (not per point), which are part of the OptML rows; "optml tpe,
-cached ctx" is the sampler's own work with those passes done once beforehand (what caching them
-on the immutable context would give).
+    .venv/bin/python benchmarks/bench_tpe_cost.py [--spaces levy2 levy5 levy10 mixed]
+        [--sizes 20 100 500] [--reps 7] [--asks 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import gc
+import json
+import math
 import statistics
+import sys
 import time
-import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optml.samplers import SearchContext
-from optml.samplers._tpe import TPESampler
-from optml.space import Float, Space
-from optml.trial import Trial, TrialState
+import numpy as np  # noqa: E402
+from adapters import make_adapter  # noqa: E402
+from functions import _box, _levy  # noqa: E402
 
-DIMS = 5
+from optml.space import Categorical, Float, Int, Space  # noqa: E402
 
-
-@dataclass(frozen=True)
-class _CachedContext(SearchContext):
-    """A context that computes its passes over the history once (warmed before timing), to
-    time the sampler's own work apart from the shared contract's per-request passes."""
-
-    @functools.cached_property
-    def completed(self) -> list[Trial]:  # type: ignore[override]
-        return SearchContext.completed.fget(self)  # type: ignore[attr-defined,no-any-return]
-
-    @functools.cached_property
-    def _keys(self) -> frozenset[tuple[Any, ...]]:
-        return frozenset(SearchContext.seen_keys(self))
-
-    def seen_keys(self) -> set[tuple[Any, ...]]:
-        return set(self._keys)
+PEERS = ("optml-tpe", "optuna-tpe")
 
 
-def _history(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, DIMS))
-    return x, np.sum((x - 0.3) ** 2, axis=1)
-
-
-def time_optml(
-    n: int, repeats: int, multivariate: bool, batch: int = 1, cached: bool = False
-) -> float:
-    space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(DIMS)])
-    x, y = _history(n)
-    trials = [
-        Trial(
-            i,
-            TrialState.COMPLETE,
-            {f"x{k}": float(v) for k, v in enumerate(row)},
-            value=float(loss),
-        )
-        for i, (row, loss) in enumerate(zip(x, y, strict=True))
-    ]
-    ctx = (_CachedContext if cached else SearchContext)(space=space, trials=trials, seed=0)
-    sampler = TPESampler(multivariate=multivariate)
-    rng = np.random.default_rng(1)
-    sampler.propose(ctx, batch, rng)  # warm-up (imports)
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        sampler.propose(ctx, batch, rng)
-        times.append((time.process_time() - start) / batch)
-    return statistics.median(times)
-
-
-def time_context(n: int, repeats: int) -> float:
-    """The history passes every proposal request pays in the shared contract, whatever the
-    sampler: ``ctx.completed`` and ``ctx.losses()`` (to rank) and ``ctx.seen_keys()`` (once,
-    inside ``fill_unique``)."""
-    space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(DIMS)])
-    x, y = _history(n)
-    trials = [
-        Trial(
-            i,
-            TrialState.COMPLETE,
-            {f"x{k}": float(v) for k, v in enumerate(row)},
-            value=float(loss),
-        )
-        for i, (row, loss) in enumerate(zip(x, y, strict=True))
-    ]
-    ctx = SearchContext(space=space, trials=trials, seed=0)
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        ctx.losses(ctx.completed)
-        ctx.seen_keys()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
-
-
-def time_optuna(n: int, repeats: int, multivariate: bool) -> float:
-    import optuna
-    from optuna.distributions import BaseDistribution, FloatDistribution
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    dists: dict[str, BaseDistribution] = {f"x{i}": FloatDistribution(0.0, 1.0) for i in range(DIMS)}
-    x, y = _history(n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # multivariate is flagged experimental
-        sampler = optuna.samplers.TPESampler(seed=1, multivariate=multivariate)
-    study = optuna.create_study(sampler=sampler)
-    study.add_trials(
-        [
-            optuna.trial.create_trial(
-                params={f"x{k}": float(v) for k, v in enumerate(row)},
-                distributions=dists,
-                value=float(loss),
-            )
-            for row, loss in zip(x, y, strict=True)
-        ]
+def _mixed(p: Mapping[str, Any]) -> float:
+    return (
+        (p["x0"] - 1.0) ** 2
+        + (p["x1"] + 2.0) ** 2
+        + (math.log10(p["lr"]) + 3.0) ** 2
+        + (math.log10(p["wd"]) + 5.0) ** 2 / 4
+        + (math.log2(p["units"]) - 6.0) ** 2 / 4
+        + (p["depth"] - 7) ** 2 / 10
+        + {"relu": 0.0, "tanh": 0.3, "gelu": 0.1}[p["act"]]
+        + {"adam": 0.0, "sgd": 0.5, "rmsprop": 0.2, "adagrad": 0.8}[p["opt"]]
     )
+
+
+MIXED = Space(
+    [
+        Float("x0", -5.0, 5.0),
+        Float("x1", -5.0, 5.0),
+        Float("lr", 1e-5, 1e-1, log=True),
+        Float("wd", 1e-8, 1e-2, log=True),
+        Int("units", 8, 512, log=True),
+        Int("depth", 1, 12),
+        Categorical("act", ("relu", "tanh", "gelu")),
+        Categorical("opt", ("adam", "sgd", "rmsprop", "adagrad")),
+    ]
+)
+
+
+def space_of(name: str) -> tuple[Space, Callable[[Mapping[str, Any]], float]]:
+    if name == "mixed":
+        return MIXED, _mixed
+    d = int(name.removeprefix("levy"))
+    return _box(d, -10.0, 10.0), _levy(d)
+
+
+def time_run(name: str, space_name: str, n: int, rep: int, asks: int) -> list[float]:
+    """CPU seconds of ``asks`` consecutive proposals after ``n`` finished trials."""
+    space, f = space_of(space_name)
+    configs = space.sample(np.random.default_rng([rep, n, 7]), n)
+    values = [float(f(c)) for c in configs]
+    adapter: Any = make_adapter(name, space, seed=rep, budget=n + asks + 10)
+    adapter.add_history(configs[:-1], values[:-1])
+    warm = adapter.ask(1)
+    adapter.tell(warm, [float(f(warm[0]))])
+    adapter.add_history(configs[-1:], values[-1:])
     times = []
-    for i in range(repeats + 1):
-        start = time.process_time()
-        trial = study.ask()
-        point = [trial.suggest_float(f"x{k}", 0.0, 1.0) for k in range(DIMS)]
-        elapsed = time.process_time() - start
-        study.tell(trial, float(np.sum((np.array(point) - 0.3) ** 2)))
-        if i:  # the first ask warms caches
-            times.append(elapsed)
-    return statistics.median(times)
+    for _ in range(asks):
+        gc.disable()
+        try:
+            start = time.process_time()
+            out = adapter.ask(1)
+            elapsed = time.process_time() - start
+        finally:
+            gc.enable()
+        assert len(out) == 1
+        adapter.tell(out, [float(f(out[0]))])
+        times.append(elapsed)
+    return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100, 500, 1000, 2000])
-    parser.add_argument("--repeats", type=int, default=25)
-    parser.add_argument("--no-optuna", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--spaces", nargs="+", default=["levy2", "levy5", "levy10", "mixed"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100, 500])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--asks", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
 
-    columns: dict[str, list[float]] = {
-        "optml tpe": [time_optml(n, args.repeats, False) for n in args.sizes],
-        "optml tpe mv": [time_optml(n, args.repeats, True) for n in args.sizes],
-        "optml tpe batch8/pt": [time_optml(n, args.repeats, False, batch=8) for n in args.sizes],
-        "(of which ctx passes)": [time_context(n, args.repeats) for n in args.sizes],
-        "optml tpe, cached ctx": [
-            time_optml(n, args.repeats, False, cached=True) for n in args.sizes
-        ],
-    }
-    if not args.no_optuna:
-        columns["optuna tpe"] = [time_optuna(n, args.repeats, False) for n in args.sizes]
-        columns["optuna tpe mv"] = [time_optuna(n, args.repeats, True) for n in args.sizes]
-
+    for name in PEERS:  # warm-up: imports, first-call costs
+        time_run(name, "levy2", 20, 999, 1)
+    results: dict[str, dict[str, dict[str, float]]] = {}
     print(
-        f"median CPU ms per proposed point, {DIMS} float dims, {args.repeats} repeats "
-        "(x = ratio to the first size)"
+        f"median CPU ms per proposal ({args.reps} reps x {args.asks} asks); ratio = optml / optuna"
     )
-    for name, values in columns.items():
-        cells = [f"{v * 1e3:8.2f} ({v / values[0]:5.1f}x)" for v in values]
-        print(f"{name:>22}: " + "  ".join(cells))
-    print(f"{'trials':>22}: " + "  ".join(f"{n:>16}" for n in args.sizes))
+    print(f"{'space':>8} {'trials':>6} {'optml-tpe':>10} {'optuna-tpe':>10} {'ratio':>6}")
+    for space_name in args.spaces:
+        for n in args.sizes:
+            times: dict[str, list[float]] = {name: [] for name in PEERS}
+            for rep in range(args.reps):
+                for name in PEERS if rep % 2 == 0 else PEERS[::-1]:
+                    times[name] += time_run(name, space_name, n, rep, args.asks)
+            med = {name: statistics.median(v) for name, v in times.items()}
+            ratio = med["optml-tpe"] / med["optuna-tpe"]
+            results.setdefault(space_name, {})[str(n)] = {**med, "ratio": ratio}
+            print(
+                f"{space_name:>8} {n:6d} {med['optml-tpe'] * 1e3:10.2f} "
+                f"{med['optuna-tpe'] * 1e3:10.2f} {ratio:6.3f}",
+                flush=True,
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -290,6 +290,52 @@ def test_float_density_is_the_truncated_normal_mixture(m: int) -> None:
     np.testing.assert_allclose(density.log_pdf(u), expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("m", [1, 5, 150, 300])
+def test_mixed_independent_density_is_the_mixture_per_column(m: int) -> None:
+    # With integers and choices the independent density sums each column's kernels in linear
+    # space (cell masses, a table per categorical column); check it against scipy's truncated
+    # normals and the blended choice kernels, with cells far in every kernel's tail included.
+    from scipy.stats import truncnorm
+
+    space = Space(
+        [
+            Float("a", 0.0, 1.0),
+            Int("k", 1, 400, log=True),
+            Int("j", 0, 30, step=3),
+            Categorical("c", ("p", "q", "r", "s")),
+        ]
+    )
+    rng = np.random.default_rng(m)
+    points = space.encode_many(space.sample(rng, m))
+    points[:, 1] = np.minimum(points[:, 1], 0.3)  # integer kernels far from the top cells
+    density = _Parzen.fit(points, _Dims(space), 1.0, False)
+    u = space.encode_many(space.sample(rng, 40))
+    u[:4, 1] = 1.0  # the top cells of the log integer
+    weights = density.weights
+    expected = np.zeros(len(u))
+    lower, upper = density.dims.int_cells(u[:, density.dims.num])
+    for col in range(3):
+        mu, sigma = density.mu[:, col], density.sigma[:, col]
+        a, b = -mu / sigma, (1 - mu) / sigma
+        if col == 0:
+            p = truncnorm.pdf(u[:, 0, None], a, b, loc=mu, scale=sigma)
+        else:
+            cdf = lambda x: truncnorm.cdf(x, a, b, loc=mu, scale=sigma)  # noqa: B023, E731
+            high = truncnorm.sf(lower[:, col, None], a, b, loc=mu, scale=sigma)
+            low = truncnorm.sf(upper[:, col, None], a, b, loc=mu, scale=sigma)
+            p = np.where(
+                lower[:, col, None] > mu,
+                high - low,
+                cdf(upper[:, col, None]) - cdf(lower[:, col, None]),
+            )
+        expected += np.log(p @ weights)
+    index = np.minimum((u[:, 3] * 4).astype(int), 3)
+    own = density.choice[:, 0]
+    prob = np.where(own[None] < 0, 0.25, 0.5 * (own[None] == index[:, None]) + 0.5 * 0.25)
+    expected += np.log(prob @ weights)
+    np.testing.assert_allclose(density.log_pdf(u), expected, rtol=1e-9, atol=1e-12)
+
+
 def test_long_histories_are_handled() -> None:
     space = Space([Float(f"x{i}", 0.0, 1.0) for i in range(5)])
     configs = space.sample(np.random.default_rng(0), 1500)

@@ -59,6 +59,7 @@ from optml.space import Categorical, Float, Int, Space
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
+_EXP_CAP = 700.0
 
 
 class TPESampler(Sampler):
@@ -148,8 +149,8 @@ class TPESampler(Sampler):
         # Keys of every known trial cost a pass over the whole history; with a continuous
         # parameter a candidate repeats a known point with probability zero, and fill_unique
         # checks again at the end, so only finite spaces (where repeats are likely) need them.
-        quick = not space.is_finite and not ctx.param_constraints
-        seen = ctx.seen_keys() if space.is_finite else set()
+        quick = not dims.finite and not ctx.param_constraints
+        seen = ctx.seen_keys() if dims.finite else set()
         # Candidates that break a parameter constraint are passed over here rather than dropped
         # by fill_unique, so the proposal is still the model's best allowed candidate.
         allows = ctx.allows if ctx.param_constraints else None
@@ -213,6 +214,9 @@ class _Dims:
         ]
         cells = np.array([p.size if isinstance(p, Int) else 0 for p in numeric], dtype=float)
         self.min_sigma = np.where(self.is_int, 0.5 / np.maximum(cells, 1.0), 0.0)
+        # Positions, among the numeric columns, of the float ones.
+        self.floats = np.flatnonzero(~self.is_int)
+        self.finite = space.is_finite
         assert all(isinstance(p, Float | Int) for p in numeric)
 
     def int_cells(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +277,8 @@ class _Parzen:
         sigma[m] = 1.0
         if m:
             # Clipped to [max(floor, min_sigma), 1] (np.clip costs more on arrays this small).
-            np.maximum(_neighbour_widths(x), np.maximum(floor, dims.min_sigma), out=sigma[:m])
+            least = np.maximum(floor, dims.min_sigma) if dims.ints else floor
+            np.maximum(_neighbour_widths(x), least, out=sigma[:m])
             np.minimum(sigma[:m], 1.0, out=sigma[:m])
         # Every centre lies in [0, 1] and every width is at most 1, so each kernel keeps at
         # least a third of its mass inside the cube: no tail care needed here.
@@ -333,8 +338,8 @@ class _Parzen:
     def log_pdf(self, u: np.ndarray) -> np.ndarray:
         """Log density (mass for integers and choices) of each row of ``u``, shape (N,)."""
         dims = self.dims
-        if not self.multivariate and not dims.ints and not len(dims.cat):
-            return self._log_pdf_floats(u)
+        if not self.multivariate:
+            return self._log_pdf_independent(u)
         parts = []
         if len(dims.num):
             x = u[:, dims.num][:, None, :]
@@ -357,28 +362,82 @@ class _Parzen:
             prob = np.where(self.choice[None] < 0, even, prob)
             parts.append(np.log(prob))
         log_p = np.concatenate(parts, axis=2)  # (N, m, d)
-        log_weights = np.log(self.weights)
-        if self.multivariate:
-            return _logsumexp(log_weights[None] + log_p.sum(axis=2), axis=1)
-        return _logsumexp(log_weights[None, :, None] + log_p, axis=1).sum(axis=1)
+        return _logsumexp(np.log(self.weights)[None] + log_p.sum(axis=2), axis=1)
 
-    def _log_pdf_floats(self, u: np.ndarray) -> np.ndarray:
-        """:meth:`log_pdf` for independent float columns, summed in linear space.
+    def _log_pdf_independent(self, u: np.ndarray) -> np.ndarray:
+        """:meth:`log_pdf` with one density per column: the sum over columns of the log of
+        each column's mixture, each mixture summed in linear space.
 
-        Safe without the log-sum-exp shift: the prior component (centre 0.5, width 1) gives
-        every point of the cube a density of at least ``w_prior * 0.24 / mass`` per column, so
-        the sum never underflows, and no kernel is narrower than 0.01, so none overflows.
+        Safe without a log-sum-exp shift: the prior component gives every float of the cube a
+        density of at least ``w_prior * 0.24 / mass``, every integer cell and every choice a
+        share of the prior's mass, so no column's sum underflows; no kernel is narrower than
+        0.01 of the cube (half a cell for integers), so none overflows.
         """
+        dims = self.dims
+        if not len(dims.num):
+            total = np.zeros(len(u))
+        elif not dims.ints:
+            x = u if dims.all_numeric else u[:, dims.num]
+            total = self._log_floats(x, self.mu, self.sigma, self.high - self.low)
+        else:
+            x = u[:, dims.num]
+            f = dims.floats
+            total = (
+                self._log_floats(
+                    x[:, f], self.mu[:, f], self.sigma[:, f], (self.high - self.low)[:, f]
+                )
+                if len(f)
+                else np.zeros(len(u))
+            )
+            lower, upper = dims.int_cells(x)
+            for k, _ in dims.ints:
+                mu, sigma = self.mu[:, k], self.sigma[:, k]
+                a = (lower[:, k, None] - mu) / sigma  # (N, m + 1)
+                b = (upper[:, k, None] - mu) / sigma
+                # A cell's mass, Phi(b) - Phi(a), from the tail both ends lie in (when a > 0 as
+                # Phi(-a) - Phi(-b)), so that a kernel far from the cell keeps its few digits.
+                flip = np.where(a > 0, -1.0, 1.0)
+                mass = flip * (ndtr(flip * b) - ndtr(flip * a))
+                scale = self.weights / (self.high[:, k] - self.low[:, k])
+                total += np.log(mass @ scale)
+        if len(dims.cat):
+            index = np.minimum(np.floor(u[:, dims.cat] * dims.n_choices), dims.n_choices - 1)
+            table = self._choice_table()
+            for j in range(len(dims.cat)):
+                total += np.log(table[j][index[:, j].astype(int)])
+        return total
+
+    def _choice_table(self) -> list[np.ndarray]:
+        """Per categorical column, the mixture's probability of each choice."""
+        dims = self.dims
+        w = self.weights
+        kept = self.smooth * float(w[:-1].sum()) + float(w[-1])  # spread evenly by every component
+        tables = []
+        for j, size in enumerate(dims.n_choices):
+            size = int(size)
+            own = np.bincount(self.choice[:-1, j], weights=w[:-1], minlength=size)
+            tables.append((1.0 - self.smooth) * own + kept / size)
+        return tables
+
+    def _log_floats(
+        self, u: np.ndarray, mu: np.ndarray, sigma: np.ndarray, mass: np.ndarray
+    ) -> np.ndarray:
+        """Sum over float columns of the log of each column's mixture density at ``u`` (N, d);
+        ``mu``, ``sigma`` and ``mass`` (inside [0, 1]) are (m + 1, d) for those columns."""
         # exp(-z^2 / 2) with z = (u - mu) / sigma, as exp(-(u a - mu a)^2), a = 1 / (sigma
         # sqrt 2): a few passes over a (columns x candidates x kernels) array, then one batched
         # matrix product sums the kernels of each column.
-        a = np.ascontiguousarray(_SQRT_HALF / self.sigma.T)  # (d, m)
+        a = np.ascontiguousarray(_SQRT_HALF / sigma.T)  # (d, m)
         z = np.multiply(u.T[:, :, None], a[:, None, :], order="C")  # (d, N, m)
-        z -= (self.mu.T * a)[:, None, :]
+        z -= (mu.T * a)[:, None, :]
         np.square(z, out=z)
+        # exp underflows past 708 and numpy's exp is several times slower on such inputs (a
+        # kernel tens of widths away from a candidate is common); exp(-700) ~ 1e-304 adds
+        # nothing to a sum that the prior keeps above 1e-6, so capping changes no result.
+        np.minimum(z, _EXP_CAP, out=z)
         np.negative(z, out=z)
         np.exp(z, out=z)
-        scale = (self.weights[:, None] / (_SQRT_2PI * (self.high - self.low))) / self.sigma
+        scale = (self.weights[:, None] / (_SQRT_2PI * mass)) / sigma
         return np.log(z @ scale.T[:, :, None])[:, :, 0].sum(axis=0)
 
 
@@ -419,8 +478,11 @@ def _log_ndtr_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
+    # (Capped as in _Parzen._log_floats: exp is slow where it underflows; the largest term is
+    # 1, so terms below exp(-700) change no sum.)
+    shifted = np.maximum(a - top, -_EXP_CAP)
     with np.errstate(divide="ignore"):
-        return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
+        return np.log(np.sum(np.exp(shifted), axis=axis)) + np.squeeze(top, axis=axis)
 
 
 __all__ = ["TPESampler"]
