@@ -141,3 +141,41 @@ def test_liveness_settings_are_durations_and_grace_must_outlast_the_heartbeat() 
         parse_spec({**base, "execution": {"heartbeat": 10, "grace": 5}})
     with pytest.raises(SpecError, match="stale"):
         parse_spec({**base, "execution": {"stale": "ignore"}})
+
+
+@pytest.mark.parametrize(
+    "execution",
+    [
+        {"resources": {"cpus": 2, "memory": "4GB", "gpus": 1}},
+        {"resources": {"cpu": 2, "memory": "4GB", "gpu": 1}},
+        # As earlier specs (and the studies that stored them) wrote it.
+        {"cpus": 2, "memory": "4GB", "gpus": 1},
+    ],
+)
+def test_what_a_trial_needs_is_one_resources_block_however_written(execution) -> None:
+    r = parse_spec(spec_with(execution={"backend": "dask", **execution})).execution.resources
+    assert (r.cpus, r.memory, r.gpus) == (2, "4GB", 1)
+
+
+def test_resources_apply_to_every_backend_and_cpu_quantities_count() -> None:
+    local = parse_spec(spec_with(execution={"resources": {"gpus": 1}})).execution
+    assert local.backend == "local" and local.resources.gpus == 1
+    k8s = parse_spec(
+        spec_with(execution={"backend": "kubernetes", "image": "i", "resources": {"cpu": "500m"}})
+    ).execution
+    assert k8s.resources.cpus == "500m" and k8s.resources.cpu_count() == 0.5
+
+
+@pytest.mark.parametrize(
+    ("execution", "words"),
+    [
+        ({"gpus": 1, "resources": {"gpu": 2}}, "gpus is given both"),
+        ({"resources": {"cpus": "lots"}}, "Kubernetes quantity"),
+        ({"resources": {"cpus": 0}}, "more than 0"),
+        ({"resources": {"gpus": -1}}, "gpus"),
+        ({"resources": {"disks": 1}}, "disks"),
+    ],
+)
+def test_bad_resources_are_refused_by_name(execution, words) -> None:
+    with pytest.raises(SpecError, match=words):
+        parse_spec(spec_with(execution=execution))

@@ -51,17 +51,17 @@ def executor_for(spec: Any, workers: int | None = None, oversubscribe: bool = Fa
     from optml.executors import make_executor
 
     e = spec.execution
+    r = e.resources
     if e.backend == "kubernetes":
-        r = e.resources
         return make_executor(
             "kubernetes",
             workers or e.workers,
             study=spec.name,
             image=e.image,
             namespace=e.namespace,
-            cpu=None if r is None or r.cpu is None else str(r.cpu),
-            memory=None if r is None else r.memory,
-            gpu=None if r is None else r.gpu,
+            cpu=None if r.cpus is None else str(r.cpus),
+            memory=None if r.memory is None else str(r.memory),
+            gpu=r.gpus,
             service_account=e.service_account,
             env=e.env,
         )
@@ -70,9 +70,9 @@ def executor_for(spec: Any, workers: int | None = None, oversubscribe: bool = Fa
         workers or e.workers,
         oversubscribe=oversubscribe or e.oversubscribe,
         address=e.address,
-        cpus=e.cpus,
-        memory=e.memory,
-        gpus=e.gpus,
+        cpus=r.cpu_count(),
+        memory=r.memory,
+        gpus=r.gpus,
     )
 
 

@@ -6,7 +6,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from optml.errors import OptMLError, SpecError
 
@@ -91,12 +99,36 @@ class BudgetSpec(_Model):
     _duration = field_validator("timeout", mode="before")(lambda cls, v: parse_duration(v))
 
 
-class KubernetesResources(_Model):
-    """What one trial's container asks for and is limited to (Kubernetes quantities)."""
+class ResourcesSpec(_Model):
+    """What one trial needs, on every backend that places trials: ``cpus`` and ``memory`` (Dask
+    and Ray worker resources; a Kubernetes container's requests and limits, where ``cpus`` may
+    be a quantity such as ``500m``) and ``gpus`` (whole GPUs each trial gets to itself: local,
+    Dask, Ray; ``nvidia.com/gpu`` on Kubernetes). ``cpu`` and ``gpu`` are accepted for them,
+    as Kubernetes writes them."""
 
-    cpu: str | int | float | None = None
-    memory: str | None = None
-    gpu: int | None = Field(default=None, ge=1)
+    cpus: str | int | float | None = Field(default=None, validation_alias=AliasChoices("cpus", "cpu"))
+    memory: str | float | None = None
+    gpus: float | None = Field(default=None, gt=0, validation_alias=AliasChoices("gpus", "gpu"))
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpu_quantity(cls, value: Any) -> Any:
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value is not None and not value > 0:
+                raise ValueError(f"cpus must be more than 0, got {value!r}")
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?m?", value.strip()):
+            return value.strip()
+        raise ValueError(
+            f"cpus must be a number of CPUs (2, 0.5) or a Kubernetes quantity (500m), got {value!r}"
+        )
+
+    def cpu_count(self) -> float | None:
+        """``cpus`` as a number (``500m`` is 0.5), for the backends that count CPUs."""
+        value = self.cpus
+        if isinstance(value, str):
+            return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+        return value
 
 
 class ExecutionSpec(_Model):
@@ -110,13 +142,10 @@ class ExecutionSpec(_Model):
     # needs of a worker, as Dask worker resources CPU, MEMORY and GPU; gpus (local and dask):
     # whole GPUs each trial gets to itself (see optml.executors._gpus).
     address: str | None = None
-    cpus: float | None = Field(default=None, gt=0)
-    memory: str | float | None = None
-    gpus: float | None = Field(default=None, gt=0)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     # kubernetes: one Job per trial (see optml.executors.KubernetesExecutor).
     image: str | None = None
     namespace: str | None = None
-    resources: KubernetesResources | None = None
     service_account: str | None = None
     env: dict[str, str] | None = None
     # Liveness (see Study.optimize): how often running trials heartbeat, how long a heartbeat
@@ -128,6 +157,28 @@ class ExecutionSpec(_Model):
     _duration = field_validator("trial_timeout", "heartbeat", "grace", mode="before")(
         lambda cls, v: parse_duration(v)
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_resources(cls, data: Any) -> Any:
+        # ``cpus``, ``memory`` and ``gpus`` written directly under execution (as specs did
+        # before the resources block, and as stored studies still hold them) mean the same.
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in ("cpus", "memory", "gpus") if k in data}
+        if not flat:
+            return data
+        nested = data.get("resources") or {}
+        if not isinstance(nested, dict):
+            return data
+        both = [k for k in flat if k in nested or k.rstrip("s") in nested]
+        if both:
+            raise ValueError(
+                f"{both[0]} is given both under execution and under execution.resources; "
+                "keep the one under resources"
+            )
+        rest = {k: v for k, v in data.items() if k not in flat}
+        return {**rest, "resources": {**nested, **flat}}
 
     @model_validator(mode="after")
     def _grace_past_heartbeat(self) -> ExecutionSpec:
@@ -141,7 +192,7 @@ class ExecutionSpec(_Model):
     def _kubernetes_fields(self) -> ExecutionSpec:
         given = [
             f
-            for f in ("image", "namespace", "resources", "service_account", "env")
+            for f in ("image", "namespace", "service_account", "env")
             if getattr(self, f) is not None
         ]
         if self.backend == "kubernetes":

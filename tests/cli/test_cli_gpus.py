@@ -23,7 +23,7 @@ def test_a_study_asking_for_more_gpus_than_the_machine_has_is_one_line(
         objective: {{function: objectives.py:good}}
         space: {{x: [1, 2]}}
         algorithm: grid
-        execution: {{backend: {backend}, workers: 2, gpus: 2}}
+        execution: {{backend: {backend}, workers: 2, resources: {{gpus: 2}}}}
         """,
     )
     result = cli.run("run", "gpu.yaml", "--storage", cli.storage, timeout=60)

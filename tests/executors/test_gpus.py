@@ -143,7 +143,7 @@ def test_a_machine_without_gpus_refuses_a_study_that_asks_for_one(monkeypatch) -
 def test_fractional_gpus_and_gpus_on_the_serial_backend_are_refused(fake_gpus) -> None:
     with pytest.raises(GpuError, match="0.5 — the local backend gives each trial whole GPUs"):
         LocalExecutor(2, gpus=0.5)
-    with pytest.raises(OptMLError, match="execution.gpus applies to backend local or dask"):
+    with pytest.raises(OptMLError, match="execution.resources.gpus applies to backend local or dask"):
         make_executor("serial", 1, gpus=1)
 
 

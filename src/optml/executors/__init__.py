@@ -68,8 +68,9 @@ def make_executor(
     for option in options:
         takers = _OPTIONS.get(option)
         if takers is not None and name not in takers:
+            field = f"resources.{option}" if option in ("cpus", "memory", "gpus") else option
             raise SpecError(
-                f"execution.{option} applies to backend {' or '.join(takers)}, not {name!r}"
+                f"execution.{field} applies to backend {' or '.join(takers)}, not {name!r}"
             )
     if name == "local":
         options["oversubscribe"] = oversubscribe

@@ -110,7 +110,7 @@ class DaskExecutor(Executor):
         self.gpus = whole_gpus(gpus, "dask")
         if self.gpus and in_thread:
             raise GpuError(
-                "execution.gpus: trials run in the Dask worker's threads (in_thread) share its "
+                "execution.resources.gpus: trials run in the Dask worker's threads (in_thread) share its "
                 "environment and cannot each be given their own GPUs; leave in_thread off"
             )
         if self.gpus and not address:

@@ -73,7 +73,7 @@ def whole_gpus(gpus: float | None, backend: str) -> int:
         return 0
     if gpus != int(gpus) or gpus < 0:
         raise GpuError(
-            f"execution.gpus: {gpus:g} — the {backend} backend gives each trial whole GPUs to "
+            f"execution.resources.gpus: {gpus:g} — the {backend} backend gives each trial whole GPUs to "
             "itself; give a whole number (1, 2, ...)"
         )
     return int(gpus)
@@ -84,7 +84,7 @@ def require_gpus(asked: float, found: float, where: str, how: str) -> None:
     was seen, and what to do about it)."""
     if asked > found:
         raise GpuError(
-            f"execution.gpus: each trial asks for {asked:g} GPU(s), but {where} offers "
+            f"execution.resources.gpus: each trial asks for {asked:g} GPU(s), but {where} offers "
             f"{found:g} ({how})"
         )
 

@@ -377,11 +377,13 @@ class KubernetesExecutor(Executor):
         namespace: str = "default",
         cpu: str | None = None,
         memory: str | None = None,
-        gpu: int | None = None,
+        gpu: float | None = None,
         service_account: str | None = None,
         env: dict[str, str] | None = None,
         api_client: Any = None,
     ) -> None:
+        from optml.executors._gpus import whole_gpus
+
         _client()
         self.workers = max(1, int(workers or 1))
         self.settings = JobSettings(
@@ -390,7 +392,7 @@ class KubernetesExecutor(Executor):
             namespace=namespace,
             cpu=cpu,
             memory=memory,
-            gpu=gpu,
+            gpu=whole_gpus(gpu, "kubernetes") or None,
             service_account=service_account,
             env=dict(env or {}),
         )

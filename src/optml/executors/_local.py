@@ -129,7 +129,7 @@ class LocalExecutor(Executor):
             self._leases.append(lease)
         if not self._leases:
             raise GpuError(
-                f"execution.gpus: each trial asks for {self.gpus} GPU(s), but this machine's "
+                f"execution.resources.gpus: each trial asks for {self.gpus} GPU(s), but this machine's "
                 f"{len(self._devices)} ({','.join(self._devices)}) are all held by other optml "
                 f"runs of this user (lock files in {allocator.directory}); wait for them to end"
             )
