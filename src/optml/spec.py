@@ -106,8 +106,9 @@ class ExecutionSpec(_Model):
     retries: int = Field(default=0, ge=0)
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
-    # dask: the scheduler (none: a local cluster started with the study), and what one trial
-    # needs of a worker, as Dask worker resources CPU, MEMORY and GPU.
+    # dask, ray: the scheduler or cluster (none: a local one started with the study), and what
+    # one trial needs of a worker (Dask worker resources CPU, MEMORY and GPU; Ray's num_cpus,
+    # memory and num_gpus).
     address: str | None = None
     cpus: float | None = Field(default=None, gt=0)
     memory: str | float | None = None

@@ -427,14 +427,16 @@ def _localize(key: str, files: dict[str, bytes]) -> dict[str, str]:
     return relocate
 
 
-def _unseen_path(objective_paths: list[tuple[str, str]], relocate: dict[str, str]) -> str | None:
-    """An error for the first path the objective names that this worker cannot see."""
+def _unseen_path(
+    objective_paths: list[tuple[str, str]], relocate: dict[str, str], worker: str = "Dask worker"
+) -> str | None:
+    """An error for the first path the objective names that this ``worker`` cannot see."""
     for field, path in objective_paths:
         if path in relocate or os.path.exists(path):
             continue
         where = f"objective.{field}" if field != "data" else "data"
         return (
-            f"{where} {path!r} does not exist on Dask worker host {socket.gethostname()}: only "
+            f"{where} {path!r} does not exist on {worker} host {socket.gethostname()}: only "
             f"files of up to {SHIP_LIMIT // 2**20} MB that a function or model module names, or "
             "a data file, are shipped to the workers; put this path on a filesystem the workers "
             "share, at the same path"
