@@ -1,4 +1,5 @@
-"""The executor contract, checked on every executor (serial, local, Dask on real worker processes)."""
+"""The executor contract, checked on every executor (serial, local, Dask on real worker processes,
+Ray on a real local instance)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from optml.executors import (
     DaskExecutor,
+    RayExecutor,
     TrialOutcome,
     TrialReported,
     TrialStarted,
@@ -23,7 +25,7 @@ from optml.objectives import FunctionObjective
 from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
-BACKENDS = ["serial", "local", "dask"]
+BACKENDS = ["serial", "local", "dask", "ray"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,9 @@ def executor_for(backend, request):
         if backend == "dask":
             cluster = request.getfixturevalue("dask_cluster")
             ex = DaskExecutor(workers=workers, address=cluster.scheduler_address)
+        elif backend == "ray":
+            request.getfixturevalue("ray_instance")
+            ex = RayExecutor(workers=workers)  # on the module's instance
         else:
             ex = make_executor(backend, workers=workers)
         made.append(ex)

@@ -157,6 +157,7 @@ class RayExecutor(Executor):
         try:
             if self.address:
                 try:
+                    _reachable(self.address)
                     ray.init(
                         address=self.address,
                         logging_level="ERROR",
@@ -471,6 +472,15 @@ def check_address(address: str) -> None:
             f"execution.address {address!r} is not a Ray cluster address; give one such as "
             "ray://host:10001 (Ray Client), host:6379 (the head's GCS) or auto"
         )
+
+
+def _reachable(address: str, within: float = 10.0) -> None:
+    """Fail fast where nothing listens at ``address`` (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=within):
+        pass
 
 
 def _alive_nodes(ray: Any) -> list[dict[str, float]]:
