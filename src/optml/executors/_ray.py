@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from optml.errors import OptMLError, missing_dependency
 from optml.executors._base import (
@@ -454,7 +454,7 @@ def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dic
     for other in others:
         shared._release(other)
     outcome = shared._supervise(
-        key, blob, relocate, task, pool, (host, runner), emit, _Commands(mailbox, number)
+        key, blob, relocate, task, pool, (host, runner), emit, cast(Any, _Commands(mailbox, number))
     )
     return outcome_to_json(outcome)
 
@@ -523,8 +523,7 @@ def _parse_bytes(value: str | float) -> float:
     match = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", value)
     if not match:
         raise OptMLError(
-            f"execution.memory {value!r} is not a size; give bytes or a size such as 4GB or "
-            "512MiB"
+            f"execution.memory {value!r} is not a size; give bytes or a size such as 4GB or 512MiB"
         )
     number, unit, binary = match.groups()
     scale = 1024 ** "kmgt".index(unit.lower()) * 1024 if binary and unit else _UNITS[unit.lower()]
