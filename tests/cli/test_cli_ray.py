@@ -45,17 +45,21 @@ def _spec(cli, extra: str = "") -> None:
 
 
 def _ray_processes() -> list[psutil.Process]:
-    """Processes of a local Ray instance a study started (its files are under
-    /tmp/optml-ray-*, named on the command lines of Ray's own processes; the tests' shared
-    instance is under /tmp/optml-ray-test-*)."""
+    """Processes of a local Ray instance a study started: their command lines or open files
+    name its directory, /tmp/optml-ray-* (Ray's agents retitle themselves "ray::..."; the
+    tests' shared instance is under /tmp/optml-ray-test-*)."""
+
+    def ours(text: str) -> bool:
+        return "/tmp/optml-ray-" in text and "/tmp/optml-ray-test-" not in text
+
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or [])
+            if ours(cmdline) or ("ray" in cmdline and any(ours(f.path) for f in proc.open_files())):
+                found.append(proc)
         except psutil.Error:
             continue
-        if "/tmp/optml-ray-" in cmdline and "optml-ray-test-" not in cmdline:
-            found.append(proc)
     return found
 
 
