@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from optml import TrialState, load_study
-from proc_helpers import gone
+from proc_helpers import gone, ray_processes
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
@@ -45,22 +45,9 @@ def _spec(cli, extra: str = "") -> None:
 
 
 def _ray_processes() -> list[psutil.Process]:
-    """Processes of a local Ray instance a study started: their command lines or open files
-    name its directory, /tmp/optml-ray-* (Ray's agents retitle themselves "ray::..."; the
-    tests' shared instance is under /tmp/optml-ray-test-*)."""
-
-    def ours(text: str) -> bool:
-        return "/tmp/optml-ray-" in text and "/tmp/optml-ray-test-" not in text
-
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if ours(cmdline) or ("ray" in cmdline and any(ours(f.path) for f in proc.open_files())):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    """Processes of a local Ray instance a study started (under /tmp/optml-ray-*; the tests'
+    shared instance is under /tmp/optml-ray-test-*)."""
+    return ray_processes("/tmp/optml-ray-", without="/tmp/optml-ray-test-")
 
 
 def _none_left(within: float = 30.0) -> list[str]:

@@ -5,20 +5,24 @@ address, and the extra."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from optml import TrialState, create_study, load_study
-from optml.executors import RayExecutor, TrialOutcome, TrialStarted, TrialTask
+from optml.executors import RayExecutor, TrialOutcome, TrialReported, TrialStarted, TrialTask
 from optml.executors._ray import RayError
 from optml.objectives import FunctionObjective
-from proc_helpers import gone
+from proc_helpers import gone, ray_processes
 
 PY = sys.executable
 
@@ -86,6 +90,65 @@ def test_an_address_where_no_cluster_listens_is_one_clear_error_soon() -> None:
     )
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
     assert "execution.address 'ray://127.0.0.1:1': could not connect" in out.stdout, out.stderr
+
+
+# -- on a head started with `ray start` (before the module's instance starts) -----------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def report_then_sleep(x, trial):
+    for step in range(3):
+        trial.report(step, x + step)
+    time.sleep(x)
+    return x * 2
+
+
+@pytest.mark.infra
+@pytest.mark.slow
+def test_a_ray_client_address_runs_reports_and_cancels_trials(tmp_path) -> None:
+    """`ray start --head` and Ray Client (ray://), with the cluster's token authentication."""
+    pytest.importorskip("ray")
+    temp = tempfile.mkdtemp(prefix="optml-ray-test-head-", dir="/tmp")
+    client = _free_port()
+    started = subprocess.run(
+        [str(Path(PY).with_name("ray")), "start", "--head", f"--port={_free_port()}"]
+        + ["--num-cpus=2", "--object-store-memory=100000000", "--include-dashboard=false"]
+        + [f"--temp-dir={temp}", "--disable-usage-stats", f"--ray-client-server-port={client}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    ex = RayExecutor(workers=2, address=f"ray://127.0.0.1:{client}")
+    try:
+        assert started.returncode == 0, started.stderr
+        ex.start(FunctionObjective(report_then_sleep))
+        ex.submit(TrialTask(0, {"x": 1}, "value"))
+        ex.submit(TrialTask(1, {"x": 120}, "value"))
+        got = _events(
+            ex,
+            lambda g: _outcomes(g) and any(isinstance(e, TrialStarted) and e.number for e in g),
+        )
+        ex.cancel(1)
+        assert ex.running() == 0
+    finally:
+        ex.shutdown(kill=True)
+        procs = ray_processes(temp)
+        for proc in procs:
+            proc.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for proc in alive:
+            proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+    (outcome,) = _outcomes(got)
+    assert (outcome.number, outcome.state, outcome.metrics) == (0, "COMPLETE", {"value": 2.0})
+    reports = [(e.number, e.step) for e in got if isinstance(e, TrialReported)]
+    assert [s for n, s in reports if n == 0] == [0, 1, 2]
+    assert not ray_processes(temp), "the head's processes outlived the test"
 
 
 # -- on the module's Ray instance -------------------------------------------------------------

@@ -158,18 +158,28 @@ class RayExecutor(Executor):
             if self.address:
                 try:
                     _reachable(self.address)
+                    extra = {}
+                    if self.address.startswith("ray://"):
+                        extra["_metadata"] = _client_auth()
                     ray.init(
                         address=self.address,
                         logging_level="ERROR",
                         log_to_driver=False,
                         namespace=self._topic,
+                        **extra,
                     )
                 except Exception as exc:  # noqa: BLE001 - any failure to connect is the address's
                     raise RayError(
                         f"execution.address {self.address!r}: could not connect to a Ray "
-                        f"cluster there ({type(exc).__name__}: {_first_line(exc)}); give "
-                        "ray://HOST:10001 (Ray Client) or HOST:6379 (the head's GCS) of a "
-                        "running cluster, or no address for a local instance"
+                        f"cluster there ({type(exc).__name__}: {_first_line(exc)}); "
+                        + (
+                            "the cluster asks for its token: set RAY_AUTH_MODE=token and "
+                            "RAY_AUTH_TOKEN (or ~/.ray/auth_token) as Ray's token "
+                            "authentication says"
+                            if _auth_refused(exc)
+                            else "give ray://HOST:10001 (Ray Client) or HOST:6379 (the head's "
+                            "GCS) of a running cluster, or no address for a local instance"
+                        )
                     ) from None
             else:
                 # Short socket paths: Ray's unix sockets live under this directory.
@@ -274,22 +284,22 @@ class RayExecutor(Executor):
         ray = _ray()
         if self._drain is None:
             self._drain = self._mailbox.drain.remote(_DRAIN_S)
-        by_ref = {ref: n for n, ref in self._refs.items()}
-        waiting = [self._drain, *by_ref]
+        waiting = [self._drain, *self._refs.values()]
         # One blocking wait for whichever comes first: a message, or a task's end.
         ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout, fetch_local=False)
         if not ready:
             return []
         ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0, fetch_local=False)
+        # By id: Ray Client hands back other objects for the same references.
+        done = {ref.hex() for ref in ready}
         out: list[TrialEvent] = []
-        if self._drain in ready:
+        if self._drain.hex() in done:
             messages = ray.get(self._drain)
             self._drain = None
             for msg in messages:
                 out += self._from_worker(msg)
-        for ref in ready:
-            number = by_ref.get(ref)
-            if number is not None and self._refs.get(number) is ref:
+        for number, ref in list(self._refs.items()):
+            if ref.hex() in done:
                 out += self._finished(number, ref)
         return out
 
@@ -350,6 +360,15 @@ def _task_error(exc: BaseException) -> str:
     if isinstance(exc, ray.exceptions.OutOfMemoryError):
         return f"Ray killed the worker running the trial for lack of memory ({_first_line(exc)})"
     return f"the Ray task failed: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _auth_refused(exc: BaseException | None) -> bool:
+    """Whether a failure to connect came from the cluster's token authentication."""
+    while exc is not None:
+        if "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -481,6 +500,22 @@ def _reachable(address: str, within: float = 10.0) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     with socket.create_connection((host.strip("[]"), int(port)), timeout=within):
         pass
+
+
+def _client_auth() -> list[tuple[str, str]] | None:
+    """The token header for Ray Client, which does not send it by itself (a driver connecting
+    to the GCS does) to a cluster with token authentication (on by default in Ray 2.60): the
+    token Ray's own tools use (``RAY_AUTH_TOKEN``, ``~/.ray/auth_token``), if there is one."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader
+
+        loader = AuthenticationTokenLoader.instance()
+        if not loader.has_token(ignore_auth_mode=True):
+            return None
+        headers = loader.get_token_for_http_header()
+    except Exception:  # noqa: BLE001 - a Ray without token authentication: nothing to send
+        return None
+    return [(str(k).lower(), str(v)) for k, v in headers.items()] or None
 
 
 def _alive_nodes(ray: Any) -> list[dict[str, float]]:
