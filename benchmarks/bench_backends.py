@@ -47,9 +47,7 @@ def _rss_of_descendants() -> float:
 
 
 def _span(trials) -> float:
-    return (
-        max(t.finished_at for t in trials) - min(t.started_at for t in trials)
-    ).total_seconds()
+    return (max(t.finished_at for t in trials) - min(t.started_at for t in trials)).total_seconds()
 
 
 def startup(kinds: list[str]) -> None:

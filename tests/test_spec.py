@@ -112,6 +112,7 @@ def spec_with(**fields):
         ({"execution": {"backend": "slurm"}}, "unknown backend 'slurm'"),
         ({"name": "a\nb"}, "control character"),
         ({"name": "x\x00"}, "control character"),
+        ({"name": "team/study"}, "cannot contain '/'"),
     ],
 )
 def test_fields_out_of_bounds_are_refused(fields, words) -> None:

@@ -35,6 +35,10 @@ class ObjectiveError(OptMLError):
     """The objective could not be loaded or returned something unusable."""
 
 
+class GpuError(OptMLError):
+    """A study asks for GPUs that the machine or cluster does not offer (or not whole ones)."""
+
+
 class MissingDependencyError(OptMLError):
     """An optional dependency is not installed; the message names the extra to install."""
 

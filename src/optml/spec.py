@@ -108,7 +108,8 @@ class ExecutionSpec(_Model):
     oversubscribe: bool = False
     # dask, ray: the scheduler or cluster (none: a local one started with the study), and what
     # one trial needs of a worker (Dask worker resources CPU, MEMORY and GPU; Ray's num_cpus,
-    # memory and num_gpus).
+    # memory and num_gpus); gpus (local, dask and ray): GPUs each trial gets to itself (see
+    # optml.executors._gpus; Ray assigns its own).
     address: str | None = None
     cpus: float | None = Field(default=None, gt=0)
     memory: str | float | None = None

@@ -115,7 +115,7 @@ def test_a_study_needing_a_gpu_on_a_ray_instance_without_one_is_refused(cli) -> 
     out = cli.run("run", "spec.yaml", "--storage", cli.storage, timeout=240)
     assert out.returncode == 2, out.stderr
     assert "execution.gpus: each trial asks for 1 GPU(s)" in out.stderr
-    assert "none has a GPU" in out.stderr
+    assert "the best-provided node of the Ray cluster (local) offers 0" in out.stderr
     assert "Traceback" not in out.stderr
     assert load_study("r", storage=cli.storage).trials == []
     assert not list((cli.workdir / "marks").iterdir()), "a trial ran"

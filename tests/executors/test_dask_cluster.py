@@ -3,6 +3,7 @@ really killed: a worker SIGKILLed mid-trial, a trial past its time limit."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,51 +44,43 @@ def _stop(procs) -> None:
             p.wait(timeout=10)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A scheduler and two single-threaded workers on loopback ports (no nanny: a killed
-    worker stays dead)."""
+@contextlib.contextmanager
+def dask_cluster(workdir: Path, workers: int, *worker_args: str, env=None):
+    """A `dask scheduler` and `workers` `dask worker` processes (no nanny: a killed worker
+    stays dead) on loopback ports, started in ``workdir`` and stopped on leaving; yields the
+    scheduler's address and the worker processes."""
     address = f"tcp://127.0.0.1:{_free_port()}"
-    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed below
-    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp_path}
+    log = open(workdir / "dask.log", "w")  # noqa: SIM115 - closed below
+    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": workdir, "env": env}
+    port = address.rsplit(":", 1)[1]
     procs = [
         subprocess.Popen(
-            [
-                DASK,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                address.rsplit(":", 1)[1],
-                "--no-dashboard",
-            ],
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
             **common,
         )
     ]
     try:
-        for _ in range(2):
+        for _ in range(workers):
             procs.append(
                 subprocess.Popen(
-                    [
-                        DASK,
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--no-nanny",
-                        "--host",
-                        "127.0.0.1",
-                        "--no-dashboard",
-                    ],
+                    [DASK, "worker", address, "--no-nanny", "--host", "127.0.0.1"]
+                    + ["--no-dashboard", *worker_args],
                     **common,
                 )
             )
         with distributed.Client(address, timeout="60s") as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(workers, timeout=60)
         yield address, procs[1:]
     finally:
         _stop(procs)
         log.close()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-threaded workers."""
+    with dask_cluster(tmp_path, 2, "--nthreads", "1") as running:
+        yield running
 
 
 def slow_point(x, data):

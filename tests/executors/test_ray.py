@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from optml import TrialState, create_study, load_study
+from optml.errors import GpuError
 from optml.executors import RayExecutor, TrialOutcome, TrialReported, TrialStarted, TrialTask
 from optml.executors._ray import RayError
 from optml.objectives import FunctionObjective
@@ -243,7 +244,7 @@ def test_two_concurrent_one_gpu_trials_see_different_gpus(ray_instance, tmp_path
 def test_more_gpus_than_any_node_has_is_refused_before_any_trial(ray_instance) -> None:
     ex = RayExecutor(workers=1, gpus=3)
     try:
-        with pytest.raises(RayError, match=r"execution.gpus: each trial asks for 3 GPU.*is 2"):
+        with pytest.raises(GpuError, match=r"execution.gpus: each trial asks for 3 GPU.*offers 2"):
             ex.start(FunctionObjective(abs))
         assert ex._mailbox is None
     finally:

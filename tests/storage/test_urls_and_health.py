@@ -128,7 +128,9 @@ def test_overwritten_file_is_noticed_on_the_next_write(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("storage_kind", ["memory", "sqlite"])
-@pytest.mark.parametrize("name", ["a\nb", "tab\t", "\x1b[2J", "x\u2028y", "", "n" * 256])
+@pytest.mark.parametrize(
+    "name", ["a\nb", "tab\t", "\x1b[2J", "x\u2028y", "", "n" * 256, "team/study", ".", ".."]
+)
 def test_every_storage_refuses_unprintable_or_bad_length_names(tmp_path, storage_kind, name):
     storage = (
         InMemoryStorage()
@@ -148,7 +150,7 @@ def test_printable_names_with_brackets_and_unicode_are_kept(tmp_path, storage_ki
         if storage_kind == "memory"
         else open_storage(f"sqlite:///{tmp_path / 'n.db'}")
     )
-    for name in ("a[/bold]", "étude 1", "n" * 255):
+    for name in ("a[bold]", "étude 1", "n" * 255, "q?x#y %z", "...", "v1.2"):
         new_study(storage, name)
         assert storage.load_study(name).name == name
     storage.close()

@@ -117,8 +117,8 @@ def test_ctrl_c_while_workers_start_leaves_none_behind() -> None:
     ex = make_executor("local", workers=2)
     spawn = ex._spawn
 
-    def spawn_then_ctrl_c():
-        worker = spawn()
+    def spawn_then_ctrl_c(*slot):
+        worker = spawn(*slot)
         _ctrl_c()  # lands between the fork and the worker's record
         return worker
 

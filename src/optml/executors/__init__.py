@@ -32,7 +32,7 @@ _OPTIONS = {
     "address": ("dask", "ray"),
     "cpus": ("dask", "ray"),
     "memory": ("dask", "ray", "kubernetes"),
-    "gpus": ("dask", "ray"),
+    "gpus": ("local", "dask", "ray"),
     "in_thread": ("dask",),
     "study": ("kubernetes",),
     "image": ("kubernetes",),
@@ -59,8 +59,9 @@ def make_executor(
     :func:`~optml.executors._local.max_local_workers` (refused otherwise). The Dask backend
     takes ``address`` (its scheduler; none: a local cluster) and what one trial needs:
     ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); so does the
-    Ray backend (:class:`~optml.executors.RayExecutor`); an option
-    left None is not given, and one the backend does not take is refused.
+    Ray backend (:class:`~optml.executors.RayExecutor`); the local backend takes ``gpus`` too
+    (whole GPUs per trial, see :mod:`optml.executors._gpus`). An option left None is not
+    given, and one the backend does not take is refused.
     """
     if isinstance(backend, Executor):
         return backend

@@ -22,6 +22,7 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
+from optml.executors._gpus import GpuLease
 from optml.objectives._base import Objective
 
 # Files up to this size that the objective names (a model module, a data file) are shipped to
@@ -67,6 +68,15 @@ class DaskExecutor(Executor):
     started with those resources (``dask worker ADDRESS --resources "CPU=8 GPU=2"``); a local
     cluster's workers get exactly one trial's worth each.
 
+    ``gpus`` (whole GPUs): Dask's ``GPU`` resource only limits how many trials run on a worker
+    at once; which devices each gets is decided on the worker's host by lock files keyed by
+    device id (:class:`~optml.executors._gpus.GpuAllocator`), so that trials of every Dask
+    worker there get distinct devices, seen through ``CUDA_VISIBLE_DEVICES`` in a fresh worker
+    process per trial (a process that used a device stays bound to it), and give them back
+    whenever that process ends. A study is refused before any trial starts when no worker
+    offers enough of the resource, or, for a local cluster, when this machine has too few
+    GPUs (then it starts no more workers than there are devices for).
+
     A local cluster has ``workers`` slots in worker processes of ``threads_per_worker``
     threads each. ``in_thread`` runs trials in the Dask worker's threads instead (for objectives that only
     wait, such as benchmarks of the controller: a process per trial is too heavy for hundreds
@@ -89,11 +99,21 @@ class DaskExecutor(Executor):
         in_thread: bool = False,
     ) -> None:
         distributed = _distributed()
+        from optml.executors._gpus import GpuError, local_gpus, whole_gpus
+
         self.address = address
         self._asked_workers = workers
         self.workers = max(1, int(workers or (1 if address else _usable_cpus())))
         self.threads_per_worker = threads_per_worker
         self.in_thread = in_thread
+        self.gpus = whole_gpus(gpus, "dask")
+        if self.gpus and in_thread:
+            raise GpuError(
+                "execution.gpus: trials run in the Dask worker's threads (in_thread) share its "
+                "environment and cannot each be given their own GPUs; leave in_thread off"
+            )
+        if self.gpus and not address:
+            self.workers = min(self.workers, len(local_gpus(self.gpus)) // self.gpus)
         resources: dict[str, float] = {}
         if cpus:
             resources["CPU"] = float(cpus)
@@ -129,6 +149,8 @@ class DaskExecutor(Executor):
             self._client = distributed.Client(self.address, timeout="30s")
             if self._asked_workers is None:
                 self.workers = max(1, sum(self._client.nthreads().values()))
+            if self.gpus:
+                self._check_gpus()
         else:
             self._cluster = distributed.LocalCluster(
                 n_workers=-(-self.workers // self.threads_per_worker),
@@ -153,6 +175,30 @@ class DaskExecutor(Executor):
             key=f"optml-payload-{self._id}",
             pure=False,
         )
+
+    def _check_gpus(self) -> None:
+        """Refuse a cluster none of whose workers offers a trial's worth of the GPU resource;
+        start no more trials at once than its workers' GPUs allow."""
+        from optml.executors._gpus import require_gpus
+
+        if not self._client.scheduler_info()["workers"]:
+            try:  # a cluster started along with the study: give its workers a moment
+                self._client.wait_for_workers(1, timeout=10)
+            except Exception:  # noqa: BLE001 - no worker at all is refused below
+                pass
+        workers = self._client.scheduler_info()["workers"].values()
+        per_worker = sorted(
+            (float(w.get("resources", {}).get("GPU", 0)) for w in workers), reverse=True
+        )
+        require_gpus(
+            self.gpus,
+            per_worker[0] if per_worker else 0,
+            f"the best-provided worker of the Dask cluster at {self.address}",
+            f"{len(per_worker)} worker(s), offering the GPU resource "
+            f"{', '.join(f'{g:g}' for g in per_worker) or '(none)'}; start workers with "
+            '--resources "GPU=N"',
+        )
+        self.workers = max(1, min(self.workers, sum(int(g // self.gpus) for g in per_worker)))
 
     def shutdown(self, kill: bool = False) -> None:
         client = self._client
@@ -202,6 +248,7 @@ class DaskExecutor(Executor):
             task,
             self._topic,
             self.in_thread,
+            self.gpus,
             key=f"optml-trial-{number}-{task.attempt}-{self._id}",
             resources=self.resources or None,
             pure=False,
@@ -444,8 +491,11 @@ def _unseen_path(
     return None
 
 
-def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) -> TrialOutcome:
-    """The Dask task of one trial: runs on a Dask worker, streams its events to ``topic``."""
+def run_dask_task(
+    payload: Any, task: TrialTask, topic: str, in_thread: bool, gpus: int = 0
+) -> TrialOutcome:
+    """The Dask task of one trial: runs on a Dask worker, streams its events to ``topic``;
+    ``gpus``: how many of the host's devices the trial gets to itself."""
     distributed = _distributed()
     from optml.executors._runtime import load_objective, run_trial
 
@@ -487,7 +537,7 @@ def run_dask_task(payload: Any, task: TrialTask, topic: str, in_thread: bool) ->
             should_prune=lambda: commands.get() == "prune",
         )
         return _finish(emit, replace(outcome, host=host, runner=runner))
-    supervised = _supervise(key, blob, relocate, task, topic, (host, runner), emit, commands)
+    supervised = _supervise(key, blob, relocate, task, topic, (host, runner), emit, commands, gpus)
     return _finish(emit, supervised)
 
 
@@ -530,9 +580,11 @@ def _supervise(
     where: tuple[str, str],
     emit: Any,
     commands: _Commands,
+    gpus: int = 0,
 ) -> TrialOutcome:
-    """Run the trial in this Dask thread's worker process and watch it: forward its events,
-    enforce its time limit, obey the controller's commands."""
+    """Run the trial in this Dask thread's worker process (with ``gpus``: a fresh one that
+    sees only the devices leased to the trial) and watch it: forward its events, enforce its
+    time limit, obey the controller's commands."""
     from multiprocessing.connection import wait as wait_any
 
     from optml.executors._runtime import WorkerProcess
@@ -544,8 +596,18 @@ def _supervise(
         if _SHIP_DIR is None:
             _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
         proc = _POOLS.get(pool_key)
-    if proc is None or proc.dead or not proc.alive():
-        log_dir = os.path.join(_SHIP_DIR, "logs")
+    log_dir = os.path.join(_SHIP_DIR, "logs")
+    lease: GpuLease | None = None
+    if gpus:
+        got = _lease_gpus(gpus, commands)
+        if not isinstance(got, GpuLease):
+            return TrialOutcome(
+                task.number, "FAILED", error=got, attempt=task.attempt, host=host, runner=runner
+            )
+        lease = got
+        os.makedirs(log_dir, exist_ok=True)
+        proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate, env=_trial_env(lease))
+    elif proc is None or proc.dead or not proc.alive():
         os.makedirs(log_dir, exist_ok=True)
         proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate, env=_trial_env())
         with _STATE_LOCK:
@@ -582,7 +644,11 @@ def _supervise(
                 proc.prune(task.number)
                 pruned = True
     finally:
-        if proc.dead or proc.task is not None:
+        if lease is not None:
+            # The devices go back only once the process that used them is gone.
+            proc.close(kill=proc.task is not None)
+            lease.release()
+        elif proc.dead or proc.task is not None:
             with _STATE_LOCK:
                 if _POOLS.get(pool_key) is proc:
                     del _POOLS[pool_key]
@@ -590,14 +656,31 @@ def _supervise(
                 proc.kill()
 
 
-def _trial_env() -> dict[str, str]:
+def _trial_env(lease: GpuLease | None = None) -> dict[str, str]:
     """The environment of a trial's process: the Dask worker's, less the malloc setting its
     nanny gives it (MALLOC_TRIM_THRESHOLD_=65536 returns freed memory at once: right for a
     worker holding data, but it made a numpy trial that allocates large arrays spend most of
-    its time in the kernel, several times slower)."""
-    env = dict(os.environ)
+    its time in the kernel, several times slower), with only its leased devices visible."""
+    env = dict(os.environ) if lease is None else lease.env()
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     return env
+
+
+def _lease_gpus(gpus: int, commands: _Commands) -> GpuLease | str:
+    """``gpus`` of this host's devices for one trial, once free (the GPU resource lets no more
+    trials run on this worker than it offers, but other workers on the host may hold some);
+    what is wrong instead when the host has too few or the controller cancelled the trial."""
+    from optml.executors._gpus import GpuAllocator, visible_gpus
+
+    devices = visible_gpus()
+    if len(devices) < gpus:
+        return (
+            f"the trial asks for {gpus} GPU(s), but Dask worker host {socket.gethostname()} "
+            f"has {len(devices)} visible ({','.join(devices) or 'none'}) although a worker "
+            "there offers the GPU resource (see OPTML_GPUS and CUDA_VISIBLE_DEVICES)"
+        )
+    lease = GpuAllocator(devices).wait(gpus, give_up=lambda: commands.get() == "cancel")
+    return "cancelled by the controller" if lease is None else lease
 
 
 def _release(topic: str) -> None:

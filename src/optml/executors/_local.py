@@ -22,6 +22,7 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
+from optml.executors._gpus import GpuAllocator, GpuError, GpuLease, local_gpus, whole_gpus
 from optml.executors._runtime import WorkerProcess
 from optml.objectives._base import Objective
 
@@ -70,6 +71,14 @@ class LocalExecutor(Executor):
     running, which is why the progress display is refreshed from the controller loop.
 
     More than :func:`max_local_workers` workers are refused unless ``oversubscribe`` is set.
+
+    ``gpus``: how many GPUs each trial gets to itself. Each worker then holds that many of the
+    machine's devices (:func:`~optml.executors._gpus.visible_gpus`) for its life and its
+    trials see only them (``CUDA_VISIBLE_DEVICES``): CUDA binds a process to its devices when
+    it first uses them, and an idle worker may still hold memory there. No more workers start
+    than there are devices for, so further trials wait for one; a worker replaced after a
+    timeout, a crash or a cancel takes over its devices. A machine with fewer devices than one
+    trial asks for is refused when the executor is built.
     """
 
     name = "local"
@@ -79,11 +88,18 @@ class LocalExecutor(Executor):
         workers: int | None = None,
         threads_per_worker: int | None = 1,
         oversubscribe: bool = False,
+        gpus: float | None = None,
     ) -> None:
         self.workers = max(1, int(workers or usable_cpus()))
         check_worker_count(self.workers, oversubscribe)
         self.threads_per_worker = threads_per_worker
+        self.gpus = whole_gpus(gpus, "local")
+        self._devices: list[str] = []
+        if self.gpus:
+            self._devices = local_gpus(self.gpus)
+            self.workers = min(self.workers, len(self._devices) // self.gpus)
         self._workers: list[WorkerProcess] = []
+        self._leases: list[GpuLease] = []
         self._objective: Objective | None = None
         self._log_dir: str | None = None
         self._host = socket.gethostname()
@@ -97,22 +113,46 @@ class LocalExecutor(Executor):
         # Every started worker must be in the list that shutdown() kills: a Ctrl-C between a
         # fork and its record would leave a worker that the exiting controller waits for.
         with _interrupt.critical():
-            for _ in range(self.workers):
-                self._workers.append(self._spawn())
+            if self.gpus:
+                self._lease_gpus()
+            for i in range(self.workers):
+                self._workers.append(self._spawn(i))
 
-    def _spawn(self) -> WorkerProcess:
+    def _lease_gpus(self) -> None:
+        """One lease of devices per worker: as many as are free (other optml processes of this
+        user may hold some), refused when not even one worker's worth is."""
+        allocator = GpuAllocator(self._devices)
+        for _ in range(self.workers):
+            lease = allocator.acquire(self.gpus)
+            if lease is None:
+                break
+            self._leases.append(lease)
+        if not self._leases:
+            raise GpuError(
+                f"execution.gpus: each trial asks for {self.gpus} GPU(s), but this machine's "
+                f"{len(self._devices)} ({','.join(self._devices)}) are all held by other optml "
+                f"runs of this user (lock files in {allocator.directory}); wait for them to end"
+            )
+        self.workers = len(self._leases)
+
+    def _spawn(self, slot: int) -> WorkerProcess:
         assert self._log_dir is not None
         return WorkerProcess(
             self._log_dir,
             self.threads_per_worker,
             objective=self._objective,
             mp_context=self._mp,
+            env=self._leases[slot].env() if self._leases else None,
         )
 
     def shutdown(self, kill: bool = False) -> None:
         for w in self._workers:
             w.close(kill=kill)
         self._workers = []
+        # Only now that every worker is gone: a device is never handed on while in use.
+        for lease in self._leases:
+            lease.release()
+        self._leases = []
         if self._log_dir:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
@@ -155,10 +195,10 @@ class LocalExecutor(Executor):
                 continue
             if w.dead:
                 events.append(w.died(self._host, self._where(w)))
-                self._workers[i] = self._spawn()
+                self._workers[i] = self._spawn(i)
             elif w.past_deadline(now):
                 events.append(w.timed_out(self._host, self._where(w)))
-                self._workers[i] = self._spawn()
+                self._workers[i] = self._spawn(i)
         return events
 
     def _translate(self, w: WorkerProcess, messages: list[Any]) -> list[TrialEvent]:
@@ -169,7 +209,7 @@ class LocalExecutor(Executor):
             if w.task is not None and w.task.number == number:
                 w.kill()
                 w.close(kill=True)
-                self._workers[i] = self._spawn()
+                self._workers[i] = self._spawn(i)
 
     def prune(self, number: int) -> None:
         for w in self._workers:

@@ -531,8 +531,17 @@ def check_resources(
 ) -> None:
     """Refuse a study one of whose trials no node of the cluster can hold (Ray would leave
     its tasks pending for ever), naming what the biggest node offers."""
+    from optml.executors._gpus import require_gpus
+
+    if gpus:
+        require_gpus(
+            gpus,
+            max((n.get("GPU", 0.0) for n in nodes), default=0.0),
+            f"the best-provided node of the Ray cluster ({where})",
+            f"{len(nodes)} node(s); Ray finds a machine's GPUs itself, or start nodes with "
+            "ray start --num-gpus N",
+        )
     for field, need, resource, unit in (
-        ("gpus", gpus, "GPU", "GPU(s)"),
         ("cpus", cpus, "CPU", "CPU(s)"),
         ("memory", memory, "memory", "bytes of memory"),
     ):

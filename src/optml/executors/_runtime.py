@@ -331,8 +331,9 @@ class WorkerProcess:
     Built with an ``objective`` it is forked (no pickling: closures work; the caller must have
     no other threads running); built with a ``payload`` from :func:`dump_objective` it is a
     fresh interpreter (safe from a multi-threaded process such as a Dask worker). Either way
-    it runs :func:`worker_main` (with ``env`` as its environment, if given): one task at a time, each reported as ``("started", ...)``,
-    ``("reported", ...)`` messages and then its :class:`TrialOutcome`.
+    it runs :func:`worker_main` (with ``env`` as its environment, if given): one task at a
+    time, each reported as ``("started", ...)``, ``("reported", ...)`` messages and then its
+    :class:`TrialOutcome`.
     """
 
     def __init__(
@@ -360,7 +361,7 @@ class WorkerProcess:
             conn, child = ctx.Pipe()
             self._proc = ctx.Process(
                 target=worker_main,
-                args=(child, objective, log_dir, threads, parent),
+                args=(child, objective, log_dir, threads, parent, env),
                 name="optml-worker",
             )
             self._proc.start()
@@ -526,8 +527,13 @@ def worker_main(
     log_dir: str,
     threads: int | None,
     parent: int,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """The body of a worker process: run tasks from ``conn`` until told to stop (None)."""
+    """The body of a worker process: run tasks from ``conn`` until told to stop (None), with
+    ``env`` as its environment if given (a forked worker's devices, say)."""
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     os.setsid()
     become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C

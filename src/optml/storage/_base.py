@@ -414,8 +414,9 @@ MAX_STUDY_NAME = 255
 
 
 def check_study_name(name: Any) -> str:
-    """Refuse a study name no storage should keep: not a string, empty, too long, or holding a
-    control character or line break (it would break every listing and terminal it is shown in).
+    """Refuse a study name no storage should keep: not a string, empty, too long, holding a
+    control character or line break (it would break every listing and terminal it is shown in),
+    or a slash or dot-segment (it would break the study's web addresses).
     Every storage calls this in ``create_study``; the spec's ``name`` field uses it too."""
     import unicodedata
 
@@ -430,6 +431,13 @@ def check_study_name(name: Any) -> str:
         raise StorageError(
             f"study name {name!r} contains the control character {bad!r}; use printable "
             "characters (letters, digits, spaces, punctuation), without line breaks or tabs"
+        )
+    if "/" in name or name in (".", ".."):
+        # A study's name is one segment of its dashboard and REST API addresses
+        # (/studies/NAME); a slash or a dot-segment would address another resource.
+        raise StorageError(
+            f"study name {name!r} cannot contain '/' or be '.' or '..' (it is one segment of "
+            "the study's web and REST addresses); use another separator, e.g. '-' or ':'"
         )
     return name
 
