@@ -507,7 +507,7 @@ def _client_auth() -> list[tuple[str, str]] | None:
     to the GCS does) to a cluster with token authentication (on by default in Ray 2.60): the
     token Ray's own tools use (``RAY_AUTH_TOKEN``, ``~/.ray/auth_token``), if there is one."""
     try:
-        from ray._raylet import AuthenticationTokenLoader
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
 
         loader = AuthenticationTokenLoader.instance()
         if not loader.has_token(ignore_auth_mode=True):
