@@ -42,17 +42,19 @@ def ray_instance():
     ray = pytest.importorskip("ray")
     temp_dir = tempfile.mkdtemp(prefix="optml-ray-test-", dir="/tmp")
     handler = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit
-    ray.init(
-        address="local",
-        num_cpus=2,
-        num_gpus=2,
-        object_store_memory=100 * 2**20,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-        _temp_dir=temp_dir,
-    )
-    signal.signal(signal.SIGTERM, handler)
+    try:
+        ray.init(
+            address="local",
+            num_cpus=2,
+            num_gpus=2,
+            object_store_memory=100 * 2**20,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            _temp_dir=temp_dir,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

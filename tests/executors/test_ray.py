@@ -20,7 +20,7 @@ import pytest
 
 from optml import TrialState, create_study, load_study
 from optml.errors import GpuError
-from optml.executors import RayExecutor, TrialOutcome, TrialReported, TrialStarted, TrialTask
+from optml.executors import RayExecutor, TrialOutcome, TrialStarted, TrialTask
 from optml.executors._ray import RayError
 from optml.objectives import FunctionObjective
 from proc_helpers import gone, ray_processes
@@ -102,42 +102,70 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CLIENT_SCRIPT = """
+import json, sys, time
+from optml.executors import RayExecutor, TrialOutcome, TrialReported, TrialStarted, TrialTask
+from optml.objectives import FunctionObjective
+
 def report_then_sleep(x, trial):
     for step in range(3):
         trial.report(step, x + step)
     time.sleep(x)
     return x * 2
 
+ex = RayExecutor(workers=2, address=sys.argv[1])
+try:
+    ex.start(FunctionObjective(report_then_sleep))
+    ex.submit(TrialTask(0, {"x": 1}, "value"))
+    ex.submit(TrialTask(1, {"x": 120}, "value"))
+    got, deadline = [], time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        any(isinstance(e, TrialOutcome) for e in got)
+        and any(isinstance(e, TrialStarted) and e.number == 1 for e in got)
+    ):
+        got += ex.events(0.2)
+    ex.cancel(1)
+    running = ex.running()
+finally:
+    ex.shutdown(kill=True)
+print(json.dumps({
+    "outcomes": [[e.number, e.state, e.metrics] for e in got if isinstance(e, TrialOutcome)],
+    "steps": [e.step for e in got if isinstance(e, TrialReported) and e.number == 0],
+    "running": running,
+}))
+"""
+
 
 @pytest.mark.infra
 @pytest.mark.slow
 def test_a_ray_client_address_runs_reports_and_cancels_trials(tmp_path) -> None:
-    """`ray start --head` and Ray Client (ray://), with the cluster's token authentication."""
+    """`ray start --head` and Ray Client (ray://), with the cluster's token authentication; the
+    client runs in a process of its own (Ray keeps one connection per process)."""
+    import json
+
     pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="optml-ray-test-head-", dir="/tmp")
     client = _free_port()
-    started = subprocess.run(
-        [str(Path(PY).with_name("ray")), "start", "--head", f"--port={_free_port()}"]
-        + ["--num-cpus=2", "--object-store-memory=100000000", "--include-dashboard=false"]
-        + [f"--temp-dir={temp}", "--disable-usage-stats", f"--ray-client-server-port={client}"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    ex = RayExecutor(workers=2, address=f"ray://127.0.0.1:{client}")
     try:
-        assert started.returncode == 0, started.stderr
-        ex.start(FunctionObjective(report_then_sleep))
-        ex.submit(TrialTask(0, {"x": 1}, "value"))
-        ex.submit(TrialTask(1, {"x": 120}, "value"))
-        got = _events(
-            ex,
-            lambda g: _outcomes(g) and any(isinstance(e, TrialStarted) and e.number for e in g),
+        started = subprocess.run(
+            [str(Path(PY).with_name("ray")), "start", "--head", f"--port={_free_port()}"]
+            + ["--num-cpus=2", "--object-store-memory=100000000", "--include-dashboard=false"]
+            + [f"--temp-dir={temp}", "--disable-usage-stats"]
+            + [f"--ray-client-server-port={client}"],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
-        ex.cancel(1)
-        assert ex.running() == 0
+        assert started.returncode == 0, started.stderr
+        out = subprocess.run(
+            [PY, "-c", CLIENT_SCRIPT, f"ray://127.0.0.1:{client}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
     finally:
-        ex.shutdown(kill=True)
         procs = ray_processes(temp)
         for proc in procs:
             proc.terminate()
@@ -145,10 +173,10 @@ def test_a_ray_client_address_runs_reports_and_cancels_trials(tmp_path) -> None:
         for proc in alive:
             proc.kill()
         shutil.rmtree(temp, ignore_errors=True)
-    (outcome,) = _outcomes(got)
-    assert (outcome.number, outcome.state, outcome.metrics) == (0, "COMPLETE", {"value": 2.0})
-    reports = [(e.number, e.step) for e in got if isinstance(e, TrialReported)]
-    assert [s for n, s in reports if n == 0] == [0, 1, 2]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["outcomes"] == [[0, "COMPLETE", {"value": 2.0}]]
+    assert got["steps"] == [0, 1, 2]
+    assert got["running"] == 0
     assert not ray_processes(temp), "the head's processes outlived the test"
 
 
@@ -298,3 +326,28 @@ def test_started_events_name_the_ray_worker(ray_instance) -> None:
     (started,) = [e for e in got if isinstance(e, TrialStarted)]
     assert started.runner.startswith("ray:") and started.pid and started.run
     assert _outcomes(got)[0].metrics == {"value": 2.0}
+
+
+class SlowToLoad:
+    """A callable whose unpickling takes 3 s, as a large model or import would on a worker."""
+
+    def __call__(self, x):
+        return float(x)
+
+    def __setstate__(self, state):
+        time.sleep(3.0)
+
+
+@pytest.mark.infra
+@pytest.mark.slow
+def test_a_trial_s_time_limit_leaves_out_its_process_s_start(ray_instance) -> None:
+    # The fresh process a trial runs in on a Ray (or Dask) worker loads the objective first;
+    # that is not the trial's time.
+    ex = RayExecutor(workers=1)
+    try:
+        ex.start(FunctionObjective(SlowToLoad()))
+        ex.submit(TrialTask(0, {"x": 5}, "value", timeout=2.0))
+        (outcome,) = _outcomes(_events(ex, _outcomes))
+    finally:
+        ex.shutdown(kill=True)
+    assert (outcome.state, outcome.metrics) == ("COMPLETE", {"value": 5.0}), outcome.error

@@ -200,6 +200,10 @@ class RayExecutor(Executor):
                 )
             self._connected = True
         except BaseException:
+            try:  # a failed connection can leave Ray half set up in this process
+                ray.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
             self._remove_temp_dir()
             raise
         finally:
