@@ -446,6 +446,8 @@ OPTML = ["random", "sobol", "tpe", "gp", "forest", "cmaes"]
 # OptML samplers with options, by the name the benchmarks know them by.
 OPTML_VARIANTS: dict[str, dict[str, Any]] = {
     "tpe-mv": {"name": "tpe", "multivariate": True},
+    # The GP with its TuRBO-style trust region from 10 dimensions (off by default).
+    "gp-tr": {"name": "gp", "trust_region": "auto"},
 }
 
 

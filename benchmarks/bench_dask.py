@@ -7,9 +7,14 @@
    2 worker processes) with 64 and 256 slots (threads; trials run in-thread: a process per
    trial is too heavy for hundreds of slots on 2 cores), random and GP samplers: efficiency
    (trial time / (slots x wall time), the wall time of optimize, connecting to the cluster
-   included), controller CPU per trial, and the part of it spent proposing.
+   included), controller CPU per trial, the part of it spent proposing, and the CPU the
+   scheduler and the workers spent per trial.
+4. ``scale-peers``: the same with ``--controllers`` controllers (4) on one PostgreSQL study
+   (a throwaway server, as bench_peers.py starts it, or ``--postgres URL``), each its own
+   process with its share of the slots.
 
-    .venv/bin/python benchmarks/bench_dask.py [--parts overhead ann scale] [--slots 64 256]
+    .venv/bin/python benchmarks/bench_dask.py [--parts overhead ann scale scale-peers gp]
+        [--slots 64 256] [--samplers random gp] [--controllers 4]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +131,13 @@ class _Cluster:
         with distributed.Client(self.address, timeout="60s") as client:
             client.wait_for_workers(2, timeout=60)
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the scheduler, and by the workers together."""
+        import psutil
+
+        used = [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in self.procs]
+        return used[0], sum(used[1:])
+
     def close(self) -> None:
         # Workers first: a worker whose scheduler is gone waits to reconnect.
         for p in reversed(self.procs):
@@ -137,7 +150,7 @@ class _Cluster:
                 p.wait(timeout=10)
 
 
-def scale(slots_list: list[int], waves: int) -> None:
+def scale(slots_list: list[int], waves: int, samplers: list[str]) -> None:
     import resource
 
     from optml import create_study
@@ -149,13 +162,14 @@ def scale(slots_list: list[int], waves: int) -> None:
     )
     print(
         "| slots | sampler | trials | wall (s) | efficiency | efficiency, first start to last "
-        "finish | controller CPU per trial (ms) | of which proposing (ms) |"
+        "finish | controller CPU per trial (ms) | of which proposing (ms) | scheduler CPU per "
+        "trial (ms) | workers' CPU per trial (ms) |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for slots in slots_list:
         cluster = _Cluster(slots // 2)
         try:
-            for sampler in ("random", "gp"):
+            for sampler in samplers:
                 n = slots * waves
                 study = create_study(
                     name=f"{sampler}-{slots}",
@@ -176,8 +190,10 @@ def scale(slots_list: list[int], waves: int) -> None:
                 study._start_trials = timed
                 ex = DaskExecutor(workers=slots, address=cluster.address, in_thread=True)
                 cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+                cluster0 = cluster.cpu()
                 study.optimize(sleep_1s, n_trials=n, executor=ex, show_progress=False)
                 cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+                scheduler, workers = (b - a for a, b in zip(cluster0, cluster.cpu(), strict=True))
                 stats = study.last_run
                 cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
                 busy = sum(t.duration_s or 0.0 for t in study.trials)
@@ -189,11 +205,113 @@ def scale(slots_list: list[int], waves: int) -> None:
                     f"| {slots} | {sampler} | {n} | {stats.wall_s:.2f} | "
                     f"{busy / (slots * stats.wall_s):.3f} | {busy / (slots * span):.3f} | "
                     f"{1000 * cpu / n:.2f} | "
-                    f"{1000 * proposing[0] / n:.2f} |",
+                    f"{1000 * proposing[0] / n:.2f} | {1000 * scheduler / n:.2f} | "
+                    f"{1000 * workers / n:.2f} |",
                     flush=True,
                 )
         finally:
             cluster.close()
+
+
+def _peer_controller(url: str, name: str, slots: int, address: str, go: Any, out: Any) -> None:
+    """One of several controllers of a study on PostgreSQL, each with its share of the slots."""
+    import resource
+
+    from optml import load_study
+    from optml.executors import DaskExecutor
+
+    study = load_study(name, storage=url)
+    study.trials  # noqa: B018 - connect before the clock starts
+    go.wait()
+    t0 = time.time()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    # A lambda travels to the Dask workers by value (this module is __mp_main__ here).
+    study.optimize(
+        lambda x, y: time.sleep(1.0) or x,
+        executor=DaskExecutor(workers=slots, address=address, in_thread=True),
+        show_progress=False,
+    )
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    out.put((t0, time.time(), study.last_run.trials, cpu))
+
+
+def scale_peers(
+    slots_list: list[int], waves: int, controllers: int, samplers: list[str], postgres: str | None
+) -> None:
+    """The scale simulation with several controllers on one PostgreSQL study, each its own
+    process with slots / controllers Dask slots, released together; efficiency over the
+    span from the common start to the last controller's end."""
+    import multiprocessing as mp
+
+    from bench_peers import _database, postgres_server
+
+    from optml import create_study, load_study
+
+    print(
+        f"\n### 1-second trials, {controllers} controllers on one PostgreSQL study, a Dask "
+        f"cluster of 2 workers started here (in-thread), {waves} waves\n"
+    )
+    print(
+        "| slots | sampler | trials | wall (s) | efficiency | efficiency, first start to last "
+        "finish | controllers' CPU per trial (ms) | scheduler CPU per trial (ms) | workers' CPU "
+        "per trial (ms) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    with postgres_server(postgres) as server:
+        url = _database(server, "optml_scale")
+        for slots in slots_list:
+            cluster = _Cluster(slots // 2)
+            try:
+                for sampler in samplers:
+                    n = slots * waves
+                    name = f"{sampler}-{slots}"
+                    study = create_study(
+                        name,
+                        storage=url,
+                        space={"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]}},
+                        sampler=sampler,
+                    )
+                    study.set_budget(n)
+                    study.storage.close()
+                    ctx = mp.get_context("spawn")
+                    go, out = ctx.Event(), ctx.Queue()
+                    share = slots // controllers
+                    procs = [
+                        ctx.Process(
+                            target=_peer_controller,
+                            args=(url, name, share, cluster.address, go, out),
+                        )
+                        for _ in range(controllers)
+                    ]
+                    for p in procs:
+                        p.start()
+                    time.sleep(3.0 + controllers)  # every process imports and connects first
+                    cluster0 = cluster.cpu()
+                    go.set()
+                    results = [out.get(timeout=900) for _ in procs]
+                    scheduler, workers = (
+                        b - a for a, b in zip(cluster0, cluster.cpu(), strict=True)
+                    )
+                    for p in procs:
+                        p.join(timeout=60)
+                    wall = max(r[1] for r in results) - min(r[0] for r in results)
+                    done = load_study(name, storage=url).trials
+                    busy = sum(t.duration_s or 0.0 for t in done)
+                    span = (
+                        max(t.finished_at for t in done) - min(t.started_at for t in done)
+                    ).total_seconds()
+                    ran = sum(r[2] for r in results)
+                    cpu = sum(r[3] for r in results)
+                    print(
+                        f"| {slots} | {sampler} | {ran} | {wall:.2f} | "
+                        f"{busy / (slots * wall):.3f} | {busy / (slots * span):.3f} | "
+                        f"{1000 * cpu / ran:.2f} | "
+                        f"{1000 * scheduler / ran:.2f} | {1000 * workers / ran:.2f} |",
+                        flush=True,
+                    )
+            finally:
+                cluster.close()
 
 
 def gp_cost() -> None:
@@ -245,6 +363,9 @@ def main() -> None:
     parser.add_argument("--noop-trials", type=int, default=200)
     parser.add_argument("--slots", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--waves", type=int, default=4)
+    parser.add_argument("--samplers", nargs="+", default=["random", "gp"])
+    parser.add_argument("--controllers", type=int, default=4, help="for --parts scale-peers")
+    parser.add_argument("--postgres", default=None, help="a server URL (default: one started here)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs")
     if "overhead" in args.parts:
@@ -252,7 +373,9 @@ def main() -> None:
     if "ann" in args.parts:
         ann()
     if "scale" in args.parts:
-        scale(args.slots, args.waves)
+        scale(args.slots, args.waves, args.samplers)
+    if "scale-peers" in args.parts:
+        scale_peers(args.slots, args.waves, args.controllers, args.samplers, args.postgres)
     if "gp" in args.parts:
         gp_cost()
 

@@ -16,6 +16,7 @@ common start to the last one's end. Reported: the median over ``--repeat`` fresh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,28 @@ def _database(server: str, db: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + db
 
 
+@contextlib.contextmanager
+def postgres_server(url: str | None = None) -> Iterator[str]:
+    """``url``, or a throwaway PostgreSQL server started with scripts/postgres.sh (stopped and
+    removed on the way out): the server's URL."""
+    if url is not None:
+        yield url
+        return
+    folder = tempfile.mkdtemp(prefix="optml-bench-pg.", dir="/tmp")
+    started = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "postgres.sh"), "start", folder],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", folder], capture_output=True
+        )
+
+
 def run(server: str, trials: int, controllers: list[int], repeat: int) -> list[dict[str, Any]]:
     import optuna
 
@@ -133,18 +157,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", default=os.environ.get("OPTML_BENCH_POSTGRES_URL"))
     args = parser.parse_args()
-    folder = None
-    server = args.postgres
-    if server is None:
-        folder = tempfile.mkdtemp(prefix="optml-bench-pg.", dir="/tmp")
-        started = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "postgres.sh"), "start", folder],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        server = started.stdout.strip().splitlines()[-1]
-    try:
+    with postgres_server(args.postgres) as server:
         import optuna
 
         print(
@@ -152,12 +165,6 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, Python {platform.python_version()}, optuna {optuna.__version__}"
         )
         rows = run(server, args.trials, args.controllers, args.repeat)
-    finally:
-        if folder is not None:
-            subprocess.run(
-                ["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", folder],
-                capture_output=True,
-            )
     print()
     print("| controllers | OptML trials/s | Optuna RDB trials/s | OptML / Optuna |")
     print("|---:|---:|---:|---:|")

@@ -242,8 +242,9 @@ class Controller:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
                         new = study._start_trials(free, budget=budget)
-                        for trial in new:
-                            self._submit(trial.number, trial.params, attempt=0)
+                        self.executor.submit_many(
+                            [self._task(t.number, t.params, attempt=0) for t in new]
+                        )
                         if not new and self.executor.running() == 0:
                             # Nothing to start here; trials of other controllers may still
                             # lapse and need running again, so wait for them to finish.
@@ -337,6 +338,10 @@ class Controller:
         )
 
     def _submit(self, number: int, params: dict[str, Any], attempt: int) -> None:
+        self.executor.submit(self._task(number, params, attempt))
+
+    def _task(self, number: int, params: dict[str, Any], attempt: int) -> TrialTask:
+        """The task of a trial about to be submitted, recorded as in flight."""
         # A trial gets at most what is left of the study's time budget, so that the executor
         # stops it when the budget runs out (a hanging trial must not keep the study running).
         timeout = self.trial_timeout
@@ -356,9 +361,9 @@ class Controller:
             data=self.data,
         )
         self.inflight[number] = task
-        self.executor.submit(task)
         if attempt == 0:
             self.launched += 1
+        return task
 
     def _on_event(self, event: TrialEvent) -> None:
         """Record what the executor saw happen; events of trials no longer running here (one

@@ -576,7 +576,8 @@ def k8s_render(
 ) -> None:
     """Print the batch/v1 Jobs (YAML) the study would submit for its first trials."""
     from optml.executors import TrialTask
-    from optml.executors._k8s import JobSettings, render
+    from optml.executors._k8s import render
+    from optml.service import executor_for
     from optml.spec import build_objective, load_spec, study_from_spec
 
     spec = load_spec(spec_file)
@@ -585,19 +586,7 @@ def k8s_render(
         raise OptMLError(
             f"{spec_file}: execution.backend is {e.backend!r}; k8s render needs kubernetes"
         )
-    assert e.image is not None
-    r = e.resources
-    settings = JobSettings(
-        study=spec.name,
-        image=e.image,
-        namespace=e.namespace or "default",
-        cpu=None if r is None or r.cpu is None else str(r.cpu),
-        memory=None if r is None else r.memory,
-        gpu=None if r is None else r.gpu,
-        service_account=e.service_account,
-        env=dict(e.env or {}),
-        retries=e.retries,
-    )
+    settings = executor_for(spec).settings  # the Jobs `optml run` would submit
     study = study_from_spec(spec, storage="memory://")
     asked = study.ask(trials, heartbeat=False)
     metric = study.metrics[0].name

@@ -64,7 +64,6 @@ def executor_for(spec: Any, workers: int | None = None, oversubscribe: bool = Fa
             gpu=None if r is None else r.gpu,
             service_account=e.service_account,
             env=e.env,
-            retries=e.retries,
         )
     return make_executor(
         e.backend,

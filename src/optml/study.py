@@ -101,10 +101,11 @@ class Study:
         self.sampler = sampler or make_sampler(
             record.sampler, space=self.space, n_metrics=len(record.metrics)
         )
-        self._cache: dict[int, Trial] | None = None
+        self._cache: _TrialCache | None = None
         self._seq = 0  # the storage's change number as of the cache's last read
         # Per-trial keys and unit points, kept across sampler requests (parameters never change).
         self._memo = TrialMemo(self.space)
+        self._streams = _Streams(record.seed)
         self._stop_requested = False
         self.last_run: Any = None
         # How often trials handed out by ask() heartbeat (see _AskHeartbeat).
@@ -481,7 +482,7 @@ class Study:
         ).run()
 
     # -- internals shared by ask/tell and the controller ----------------------------------
-    def _trial_cache(self) -> dict[int, Trial]:
+    def _trial_cache(self) -> _TrialCache:
         if self._cache is None:
             self._sync()
         assert self._cache is not None
@@ -496,7 +497,7 @@ class Study:
         (other controllers' trials included)."""
         changed, self._seq = self.storage.changed_trials(self.id, self._seq)
         if self._cache is None:
-            self._cache = {}
+            self._cache = _TrialCache()
         for t in changed:
             self._cache[t.number] = self._own(t)
 
@@ -505,8 +506,13 @@ class Study:
         return hashlib.sha1(repr(self.space.key(params)).encode()).hexdigest()
 
     def _own(self, trial: Trial) -> Trial:
-        """``trial`` marked as this study's (see :meth:`tell`)."""
-        return trial if trial.study == self.name else trial.with_changes(study=self.name)
+        """``trial`` marked as this study's (see :meth:`tell`). Storage hands out fresh
+        trials that nothing else holds: an unmarked one is marked in place."""
+        name = self._record.name
+        if trial.study is None:
+            object.__setattr__(trial, "study", name)
+            return trial
+        return trial if trial.study == name else trial.with_changes(study=name)
 
     def _write_new(self, params: dict[str, Any], state: TrialState, **fields: Any) -> Trial:
         trial = self._own(self.storage.create_trial(self.id, params, state=state, **fields))
@@ -521,7 +527,7 @@ class Study:
 
     def context(self, budget: int | None = None) -> SearchContext:
         """What the sampler sees now."""
-        trials = sorted(self._trial_cache().values(), key=lambda t: t.number)
+        trials = self._trial_cache().ordered()
         return SearchContext(
             space=self.space,
             trials=trials,
@@ -559,10 +565,7 @@ class Study:
         started: list[Trial] = []
         self._sync()
         # Only a trial queued (or left STALE) in the history just read can be claimed.
-        claimable = any(
-            t.state is TrialState.WAITING or t.state is TrialState.STALE
-            for t in self._trial_cache().values()
-        )
+        claimable = bool(self._trial_cache().queued)
         while claimable and len(started) < n:
             claimed = self.storage.claim_trial(self.id, worker=me)
             if claimed is None:
@@ -577,10 +580,8 @@ class Study:
             if round_ or started:
                 self._sync()
             ctx = self.context(budget)
-            number = max(self._trial_cache(), default=-1) + 1
-            rng = np.random.default_rng(
-                [self.seed, number, round_] if round_ else [self.seed, number]
-            )
+            number = self._trial_cache().top + 1
+            rng = self._streams.at(number * self.PROPOSAL_ROUNDS + round_)
             configs = self.sampler.propose(ctx, want, rng)[:want]
             if not configs:
                 break
@@ -631,6 +632,56 @@ class Study:
             return False
         beat.halt()
         return True
+
+
+class _Streams:
+    """The random state of each proposal, a pure function of the study's seed and a position
+    (from the number the next trial gets): the seed's PCG64 stream, advanced by ``position``
+    times 2**64 draws, so positions never share numbers. One generator is moved, instead of one
+    built per proposal (seeding a numpy generator costs more than a random proposal)."""
+
+    def __init__(self, seed: int) -> None:
+        self._bits = np.random.PCG64(seed)
+        self._start = self._bits.state
+        self._generator = np.random.Generator(self._bits)
+
+    def at(self, position: int) -> np.random.Generator:
+        self._bits.state = self._start
+        self._bits.advance(position << 64)
+        return self._generator
+
+
+class _TrialCache(dict[int, Trial]):
+    """A study's trials by number, as last read from storage. It keeps which ones are queued
+    (WAITING or STALE) and the highest number, and lists them in number order, so that the
+    controller's loop asks none of these questions of every trial of a long history."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: set[int] = set()
+        self.top = -1
+        self._in_order = True  # keys were inserted in increasing order
+
+    def __setitem__(self, number: int, trial: Trial) -> None:
+        if number > self.top:
+            self.top = number
+        elif number not in self:
+            self._in_order = False  # another controller's trial, read after a later one
+        super().__setitem__(number, trial)
+        if trial.state is TrialState.WAITING or trial.state is TrialState.STALE:
+            self.queued.add(number)
+        else:
+            self.queued.discard(number)
+
+    def ordered(self) -> list[Trial]:
+        """Every trial, in number order."""
+        if not self._in_order:
+            items = sorted(self.items())
+            super().clear()
+            for number, trial in items:
+                super().__setitem__(number, trial)
+            self._in_order = True
+        return list(self.values())
 
 
 class Heartbeat(threading.Thread):

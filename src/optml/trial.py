@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -85,7 +85,16 @@ class Trial:
     study: str | None = field(default=None, compare=False, repr=False)
 
     def with_changes(self, **changes: Any) -> Trial:
-        return replace(self, **changes)
+        # What dataclasses.replace does (the class has no __post_init__ to run), without its
+        # cost: the controller's loop makes several of these per trial.
+        unknown = changes.keys() - _TRIAL_FIELDS
+        if unknown:
+            return replace(self, **changes)  # raises its TypeError naming the field
+        new = object.__new__(Trial)
+        state = new.__dict__
+        state.update(self.__dict__)
+        state.update(changes)
+        return new
 
     def to_dict(self) -> dict[str, Any]:
         """The export form: plain JSON types."""
@@ -104,6 +113,9 @@ class Trial:
             "runner": self.runner,
             "user_attrs": dict(self.user_attrs),
         }
+
+
+_TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
 
 
 def _json_float(value: Any) -> Any:

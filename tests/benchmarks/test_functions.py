@@ -68,3 +68,24 @@ def test_local_search_from_xstar_finds_nothing_lower(name):
         g, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000}
     )
     assert result.fun >= f.fstar - 1e-8
+
+
+HIGH_DIM = _load().HIGH_DIM
+
+
+def test_the_high_dimensional_suite_spans_families_and_kinds():
+    assert len(HIGH_DIM) >= 10
+    assert all(10 <= f.dim <= 40 for f in HIGH_DIM.values())
+    kinds = {p.kind for f in HIGH_DIM.values() for p in f.space}
+    assert {"float", "int", "categorical"} <= kinds
+
+
+@pytest.mark.parametrize("name", sorted(HIGH_DIM))
+def test_high_dimensional_optimum_is_reached_at_xstar_and_not_by_chance(name):
+    f = HIGH_DIM[name]
+    f.space.validate(f.xstar)
+    assert f(f.xstar) == pytest.approx(f.fstar, abs=1e-9)
+    values = np.array([f(c) for c in f.space.sample(np.random.default_rng(0), 300)])
+    assert np.all(values > f.fstar)
+    centre = f.space.decode(np.full(f.dim, 0.5))  # where CMA-ES starts: not the optimum
+    assert f(centre) > f.fstar + 1e-3

@@ -1,8 +1,10 @@
 """The executor contract, checked on every executor (serial, local, Dask on real worker processes,
-Ray on a real local instance)."""
+Ray on a real local instance, Kubernetes Jobs through the real client against the loopback API
+server of tests/k8s_fake.py, which runs each Job's pod as a local process tree)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import subprocess
@@ -25,7 +27,9 @@ from optml.objectives import FunctionObjective
 from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
-BACKENDS = ["serial", "local", "dask", "ray"]
+BACKENDS = ["serial", "local", "dask", "ray"] + (
+    ["kubernetes"] if importlib.util.find_spec("kubernetes") else []
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,15 @@ def dask_cluster():
         cluster.close(timeout=30)
 
 
+@pytest.fixture
+def k8s_fake():
+    """A loopback Kubernetes API server whose Jobs run as local processes (one per test)."""
+    from k8s_fake import FakeKubernetes
+
+    with FakeKubernetes() as fake:
+        yield fake
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param
@@ -56,6 +69,8 @@ def backend(request):
 def executor_for(backend, request):
     """Build and start an executor of ``backend`` for an objective; shut down after the test."""
     made = []
+    # Set up before the executors, so that it is torn down after they are shut down.
+    fake = request.getfixturevalue("k8s_fake") if backend == "kubernetes" else None
 
     def build(objective, workers: int = 2):
         if backend == "dask":
@@ -64,6 +79,12 @@ def executor_for(backend, request):
         elif backend == "ray":
             request.getfixturevalue("ray_instance")
             ex = RayExecutor(workers=workers)  # on the module's instance
+        elif backend == "kubernetes":
+            from optml.executors import KubernetesExecutor
+
+            ex = KubernetesExecutor(
+                workers, study="conformance", namespace="ns", api_client=fake.api_client()
+            )
         else:
             ex = make_executor(backend, workers=workers)
         made.append(ex)
@@ -151,6 +172,19 @@ def test_every_task_yields_exactly_one_outcome(executor_for) -> None:
     assert all(o.host for o in outcomes)
 
 
+def test_tasks_handed_over_together_each_yield_one_outcome(executor_for, backend) -> None:
+    ex = executor_for(FunctionObjective(square), workers=3)
+    batch = [TrialTask(n, {"x": n}, "value") for n in range(ex.free_slots())]
+    ex.submit_many(batch)
+    assert ex.running() == len(batch) and ex.free_slots() == 0
+    got = _events(ex, lambda g: ex.running() == 0)
+    got += ex.events(0.5)  # nothing more may come
+    assert sorted(o.number for o in _outcomes(got)) == [t.number for t in batch]
+    assert {o.number: o.metrics["value"] for o in _outcomes(got)} == {
+        t.number: t.number**2 for t in batch
+    }
+
+
 def test_a_trial_past_its_timeout_is_timeout_and_its_processes_aregone(
     executor_for, tmp_path
 ) -> None:
@@ -221,7 +255,8 @@ def test_a_report_arrives_while_the_trial_runs(executor_for, backend, tmp_path) 
     got = _events(ex, lambda g: any(isinstance(e, TrialReported) for e in g))
     assert not _outcomes(got), "the report came only with the outcome"
     started = [e for e in got if isinstance(e, TrialStarted)]
-    assert started and started[0].pid and started[0].host
+    # A pod's process id means nothing to the controller (another machine, its own PID space).
+    assert started and started[0].host and (started[0].pid or backend == "kubernetes")
     flag.write_text("go")
     (outcome,) = _outcomes(_events(ex, _outcomes))
     assert outcome.state == "COMPLETE"

@@ -54,7 +54,6 @@ SETTINGS = JobSettings(
     gpu=1,
     service_account="tuner",
     env={"FOO": "bar"},
-    retries=3,
 )
 
 
@@ -71,7 +70,7 @@ def test_command_job_is_valid_and_carries_the_settings():
     assert meta["labels"]["optml.io/study"] == study_label("My study/#1")
     assert meta["annotations"]["optml.io/study-name"] == "My study/#1"
     assert meta["name"] == job_name("My study/#1", 7, 1)
-    assert spec["backoffLimit"] == 3
+    assert spec["backoffLimit"] == 0  # retries are the controller's: one Job per attempt
     assert spec["activeDeadlineSeconds"] == 91  # whole seconds, never less than asked
     assert spec["ttlSecondsAfterFinished"] > 0
     pod = spec["template"]["spec"]
@@ -97,6 +96,18 @@ def test_python_job_runs_the_entry_point_and_is_valid():
         "resources" not in doc["spec"]["template"]["spec"]["containers"][0]
         or not (doc["spec"]["template"]["spec"]["containers"][0]["resources"])
     )
+
+
+def test_a_command_naming_paths_checks_them_in_the_pod_first():
+    objective = CommandObjective("python train.py --data {data}", data="/data/x.csv", cwd="/work")
+    task = TrialTask(0, {}, "loss")
+    command, env = container_args(objective, task)
+    doc = to_dict(build_job(SETTINGS, task, command, env))
+    _validate(doc)
+    assert command[:2] == ["/bin/sh", "-c"]
+    script = command[2]
+    assert script.index("[ -e /work ]") < script.index("cd /work") < script.index("/data/x.csv")
+    assert script.splitlines()[-1] == "exec python train.py --data /data/x.csv"
 
 
 def test_invalid_manifest_is_caught_by_the_validator():
@@ -160,10 +171,30 @@ def test_render_prints_valid_manifests(tmp_path, capsys):
     assert len(docs) == 3
     for doc in docs:
         _validate(doc)
-        assert doc["spec"]["backoffLimit"] == 2 and doc["spec"]["activeDeadlineSeconds"] == 60
+        # retries: 2 is the controller's; Kubernetes does not retry on top of it.
+        assert doc["spec"]["backoffLimit"] == 0 and doc["spec"]["activeDeadlineSeconds"] == 60
         res = doc["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert res == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
     assert len({d["metadata"]["name"] for d in docs}) == 3
+
+
+def test_render_shows_the_files_a_python_trial_ships(tmp_path, capsys):
+    from optml.trial_run import from_env, shipment
+
+    module = tmp_path / "obj.py"
+    module.write_text("def f(x):\n    return x\n")
+    spec = {**_spec(), "objective": {"function": f"{module}:f"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["k8s", "render", str(path)])
+    assert exit_info.value.code == 0
+    (doc,) = yaml.safe_load_all(capsys.readouterr().out)
+    _validate(doc)
+    env = {e["name"]: e["value"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    files, named = shipment(from_env("OPTML_TASK", env))
+    assert files == {str(module): module.read_bytes()}
+    assert named == [("function", str(module))]
 
 
 def test_render_refuses_another_backend(tmp_path, capsys):

@@ -92,9 +92,11 @@ def test_falls_back_when_a_module_is_missing(monkeypatch: pytest.MonkeyPatch) ->
     assert make_sampler("auto", space=HIGH_DIM, budget=500).choice == "random"
 
 
-def test_auto_takes_no_options() -> None:
-    with pytest.raises(SpecError, match="no options"):
+def test_auto_takes_only_a_stored_choice() -> None:
+    with pytest.raises(SpecError, match=r"unknown option\(s\) \['kappa'\]; it takes \['chosen'\]"):
         make_sampler({"name": "auto", "kappa": 2})
+    with pytest.raises(SpecError, match="chosen 'bogus' is unknown"):
+        make_sampler({"name": "auto", "chosen": "bogus"})
 
 
 @pytest.mark.skipif(not _available("gp"), reason="gp sampler not implemented yet")
@@ -105,7 +107,10 @@ def test_the_chosen_sampler_does_the_work() -> None:
         SearchContext(space=LOW_DIM, trials=[], budget=30), 2, np.random.default_rng(0)
     )
     assert len(batch) == 2
-    assert sampler.to_spec()["name"] == "gp"
+    # Stored as auto with its choice, so that a study loaded back can still hand over.
+    assert sampler.to_spec() == {"name": "auto", "chosen": "gp"}
+    rebuilt = make_sampler(sampler.to_spec(), space=LOW_DIM)
+    assert rebuilt.choice == "gp" and "created" in (rebuilt.reason or "")
 
 
 def test_a_new_auto_study_on_a_finite_space_runs_every_point_without_a_budget() -> None:
@@ -130,3 +135,68 @@ def test_a_grid_the_sampler_refuses_leaves_no_study_behind() -> None:
         with pytest.raises(SpaceError):
             optml.create_study("g", space=space, sampler="grid", storage=storage)
         assert storage.list_studies() == []
+
+
+# -- hand-over from a GP whose cost would dominate (issue 14) --------------------------------------
+@pytest.mark.parametrize(
+    ("space", "per_config", "duration", "in_flight", "expected"),
+    [
+        (LOW_DIM, 0.03, 60.0, 8, None),  # 0.24 s of proposing per minute-long round: keep
+        (LOW_DIM, 0.03, None, 256, None),  # no durations known: keep
+        (LOW_DIM, 0.03, 0.05, 1, "cmaes"),  # a cheap objective, one worker
+        (LOW_DIM, 0.03, 1.0, 256, "cmaes"),  # many one-second trials in flight
+        (LOW_DIM, 0.03, 1.0, 8, None),  # 0.24 of the trial time: just under the line
+        (LOW_DIM, 0.03, 1.0, 9, "cmaes"),  # 0.27: over
+        (CATEGORICAL, 0.03, 0.05, 1, "tpe"),  # mostly choices: TPE, not CMA-ES
+        (Space([Float("x", 0, 1)]), 0.03, 0.05, 1, "tpe"),  # one dimension: no CMA-ES
+    ],
+)
+def test_hand_over_rule(
+    space: Space, per_config: float, duration: float | None, in_flight: int, expected: str | None
+) -> None:
+    verdict = _auto.hand_over(space, per_config, duration, in_flight)
+    if expected is None:
+        assert verdict is None
+    else:
+        assert verdict is not None and verdict[0] == expected
+        assert "handed over from gp" in verdict[1] and f"{in_flight} trial(s)" in verdict[1]
+
+
+def _timed(space: Space, n: int, duration: float | None, pending: int = 0) -> list:
+    from optml.trial import Trial, TrialState
+
+    rng = np.random.default_rng(0)
+    configs = space.sample(rng, n + pending)
+    done = [
+        Trial(i, TrialState.COMPLETE, c, value=float(i % 7), duration_s=duration)
+        for i, c in enumerate(configs[:n])
+    ]
+    return done + [Trial(n + i, TrialState.RUNNING, c) for i, c in enumerate(configs[n:])]
+
+
+@pytest.mark.skipif(not _available("gp") or not _available("cmaes"), reason="gp/cmaes missing")
+def test_a_gp_with_cheap_trials_hands_over_after_three_measured_calls() -> None:
+    sampler = make_sampler("auto", space=LOW_DIM, budget=60)
+    assert sampler.choice == "gp"
+    # Trials of a microsecond: any GP proposal costs far more than a quarter of that.
+    trials = _timed(LOW_DIM, 20, 1e-6)
+    for call in range(3):
+        assert sampler.choice == "gp", call  # measured first, judged after three calls
+        ctx = SearchContext(space=LOW_DIM, trials=trials, budget=60)
+        assert len(sampler.propose(ctx, 1, np.random.default_rng(call))) == 1
+    assert sampler.choice == "cmaes" and sampler.handed_over
+    assert "handed over from gp" in sampler.describe()
+    ctx = SearchContext(space=LOW_DIM, trials=trials, budget=60)
+    assert len(sampler.propose(ctx, 2, np.random.default_rng(9))) == 2  # CMA-ES at work
+    assert sampler.to_spec() == {"name": "auto", "chosen": "gp"}  # a reload starts with the GP
+
+
+@pytest.mark.skipif(not _available("gp"), reason="gp sampler not implemented yet")
+@pytest.mark.parametrize("duration", [None, 3600.0])
+def test_a_gp_with_slow_or_untimed_trials_keeps_going(duration: float | None) -> None:
+    sampler = make_sampler("auto", space=LOW_DIM, budget=60)
+    trials = _timed(LOW_DIM, 20, duration, pending=4)
+    for call in range(4):
+        ctx = SearchContext(space=LOW_DIM, trials=trials, budget=60)
+        sampler.propose(ctx, 1, np.random.default_rng(call))
+    assert sampler.choice == "gp" and not sampler.handed_over

@@ -458,3 +458,150 @@ def test_to_spec_round_trips() -> None:
     sampler = GPSampler(n_startup=7, batch_strategy="cluster", liar="worst", n_candidates=512)
     again = make_sampler(sampler.to_spec())
     assert isinstance(again, GPSampler) and again.to_spec() == sampler.to_spec()
+
+
+# -- cost bounded in pending trials and history (issue 14) ----------------------------------------
+def _posterior(n: int = 30, dims: int = 3, seed: int = 0) -> tuple[_Posterior, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, dims))
+    y = np.sin(5 * X[:, 0]) + X[:, 1] ** 2
+    ls = np.full(dims, 0.3)
+    return _Posterior(X, (y - y.mean()) / y.std(), ls, 1.0, 1e-4), rng.random((7, dims))
+
+
+@pytest.mark.parametrize("liar", [None, 0.7])
+def test_block_update_equals_one_point_at_a_time(liar: float | None) -> None:
+    one, new = _posterior()
+    block, _ = _posterior()
+    query = np.random.default_rng(9).random((40, 3))
+    for x in new:
+        value = float(one.predict(x[None, :])[0][0]) if liar is None else liar
+        one.add(x, value)
+    block.add_many(new, None if liar is None else np.full(len(new), liar))
+    for a, b in zip(one.predict(query), block.predict(query), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(one.L_inv, block.L_inv, rtol=1e-6, atol=1e-9)
+
+
+def test_fit_with_given_hyperparameters_conditions_without_refitting() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((25, 2))
+    y = np.sin(6 * X[:, 0]) + X[:, 1]
+    gp = GaussianProcess().fit(X, y, rng)
+    again = GaussianProcess().fit(X, y, None, gp.hyperparameters)
+    np.testing.assert_allclose(again.hyperparameters, gp.hyperparameters)
+    query = rng.random((10, 2))
+    np.testing.assert_allclose(gp.predict(query), again.predict(query), rtol=1e-9, atol=1e-12)
+    # More data with the same hyperparameters: conditioned on it, not refitted.
+    X2, y2 = np.vstack([X, query]), np.concatenate([y, np.sin(6 * query[:, 0]) + query[:, 1]])
+    grown = GaussianProcess().fit(X2, y2, None, gp.hyperparameters)
+    np.testing.assert_allclose(grown.hyperparameters, gp.hyperparameters)
+    with pytest.raises(ValueError, match="hyperparameters for 2 dimensions"):
+        GaussianProcess().fit(rng.random((5, 3)), rng.random(5), None, gp.hyperparameters)
+
+
+def test_refit_schedule_fits_every_count_then_every_five_percent() -> None:
+    from optml.samplers._gp import refit_step
+
+    assert [refit_step(n) for n in range(0, 101)] == list(range(0, 101))
+    steps = sorted({refit_step(n) for n in range(100, 1001)})
+    assert steps[0] == 100 and steps[-1] <= 1000
+    gaps = np.diff(steps) / np.array(steps[:-1])
+    assert np.all(gaps <= 0.06) and np.all(gaps >= 0.04)  # about 5 % apart
+    assert len(steps) < 60  # 900 counts share fewer than 60 fits
+    assert refit_step(7, every_until=3) == 7  # steps of one while 5 % is under one
+
+
+def test_hyperparameters_are_fitted_once_per_step_and_a_fresh_sampler_agrees() -> None:
+    space = QUAD
+    trials = completed(space, 110, f=quadratic)
+    warm = GPSampler(refit_every_until=100)
+    for n in range(101, 106):  # 101..104 share the step of 100; 105 starts the next
+        warm.propose(
+            SearchContext(space=space, trials=trials[:n], seed=3), 1, np.random.default_rng(n)
+        )
+    assert sorted(key[1] for key in warm._theta_cache) == [100, 105]
+    # What the warmed-up sampler proposes, a new one (a restarted study) proposes too.
+    ctx = SearchContext(space=space, trials=trials[:104], seed=3)
+    fresh = GPSampler(refit_every_until=100)
+    assert warm.propose(ctx, 2, np.random.default_rng(1)) == fresh.propose(
+        ctx, 2, np.random.default_rng(1)
+    )
+
+
+def test_pending_beyond_max_pending_are_not_conditioned_on_but_never_reproposed() -> None:
+    space = Space([Int("a", 0, 9), Int("b", 0, 9)])
+    done = completed(space, 30, f=lambda c: (c["a"] - 4) ** 2 + (c["b"] - 6) ** 2)
+    keys = {space.key(t.params) for t in done}
+    free = [c for c in space.grid() if space.key(c) not in keys]
+    pending = [Trial(30 + i, TrialState.RUNNING, c) for i, c in enumerate(free[: len(free) - 3])]
+    ctx = SearchContext(space=space, trials=done + pending)
+    picks = GPSampler(max_pending=4).propose(ctx, 3, np.random.default_rng(0))
+    taken = keys | {space.key(t.params) for t in pending}
+    assert len(picks) == 3 and not {space.key(c) for c in picks} & taken
+
+
+def test_max_pending_and_refit_options_are_checked_and_kept() -> None:
+    sampler = make_sampler({"name": "gp", "max_pending": 8, "refit_every_until": 50})
+    assert sampler.to_spec()["max_pending"] == 8
+    assert sampler.to_spec()["refit_every_until"] == 50
+    with pytest.raises(SpecError, match="max_pending must be an integer >= 0"):
+        make_sampler({"name": "gp", "max_pending": -1})
+    with pytest.raises(SpecError, match="refit_every_until must be an integer >= 1"):
+        make_sampler({"name": "gp", "refit_every_until": 0})
+
+
+# -- trust region above ten dimensions (issue 14) -------------------------------------------------
+def test_trust_region_replay_halves_doubles_and_restarts() -> None:
+    from optml.samplers._gp import _TR_MIN, _TR_START, _replay_trust_region
+
+    d = 10  # ten proposals without improvement halve the region
+    start = [5.0, 4.0]
+    assert _replay_trust_region(np.array(start), 2, d) == (_TR_START, 0)
+    flat = np.array(start + [4.0] * 10)
+    assert _replay_trust_region(flat, 2, d) == (_TR_START / 2, 0)
+    better = np.array(start + [3.0, 2.0, 1.0])  # three improvements in a row double it
+    assert _replay_trust_region(better, 2, d) == (2 * _TR_START, 0)
+    halvings = math.ceil(math.log2(_TR_START / _TR_MIN))  # down to below the minimum: restart
+    stuck = np.array(start + [4.0] * (10 * halvings))
+    length, restart = _replay_trust_region(stuck, 2, d)
+    assert (length, restart) == (_TR_START, len(stuck))
+
+
+def _history(space: Space, n: int) -> list[Trial]:
+    return completed(space, n, seed=1, f=lambda c: sum((v - 0.2) ** 2 for v in c.values()))
+
+
+def test_trust_region_is_searched_from_ten_numeric_dimensions_only() -> None:
+    low_dim = Space([Float(f"x{i}", 0, 1) for i in range(9)])
+    ctx = SearchContext(space=low_dim, trials=_history(low_dim, 25), seed=0)
+    auto = GPSampler(trust_region="auto").propose(ctx, 2, np.random.default_rng(0))
+    off = GPSampler(trust_region="off").propose(ctx, 2, np.random.default_rng(0))
+    assert auto == off  # nine dimensions: as before
+
+
+def test_high_dimensional_proposals_stay_in_the_trust_region() -> None:
+    space = Space([Float(f"x{i}", 0, 1) for i in range(12)])
+    trials = _history(space, 40)
+    ctx = SearchContext(space=space, trials=trials, seed=0)
+    sampler = GPSampler(trust_region="auto")
+    assert GPSampler()._trust_region(ctx, _Encoder(space), ctx.completed, GaussianProcess()) is None
+    enc = _Encoder(space)
+    done = ctx.completed
+    X = enc.from_unit(ctx.encode(done))
+    gp = GaussianProcess().fit(X, warp_losses(ctx.losses(done), "power"), np.random.default_rng(0))
+    region = sampler._trust_region(ctx, enc, done, gp)
+    assert region is not None
+    centre, low, high = region
+    best = min(trials, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+    np.testing.assert_allclose(centre, space.encode(best.params))
+    assert np.all(low <= centre) and np.all(centre <= high) and np.any(high - low < 1.0)
+    # The candidates the call searches all lie in the region (the refinement keeps to it too).
+    features = sampler._region_features(enc, centre, low, high, np.random.default_rng(0))
+    units = enc.to_unit(features)
+    assert np.all(units >= low - 1e-12) and np.all(units <= high + 1e-12)
+    # Each candidate changes only some coordinates of the centre (about 20 of d; all 12 here).
+    (pick,) = sampler.propose(ctx, 1, np.random.default_rng(0))
+    assert pick not in [t.params for t in trials]
+    with pytest.raises(SpecError, match="trust_region 'maybe' is unknown"):
+        make_sampler({"name": "gp", "trust_region": "maybe"})

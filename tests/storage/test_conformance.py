@@ -523,3 +523,40 @@ def test_concurrent_reservations_share_one_budget_and_each_point_once(kind, open
     trials = stores[0].get_trials(study.id)
     assert [t.number for t in trials] == list(range(30))
     assert len({t.params["x"] for t in trials}) == 30
+
+
+def test_trials_handed_out_share_nothing_mutable_with_storage(storage) -> None:
+    """A caller that changes a trial it was given (its dicts; the trial itself is frozen)
+    changes nothing stored, nested values included."""
+    sid = new_study(storage).id
+    storage.create_trial(sid, {"x": 0.5, "layers": [8, 16]}, user_attrs={"tags": ["a"]})
+    storage.update_trial(sid, 0, state=S.RUNNING)
+    for got in (
+        storage.get_trial(sid, 0),
+        storage.get_trials(sid)[0],
+        storage.changed_trials(sid, 0)[0][0],
+        storage.update_trial(sid, 0, intermediate={1: 0.5}),
+    ):
+        got.params["x"] = 9.0
+        got.params["layers"].append(32)
+        got.user_attrs["tags"].append("b")
+        got.intermediate[2] = 0.1
+    again = storage.get_trial(sid, 0)
+    assert again.params == {"x": 0.5, "layers": [8, 16]}
+    assert again.user_attrs == {"tags": ["a"]}
+    assert again.intermediate == {1: 0.5}
+
+
+def test_changed_trials_are_those_changed_since_in_number_order(storage) -> None:
+    sid = new_study(storage).id
+    for i in range(6):
+        storage.create_trial(sid, {"x": i / 10})
+    _, since = storage.changed_trials(sid, 0)
+    storage.update_trial(sid, 4, state=S.RUNNING)
+    storage.update_trial(sid, 1, state=S.RUNNING)
+    storage.update_trial(sid, 4, state=S.COMPLETE, value=1.0, metrics={"loss": 1.0, "time": 1})
+    storage.update_trial(sid, 1, intermediate={0: 0.5})  # changed last, listed first
+    changed, now = storage.changed_trials(sid, since)
+    assert [(t.number, t.state) for t in changed] == [(1, S.RUNNING), (4, S.COMPLETE)]
+    assert now > since
+    assert storage.changed_trials(sid, now) == ([], now)

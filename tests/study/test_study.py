@@ -222,7 +222,8 @@ def test_ctrl_c_between_claiming_and_submitting_leaves_no_trial_running(
     def interrupted(self, number, params, attempt):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Controller, "_submit", interrupted)
+    # The first step after the trials are claimed: making their tasks for the executor.
+    monkeypatch.setattr(Controller, "_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         study.optimize(lambda x, n: x, n_trials=2, workers=2)
     reloaded = load_study(study.name, storage=f"sqlite:///{tmp_path / 'o.db'}")

@@ -41,7 +41,6 @@ _OPTIONS = {
     "gpu": ("kubernetes",),
     "service_account": ("kubernetes",),
     "env": ("kubernetes",),
-    "retries": ("kubernetes",),
     "api_client": ("kubernetes",),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,7 +76,8 @@ class Executor(abc.ABC):
 
     Contract:
 
-    - ``start(objective)`` once, then ``submit`` tasks while ``free_slots() > 0``; ``events``
+    - ``start(objective)`` once, then ``submit`` tasks (or ``submit_many``) while
+      ``free_slots() > 0``; ``events``
       returns what happened since the last call (blocking up to ``timeout`` seconds for at
       least one event): :class:`TrialStarted` (where), :class:`TrialReported` (a value the
       trial reported, as it happens) and, last for each task, its :class:`TrialOutcome`.
@@ -138,6 +140,11 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, task: TrialTask) -> None: ...
+
+    def submit_many(self, tasks: Sequence[TrialTask]) -> None:
+        """``submit`` each of ``tasks`` (a backend may hand them over together, cheaper)."""
+        for task in tasks:
+            self.submit(task)
 
     @abc.abstractmethod
     def free_slots(self) -> int: ...

@@ -6,10 +6,10 @@ import hashlib
 import os
 import queue
 import socket
-import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from optml.executors._base import (
     TrialTask,
 )
 from optml.executors._gpus import GpuLease
+from optml.executors._ship import arrive, named_paths, ship_dir, shipped_files
 from optml.objectives._base import Objective
 
 # Files up to this size that the objective names (a model module, a data file) are shipped to
@@ -164,14 +165,14 @@ class DaskExecutor(Executor):
         self._client.subscribe_topic(self._topic, self._on_topic)
         self._variable = distributed.Variable(f"{self._topic}-commands", client=self._client)
         self._variable.set({})
-        files = shipped_files(objective)
+        files = shipped_files(objective, SHIP_LIMIT)
         key = hashlib.sha256(payload + repr(sorted(files)).encode()).hexdigest()[:16]
         # A task that returns the payload, not scattered data: a worker that dies holding it
         # loses scattered data for good (and Dask cancels every trial that needs it), while a
         # task's result is computed again. (Dask keeps a single copy of data either way.)
         self._payload = self._client.submit(
             _payload_of,
-            (key, payload, files, _named_paths(objective)),
+            (key, payload, files, named_paths(objective)),
             key=f"optml-payload-{self._id}",
             pure=False,
         )
@@ -240,23 +241,30 @@ class DaskExecutor(Executor):
         return len(self._futures)
 
     def submit(self, task: TrialTask) -> None:
+        self.submit_many([task])
+
+    def submit_many(self, tasks: Sequence[TrialTask]) -> None:
+        """The tasks reach the scheduler in one graph update (it pays per update)."""
         assert self._client is not None, "start() first"
-        number = task.number
-        future = self._client.submit(
+        if not tasks:
+            return
+        futures = self._client.map(
             run_dask_task,
-            self._payload,
-            task,
-            self._topic,
-            self.in_thread,
-            self.gpus,
-            key=f"optml-trial-{number}-{task.attempt}-{self._id}",
+            [self._payload] * len(tasks),
+            tasks,
+            [self._topic] * len(tasks),
+            [self.in_thread] * len(tasks),
+            [self.gpus] * len(tasks),
+            key=[f"optml-trial-{t.number}-{t.attempt}-{self._id}" for t in tasks],
             resources=self.resources or None,
             pure=False,
         )
-        self._futures[number] = future
-        self._tasks[number] = task
-        self._seen[number] = (False, [])
-        future.add_done_callback(lambda f: self._events.put(("done", number, f)))
+        for task, future in zip(tasks, futures, strict=True):
+            number = task.number
+            self._futures[number] = future
+            self._tasks[number] = task
+            self._seen[number] = (False, [])
+            future.add_done_callback(lambda f, n=number: self._events.put(("done", n, f)))
 
     def cancel(self, number: int) -> None:
         future = self._futures.pop(number, None)
@@ -267,12 +275,12 @@ class DaskExecutor(Executor):
             future.cancel()
 
     def prune(self, number: int) -> None:
-        if number in self._futures:
+        if number in self._tasks:
             self._commands[number] = "prune"
             self._publish(self._client)
 
     def _publish(self, client: Any) -> None:
-        live = {n: c for n, c in self._commands.items() if n in self._futures or c == "cancel"}
+        live = {n: c for n, c in self._commands.items() if n in self._tasks or c == "cancel"}
         self._commands = live
         self._variable.set({str(n): c for n, c in live.items()})
 
@@ -408,87 +416,10 @@ def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
     return result  # type: ignore[no-any-return]
 
 
-# -- what travels with the objective ------------------------------------------------------------
-
-
-def _named_paths(objective: Objective) -> list[tuple[str, str]]:
-    """(field, path) for every path the objective names: ``function``'s file, ``module``,
-    ``data`` and ``cwd``."""
-    found = []
-    for field in ("function", "module", "data", "cwd"):
-        value = getattr(objective, field, None)
-        if not isinstance(value, str) or not value:
-            continue
-        if field == "function":
-            target, sep, _ = value.rpartition(":")
-            if not (sep and target.endswith(".py")):
-                continue
-            value = target
-        elif field == "module" and not value.endswith(".py"):
-            continue
-        found.append((field, value))
-    return found
-
-
-def shipped_files(objective: Objective) -> dict[str, bytes]:
-    """The files that travel with the objective: those it names that are small regular files
-    (a directory, such as a command's ``cwd``, never does)."""
-    files = {}
-    for field, path in _named_paths(objective):
-        if field != "cwd" and os.path.isfile(path) and os.path.getsize(path) <= SHIP_LIMIT:
-            with open(path, "rb") as f:
-                files[path] = f.read()
-    return files
-
-
 _STATE_LOCK = threading.Lock()
-_SHIP_DIR: str | None = None
 _POOLS: dict[tuple[str, int], Any] = {}  # (study topic, thread): its worker process
 _OBJECTIVES: dict[str, Objective] = {}  # in-thread mode: loaded objectives by payload key
-
-
-def _localize(key: str, files: dict[str, bytes]) -> dict[str, str]:
-    """Where each shipped file lies on this worker: its own path where that holds the same
-    bytes (a shared filesystem), else a copy written under a directory of this worker."""
-    global _SHIP_DIR
-    relocate = {}
-    for path, content in files.items():
-        try:
-            with open(path, "rb") as f:
-                if f.read() == content:
-                    continue
-        except OSError:
-            pass
-        with _STATE_LOCK:
-            if _SHIP_DIR is None:
-                _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
-        digest = hashlib.sha256(content).hexdigest()[:12]
-        local = os.path.join(_SHIP_DIR, key, digest, os.path.basename(path))
-        if not os.path.exists(local):
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            tmp = f"{local}.{os.getpid()}.{threading.get_ident()}"
-            with open(tmp, "wb") as f:
-                f.write(content)
-            os.replace(tmp, local)
-        relocate[path] = local
-    return relocate
-
-
-def _unseen_path(
-    objective_paths: list[tuple[str, str]], relocate: dict[str, str], worker: str = "Dask worker"
-) -> str | None:
-    """An error for the first path the objective names that this ``worker`` cannot see."""
-    for field, path in objective_paths:
-        if path in relocate or os.path.exists(path):
-            continue
-        where = f"objective.{field}" if field != "data" else "data"
-        return (
-            f"{where} {path!r} does not exist on {worker} host {socket.gethostname()}: only "
-            f"files of up to {SHIP_LIMIT // 2**20} MB that a function or model module names, or "
-            "a data file, are shipped to the workers; put this path on a filesystem the workers "
-            "share, at the same path"
-        )
-    return None
+_ADVICE = "put this path on a filesystem the workers share, at the same path"
 
 
 def run_dask_task(
@@ -510,13 +441,8 @@ def run_dask_task(
             topic, {"kind": kind, "number": number, "attempt": attempt, "run": run, **fields}
         )
 
-    relocate = _localize(key, files)
-    if task.data in relocate:
-        task = replace(task, data=relocate[task.data])
-    paths = [(f, relocate.get(p, p)) for f, p in named]
-    if task.data and not any(p == task.data for _, p in paths):
-        paths.append(("data", task.data))
-    problem = _unseen_path(paths, relocate)
+    where = f"Dask worker host {host}"
+    relocate, task, problem = arrive(key, files, named, task, where, SHIP_LIMIT, _ADVICE)
     if problem:
         emit("started", pid=os.getpid(), host=host, runner=runner)
         failed = TrialOutcome(
@@ -589,14 +515,11 @@ def _supervise(
 
     from optml.executors._runtime import WorkerProcess
 
-    global _SHIP_DIR
     host, runner = where
     pool_key = (topic, threading.get_ident())
     with _STATE_LOCK:
-        if _SHIP_DIR is None:
-            _SHIP_DIR = tempfile.mkdtemp(prefix="optml-shipped-")
         proc = _POOLS.get(pool_key)
-    log_dir = os.path.join(_SHIP_DIR, "logs")
+    log_dir = os.path.join(ship_dir(), "logs")
     lease: GpuLease | None = None
     if gpus:
         got = _lease_gpus(gpus, commands)

@@ -10,7 +10,8 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from optml.errors import OptMLError, missing_dependency
@@ -18,6 +19,7 @@ from optml.executors._base import (
     Executor,
     TrialEvent,
     TrialOutcome,
+    TrialReported,
     TrialStarted,
     TrialTask,
 )
@@ -53,7 +55,6 @@ class JobSettings:
     gpu: int | None = None
     service_account: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    retries: int = 0
     ttl_s: int = TTL_AFTER_FINISHED_S
 
 
@@ -74,24 +75,61 @@ def job_name(study: str, number: int, attempt: int) -> str:
     return f"optml-{slug}-{digest}-{number}-{attempt}"
 
 
-def container_args(objective: Objective, task: TrialTask) -> tuple[list[str], dict[str, str]]:
-    """The container's command and environment for one trial: a command objective's own
-    command line; for a Python objective the package's entry point with the task and the
-    pickled objective in its environment."""
+def container_args(
+    objective: Objective, task: TrialTask, files: dict[str, bytes] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The container's command and environment for one trial.
+
+    A command objective runs its own command line (the image need not have optml); the paths
+    it names (``data``, ``cwd``) are not shipped, so when it names any, a ``/bin/sh`` preamble
+    checks that they exist in the pod first and otherwise ends the pod with a line naming the
+    missing one (``optml: ...``). A Python objective runs the package's entry point with the
+    task, the pickled objective and the small ``files`` it names in its environment (see
+    :mod:`optml.trial_run`), and its reports printed as they happen."""
+    from optml.executors._ship import named_paths
     from optml.objectives._command import CommandObjective
-    from optml.trial_run import encode_task
+    from optml.trial_run import encode_task, env_parts
 
     env = {"OPTML_PARAMS": json.dumps(task.params), "OPTML_TRIAL_NUMBER": str(task.number)}
     if isinstance(objective, CommandObjective):
         env.update(objective.env)
         env["OPTML_DATA"] = objective.data or ""
         argv = objective.render(task.params)
-        return (["/bin/sh", "-c", argv] if isinstance(argv, str) else argv), env
+        checks = [(f, p) for f, p in named_paths(objective) if f in ("data", "cwd")]
+        if not checks:
+            return (["/bin/sh", "-c", argv] if isinstance(argv, str) else argv), env
+        return ["/bin/sh", "-c", _checked(argv, checks)], env
     from optml.executors._runtime import dump_objective
 
-    env["OPTML_TASK"] = encode_task(task)
-    env["OPTML_OBJECTIVE"] = base64.b64encode(dump_objective(objective)).decode()
+    env.update(env_parts("OPTML_TASK", encode_task(task, files, named_paths(objective))))
+    objective_b64 = base64.b64encode(dump_objective(objective)).decode()
+    env.update(env_parts("OPTML_OBJECTIVE", objective_b64))
     return ["python", "-m", "optml.trial_run"], env
+
+
+MISSING_PREFIX = "optml: "
+
+
+def _checked(argv: list[str] | str, checks: list[tuple[str, str]]) -> str:
+    """A shell script that fails naming the first of ``checks`` the pod lacks, then runs
+    ``argv`` (in the ``cwd`` among them)."""
+    import shlex
+
+    from optml.trial_run import POD_ADVICE
+
+    lines = []
+    # The cwd first: the command's other paths may be relative to it.
+    for field_name, path in sorted(checks, key=lambda fp: fp[0] != "cwd"):
+        name = "data" if field_name == "data" else f"objective.{field_name}"
+        before = f"{MISSING_PREFIX}{name} {path!r} does not exist in pod"
+        after = f"the paths a command names are not shipped; {POD_ADVICE}"
+        echo = f'echo {shlex.quote(before)} "${{HOSTNAME:-?}}:" {shlex.quote(after)} >&2'
+        lines.append(f"[ -e {shlex.quote(path)} ] || {{ {echo}; exit 120; }}")
+        if field_name == "cwd":
+            lines.append(f"cd {shlex.quote(path)} || exit 120")
+    run = f"/bin/sh -c {shlex.quote(argv)}" if isinstance(argv, str) else shlex.join(argv)
+    lines.append(f"exec {run}")
+    return "\n".join(lines)
 
 
 def build_job(
@@ -142,7 +180,8 @@ def build_job(
         ),
         spec=k.V1JobSpec(
             template=pod,
-            backoff_limit=settings.retries,
+            # Retries are the controller's (``retries``): each attempt is a Job of its own.
+            backoff_limit=0,
             active_deadline_seconds=max(1, int(-(-task.timeout // 1))) if task.timeout else None,
             ttl_seconds_after_finished=settings.ttl_s,
         ),
@@ -154,13 +193,24 @@ def to_dict(model: Any) -> dict[str, Any]:
     return _client().client.ApiClient().sanitize_for_serialization(model)  # type: ignore[no-any-return]
 
 
+def pod_files(objective: Objective, data: str | None) -> dict[str, bytes]:
+    """The files shipped inside each Job of a Python objective (none for a command)."""
+    from optml.executors._ship import shipped_files
+    from optml.objectives._command import CommandObjective
+    from optml.trial_run import POD_SHIP_LIMIT
+
+    if isinstance(objective, CommandObjective):
+        return {}
+    return shipped_files(objective, POD_SHIP_LIMIT, data)
+
+
 def render(settings: JobSettings, objective: Objective, tasks: list[TrialTask]) -> str:
     """The Jobs of ``tasks`` as one YAML stream, for review."""
     import yaml
 
     docs = []
     for task in tasks:
-        command, env = container_args(objective, task)
+        command, env = container_args(objective, task, pod_files(objective, task.data))
         docs.append(to_dict(build_job(settings, task, command, env)))
     return yaml.safe_dump_all(docs, sort_keys=False)
 
@@ -176,6 +226,15 @@ def job_state(job: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def exit_code(pod: Any) -> int | None:
+    """The exit status of a finished pod's container, when it shows one."""
+    for status in (pod is not None and pod.status and pod.status.container_statuses) or []:
+        terminated = status.state and status.state.terminated
+        if terminated is not None and terminated.exit_code is not None:
+            return int(terminated.exit_code)
+    return None
+
+
 def outcome_from_log(
     task: TrialTask,
     objective: Objective,
@@ -183,8 +242,9 @@ def outcome_from_log(
     reason: str | None,
     log: str | None,
     where: tuple[str | None, str | None],
+    code: int | None = None,
 ) -> TrialOutcome:
-    """What a finished Job means for its trial."""
+    """What a finished Job means for its trial (``code``: its pod's exit status, if known)."""
     from optml.objectives._base import normalize_result
     from optml.trial_run import last_outcome, outcome_from_json
 
@@ -204,14 +264,21 @@ def outcome_from_log(
                 host=host,
                 runner=runner,
             )
+        found = last_outcome(log or "")
+        lines = (log or "").strip().splitlines()
+        if found is not None:  # the runtime reported, then the container failed
+            error = outcome_from_json(found).error or "the trial's container failed"
+        elif lines and lines[-1].startswith(MISSING_PREFIX):
+            error = lines[-1][len(MISSING_PREFIX) :]
+        elif code is not None:
+            error = (
+                f"the trial's container exited unexpectedly with status {code} "
+                f"(the Job failed: {reason or 'no reason given'})"
+            )
+        else:
+            error = f"the Job failed ({reason or 'no reason given'})"
         return TrialOutcome(
-            number,
-            "FAILED",
-            error=f"the Job failed ({reason or 'no reason given'})",
-            logs=tail,
-            attempt=attempt,
-            host=host,
-            runner=runner,
+            number, "FAILED", error=error, logs=tail, attempt=attempt, host=host, runner=runner
         )
     if log is None:
         return TrialOutcome(
@@ -261,6 +328,11 @@ class _Tracked:
     task: TrialTask
     name: str
     started: bool = False
+    where: tuple[str, str] = ("kubernetes", "")  # the node and the pod
+    since: datetime | None = None  # when its Job started
+    following: bool = False  # its pod's log is followed
+    values: dict[int, float] = field(default_factory=dict)  # the reports passed on
+    done: threading.Event = field(default_factory=threading.Event)  # no longer tracked
 
 
 class KubernetesExecutor(Executor):
@@ -271,15 +343,23 @@ class KubernetesExecutor(Executor):
     is too old), and when a Job finishes reads its pod's log: a Python objective's last line is
     its outcome (``optml trial run``), a command's its result as for a local command. Complete
     means the trial's own outcome; Failed with DeadlineExceeded is a TIMEOUT; any other failure
-    (BackoffLimitExceeded: every pod of it failed) FAILED. The Job is then deleted (Background
-    propagation: its pods go with it).
+    FAILED, with the container's exit status. The Job is then deleted (Background propagation:
+    its pods go with it; the batch/v1 default would leave them running).
+
+    Reports: while a Python trial's pod runs, its log is followed (one streaming request per
+    running trial) and each report line the entry point prints is passed on as it comes.
+    ``prune`` ends the trial PRUNED at its next report: the executor deletes the Job (its
+    pod is terminated) and reports the trial PRUNED with the values reported so far.
+    ``cancel`` deletes the Job and its pods; no outcome follows.
+
+    Retries are the controller's (``retries`` of the study): a Job's ``backoffLimit`` is 0, so
+    a failed pod fails its Job and the trial's next attempt is a new Job.
 
     Jobs carry the study and trial as labels. ``start`` lists the study's Jobs: a trial
     submitted while a Job of it (any attempt) is still there is reattached to that Job instead
     of run again, and one that finished while no controller watched is collected from it.
     ``shutdown(kill=True)`` deletes the Jobs in flight; ``kill=False`` leaves them running
-    for the next controller. Reports (``trial.report``) are not streamed back: a trial's
-    intermediate values arrive with its outcome, and ``prune`` has no effect.
+    for the next controller.
 
     ``api_client`` is a ``kubernetes.client.ApiClient`` (for tests, or a cluster set up in
     code); otherwise the kubeconfig (``KUBECONFIG``) or the in-cluster configuration is loaded.
@@ -300,7 +380,6 @@ class KubernetesExecutor(Executor):
         gpu: int | None = None,
         service_account: str | None = None,
         env: dict[str, str] | None = None,
-        retries: int = 0,
         api_client: Any = None,
     ) -> None:
         _client()
@@ -314,13 +393,15 @@ class KubernetesExecutor(Executor):
             gpu=gpu,
             service_account=service_account,
             env=dict(env or {}),
-            retries=retries,
         )
         self._api_client = api_client
         self._objective: Objective | None = None
+        self._follows = False
+        self._files: dict[str | None, dict[str, bytes]] = {}
         self._tracked: dict[int, _Tracked] = {}
         self._by_name: dict[str, int] = {}
         self._found: dict[int, Any] = {}  # trial number: a Job of it already in the cluster
+        self._pruned: set[int] = set()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -334,6 +415,8 @@ class KubernetesExecutor(Executor):
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, objective: Objective) -> None:
+        from optml.objectives._command import CommandObjective
+
         k = _client()
         if self._api_client is None:
             try:
@@ -350,6 +433,8 @@ class KubernetesExecutor(Executor):
         self.batch = k.client.BatchV1Api(self._api_client)
         self.core = k.client.CoreV1Api(self._api_client)
         self._objective = objective
+        # Only the entry point of a Python objective prints reports.
+        self._follows = not isinstance(objective, CommandObjective)
         jobs = self.batch.list_namespaced_job(self.settings.namespace, label_selector=self.selector)
         self.resource_version = jobs.metadata.resource_version
         for job in jobs.items:
@@ -362,14 +447,17 @@ class KubernetesExecutor(Executor):
 
     def shutdown(self, kill: bool = False) -> None:
         self._stop.set()
-        if kill:
-            for tracked in list(self._tracked.values()):
+        for tracked in list(self._tracked.values()):
+            tracked.done.set()
+            if kill:
                 self._delete(tracked.name)
         self._tracked.clear()
         self._by_name.clear()
+        self._pruned.clear()
         if self._watcher is not None:
-            # A watch waiting on the server ends at its next event or its time limit; it is a
-            # daemon and queues nothing more once stopped, so it need not be waited for.
+            # A watch or a log stream waiting on the server ends at its next line or its time
+            # limit; they are daemons and queue nothing more once stopped, so they need not be
+            # waited for.
             self._watcher.join(timeout=0.5)
             self._watcher = None
 
@@ -380,6 +468,12 @@ class KubernetesExecutor(Executor):
     def running(self) -> int:
         return len(self._tracked)
 
+    def _shipped(self, data: str | None) -> dict[str, bytes]:
+        if data not in self._files:
+            assert self._objective is not None
+            self._files[data] = pod_files(self._objective, data)
+        return self._files[data]
+
     def submit(self, task: TrialTask) -> None:
         assert self._objective is not None, "start() first"
         k = _client()
@@ -388,7 +482,7 @@ class KubernetesExecutor(Executor):
             self._track(task, existing.metadata.name)
             self._queue.put(("job", existing))
             return
-        command, env = container_args(self._objective, task)
+        command, env = container_args(self._objective, task, self._shipped(task.data))
         job = build_job(self.settings, task, command, env)
         name = job.metadata.name
         self._track(task, name)
@@ -414,6 +508,8 @@ class KubernetesExecutor(Executor):
             tracked = self._tracked.pop(number, None)
             if tracked is not None:
                 self._by_name.pop(tracked.name, None)
+                tracked.done.set()
+            self._pruned.discard(number)
         return tracked
 
     def cancel(self, number: int) -> None:
@@ -422,7 +518,9 @@ class KubernetesExecutor(Executor):
             self._delete(tracked.name)
 
     def prune(self, number: int) -> None:
-        """No effect: reports do not come back while a Job runs."""
+        """End the trial PRUNED at its next report (its Job is deleted then)."""
+        if number in self._tracked:
+            self._pruned.add(number)
 
     def events(self, timeout: float | None = None) -> list[TrialEvent]:
         if not self._tracked:
@@ -437,11 +535,37 @@ class KubernetesExecutor(Executor):
             except queue.Empty:
                 break
         out: list[TrialEvent] = []
-        for kind, payload in items:
+        for kind, *payload in items:
             if kind == "error":
-                raise payload
-            out += self._on_job(payload)
+                raise payload[0]
+            if kind == "job":
+                out += self._on_job(payload[0])
+            else:
+                out += self._on_report(*payload)
         return out
+
+    def _on_report(self, tracked: _Tracked, step: int, value: float) -> list[TrialEvent]:
+        task = tracked.task
+        if self._tracked.get(task.number) is not tracked or not tracked.started:
+            return []  # late news of a trial already finished, cancelled or pruned
+        if step in tracked.values:
+            return []
+        tracked.values[step] = value
+        events: list[TrialEvent] = [TrialReported(task.number, task.attempt, step, value)]
+        if task.number in self._pruned:
+            self._untrack(task.number)
+            self._delete(tracked.name)
+            host, runner = tracked.where
+            pruned = TrialOutcome(
+                task.number,
+                "PRUNED",
+                intermediate=dict(tracked.values),
+                attempt=task.attempt,
+                host=host,
+                runner=runner,
+            )
+            events.append(_timed(pruned, tracked))
+        return events
 
     def _on_job(self, job: Any) -> list[TrialEvent]:
         number = self._by_name.get(job.metadata.name)
@@ -450,25 +574,45 @@ class KubernetesExecutor(Executor):
         tracked = self._tracked[number]
         task = tracked.task
         kind, reason = job_state(job)
-        active = bool(job.status and (job.status.active or job.status.ready))
-        if kind is None and not active:
+        status = job.status
+        active = bool(status and (status.active or status.ready))
+        # Its pod runs (a cluster before 1.24 does not count ready pods: then once active).
+        running = bool(status and (status.ready or (status.active and status.ready is None)))
+        follow = self._follows and running and not tracked.following
+        if kind is None and (not active or (tracked.started and not follow)):
             return []
         events: list[TrialEvent] = []
-        pod = self._pod(tracked.name)
-        where = (
-            (pod.spec.node_name if pod is not None and pod.spec else None) or "kubernetes",
-            pod.metadata.name if pod is not None else tracked.name,
-        )
+        if kind is not None or not tracked.started:
+            pod = self._pod(tracked.name)
+            tracked.where = (
+                (pod.spec.node_name if pod is not None and pod.spec else None) or "kubernetes",
+                pod.metadata.name if pod is not None else tracked.name,
+            )
+        where = tracked.where
         if not tracked.started:
             tracked.started = True
+            tracked.since = (status and status.start_time) or datetime.now(UTC)
             events.append(TrialStarted(number, task.attempt, where[0], where[1], None, ""))
         if kind is None:
+            if follow:
+                tracked.following = True
+                threading.Thread(
+                    target=self._follow, args=(tracked,), name="optml-k8s-log", daemon=True
+                ).start()
             return events
         log = self._log(pod)
         assert self._objective is not None
-        outcome = outcome_from_log(task, self._objective, kind, reason, log, where)
+        outcome = outcome_from_log(task, self._objective, kind, reason, log, where, exit_code(pod))
+        outcome = _timed(outcome, tracked)
         self._untrack(number)
         self._delete(tracked.name)
+        # The log stream may not have passed on every report yet: the rest, from the
+        # outcome, so that all come before it and none twice.
+        events += [
+            TrialReported(number, task.attempt, step, value)
+            for step, value in outcome.intermediate.items()
+            if step not in tracked.values
+        ]
         return events + [outcome]
 
     # -- the API -------------------------------------------------------------------------
@@ -503,6 +647,57 @@ class KubernetesExecutor(Executor):
         except k.client.ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def _follow(self, tracked: _Tracked) -> None:
+        """Pass on the report lines of a running trial's pod log as they are printed. A stream
+        that drops is opened again (from the start: lines already read are skipped); it ends
+        with the container, or when the trial is no longer tracked."""
+        from optml.trial_run import parse_report
+
+        seen, pause = 0, 0.2
+        while not (tracked.done.is_set() or self._stop.is_set()):
+            try:
+                pod = self._pod(tracked.name)
+                if pod is None:
+                    raise LookupError(tracked.name)
+                response = self.core.read_namespaced_pod_log(
+                    pod.metadata.name,
+                    self.settings.namespace,
+                    follow=True,
+                    _preload_content=False,
+                    _request_timeout=(10, _WATCH_S),
+                )
+            except Exception:  # noqa: BLE001
+                # Not started yet (400), gone (404), or the API server unreachable a moment:
+                # ask again, less and less often, so that many waiting trials do not flood it.
+                tracked.done.wait(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.2
+            lines, rest = 0, b""
+            try:
+                for chunk in response.stream(4096, decode_content=True):
+                    *complete, rest = (rest + chunk).split(b"\n")
+                    for line in complete:
+                        lines += 1
+                        if lines <= seen:
+                            continue
+                        seen = lines
+                        found = parse_report(line.decode(errors="replace"))
+                        if found is not None:
+                            self._queue.put(("report", tracked, *found))
+                    if tracked.done.is_set() or self._stop.is_set():
+                        break
+                else:
+                    # The stream ended: with the container, unless the server closed it early.
+                    pod = self._pod(tracked.name)
+                    if pod is None or pod.status is None or pod.status.phase != "Running":
+                        return
+                    tracked.done.wait(0.5)
+            except Exception:  # noqa: BLE001 - a dropped or idle stream: open it again
+                pass
+            finally:
+                response.release_conn()
 
     def _watch(self) -> None:
         """Follow the study's Jobs: each change of one is queued for ``events``."""
@@ -549,6 +744,20 @@ class KubernetesExecutor(Executor):
         self.resource_version = jobs.metadata.resource_version
         for job in jobs.items:
             self._queue.put(("job", job))
+
+
+def _timed(outcome: TrialOutcome, tracked: _Tracked) -> TrialOutcome:
+    """The outcome with when it ran, where the pod did not say (it failed, timed out or was
+    pruned): from its Job's start until now."""
+    if outcome.started_at is not None or tracked.since is None:
+        return outcome
+    now = datetime.now(UTC)
+    return replace(
+        outcome,
+        started_at=tracked.since,
+        finished_at=now,
+        duration_s=max(0.0, (now - tracked.since).total_seconds()),
+    )
 
 
 def _message(exc: Any) -> str:

@@ -111,8 +111,9 @@ class RayExecutor(Executor):
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, objective: Objective) -> None:
-        from optml.executors._dask import _named_paths, shipped_files
+        from optml.executors._dask import SHIP_LIMIT
         from optml.executors._runtime import dump_objective
+        from optml.executors._ship import named_paths, shipped_files
 
         ray = _ray()
         payload = dump_objective(objective)
@@ -135,9 +136,9 @@ class RayExecutor(Executor):
                 options["memory"] = self.memory
             self._remote = ray.remote(run_ray_task)
             self._options = options
-            files = shipped_files(objective)
+            files = shipped_files(objective, SHIP_LIMIT)
             key = hashlib.sha256(payload + repr(sorted(files)).encode()).hexdigest()[:16]
-            self._payload = ray.put((key, payload, files, _named_paths(objective)))
+            self._payload = ray.put((key, payload, files, named_paths(objective)))
         except BaseException:
             self._disconnect(ray)
             raise
@@ -439,9 +440,9 @@ class _Commands:
 def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dict[str, Any]:
     """The Ray task of one trial: runs on a Ray worker, sends its events to ``mailbox``,
     returns its outcome (the JSON form of :mod:`optml.trial_run`)."""
-    from dataclasses import replace
 
     from optml.executors import _dask as shared
+    from optml.executors._ship import arrive
     from optml.trial_run import outcome_to_json
 
     ray = _ray()
@@ -456,13 +457,10 @@ def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dic
         message = {"kind": kind, "number": number, "attempt": attempt, "run": run, **fields}
         ray.get(mailbox.put.remote(message), timeout=60)
 
-    relocate = shared._localize(key, files)
-    if task.data in relocate:
-        task = replace(task, data=relocate[task.data])
-    paths = [(f, relocate.get(p, p)) for f, p in named]
-    if task.data and not any(p == task.data for _, p in paths):
-        paths.append(("data", task.data))
-    problem = shared._unseen_path(paths, relocate, "Ray worker")
+    where = f"Ray worker host {host}"
+    relocate, task, problem = arrive(
+        key, files, named, task, where, shared.SHIP_LIMIT, shared._ADVICE
+    )
     if problem:
         emit("started", pid=os.getpid(), host=host, runner=runner)
         failed = TrialOutcome(

@@ -118,6 +118,8 @@ def run_here(
     TrialTimeoutError through SIGALRM where this is the main thread, and on a timeout every
     process the trial started (found as this process's new descendants, orphans included while
     it is a subreaper) is killed."""
+    if task.timeout is None:  # nothing to kill at a time limit: no processes to look for
+        return run_trial(objective, task, on_report=on_report, should_prune=should_prune)
     with adopting_orphans():
         before = {p.pid for p in descendants()}
         with _alarm(task.timeout):

@@ -31,6 +31,7 @@ class FunctionObjective(Objective):
         self.function = function
         self.data = data
         self._fn: Callable[..., Any] | None = None if isinstance(function, str) else function
+        self._sig: inspect.Signature | None = None  # of _fn, read once: trials may be short
 
     def check(self) -> None:
         if isinstance(self.function, str):
@@ -46,7 +47,9 @@ class FunctionObjective(Objective):
             self.setup()
         fn = self._fn
         assert fn is not None
-        return _call(fn, params, context)
+        if self._sig is None:
+            self._sig = _signature(fn)
+        return _call(fn, params, context, self._sig)
 
     def describe(self) -> str:
         name = (
@@ -58,15 +61,31 @@ class FunctionObjective(Objective):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        state["_sig"] = None
         if isinstance(self.function, str):
             state["_fn"] = None  # re-import by name on the other side
         return state
 
 
-def _call(fn: Callable[..., Any], params: dict[str, Any], context: TrialContext) -> Any:
+_NO_SIGNATURE = inspect.Signature()
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """``fn``'s signature, or an empty one when it has none to read (a builtin)."""
     try:
-        sig = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
+        return _NO_SIGNATURE
+
+
+def _call(
+    fn: Callable[..., Any],
+    params: dict[str, Any],
+    context: TrialContext,
+    sig: inspect.Signature | None = None,
+) -> Any:
+    sig = _signature(fn) if sig is None else sig
+    if sig is _NO_SIGNATURE:
         return fn(**params)
     names = sig.parameters
     accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in names.values())

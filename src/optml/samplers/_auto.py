@@ -20,6 +20,18 @@ The rules, first match wins (``d`` = number of parameters; an unknown budget cou
 7. Otherwise: **gp** — the most sample-efficient choice for short budgets in low to moderate
    dimension.
 
+**Hand-over.** A GP chosen by these rules is watched while the study runs: a proposal's CPU
+time is measured (per configuration, the median of the last three calls) against the trials'
+own duration (the median ``duration_s`` of the last twenty that finished) and the number of
+trials in flight. To keep ``k`` slots busy with trials of ``D`` seconds the controller must
+propose ``k`` configurations every ``D`` seconds; when that costs more than a quarter of ``D``
+(``seconds per configuration x k > D / 4``: cheap objectives, many pending trials) the GP's cost
+would dominate the study, and ``auto`` hands over for good: to **cmaes** on a mostly numeric
+space (its proposals cost O(d²) and a whole population is proposed at once), else to **tpe**
+(linear in the history, a millisecond or so). Both read the same history, so the trials run so
+far keep counting. Without durations (ask/tell without timing) nothing is handed over. A study
+loaded back starts with the GP again and hands over as soon as its measurements say so.
+
 If the chosen sampler's module is not installed, the next in a fallback chain is used (for
 example gp → forest → tpe → random) and the reason says so. The choice is made once, when the
 space is first known; :meth:`AutoSampler.to_spec` returns the concrete sampler's spec, so a
@@ -29,6 +41,9 @@ study rebuilt from storage runs the same algorithm.
 from __future__ import annotations
 
 import importlib
+import math
+import statistics
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,6 +123,59 @@ def choose_algorithm(
     )
 
 
+# Above this share of a trial's duration spent proposing for the slots in flight, hand over.
+HAND_OVER_SHARE = 0.25
+# Calls measured (the median taken) before a hand-over is considered, and trials timed.
+_MEASURED_CALLS = 3
+_TIMED_TRIALS = 20
+
+
+def _mostly_numeric(space: Space) -> bool:
+    numeric = sum(isinstance(p, Float) or (isinstance(p, Int) and p.size > 10) for p in space)
+    return len(space) >= 2 and numeric >= 0.75 * len(space)
+
+
+def hand_over(
+    space: Space, seconds_per_config: float, trial_seconds: float | None, in_flight: int
+) -> tuple[str, str] | None:
+    """Whether a running GP should hand over, and to what and why (see the module docstring).
+
+    ``seconds_per_config`` is the GP's measured CPU time per configuration, ``trial_seconds``
+    the trials' typical duration (None: unknown, never hand over) and ``in_flight`` the trials
+    to keep running at once.
+
+    >>> from optml.space import Float
+    >>> hand_over(Space([Float("x", 0, 1), Float("y", 0, 1)]), 0.03, 10.0, 4) is None
+    True
+    >>> hand_over(Space([Float("x", 0, 1), Float("y", 0, 1)]), 0.03, 0.05, 4)[0]
+    'cmaes'
+    """
+    if trial_seconds is None or not seconds_per_config > 0 or not math.isfinite(trial_seconds):
+        return None
+    slots = max(int(in_flight), 1)
+    share = seconds_per_config * slots / max(trial_seconds, 1e-6)
+    if share <= HAND_OVER_SHARE:
+        return None
+    target = "cmaes" if _mostly_numeric(space) else "tpe"
+    return target, (
+        f"handed over from gp: it took {1000 * seconds_per_config:.1f} ms a configuration, and "
+        f"{slots} trial(s) in flight of {trial_seconds:.3g} s each would spend {share:.0%} of "
+        f"their time waiting for proposals (over {HAND_OVER_SHARE:.0%}); {target} proposes at "
+        "a fraction of that cost"
+    )
+
+
+def _typical_duration(ctx: SearchContext) -> float | None:
+    """The median duration of the last trials that finished with one, or None."""
+    durations: list[float] = []
+    for t in reversed(ctx.completed):
+        if t.duration_s is not None and math.isfinite(t.duration_s):
+            durations.append(t.duration_s)
+            if len(durations) == _TIMED_TRIALS:
+                break
+    return statistics.median(durations) if durations else None
+
+
 def _importable(name: str) -> bool:
     from optml.samplers import _REGISTRY
 
@@ -133,14 +201,22 @@ class AutoSampler(Sampler):
 
     name = "auto"
 
-    def __init__(self) -> None:
+    def __init__(self, chosen: str | None = None) -> None:
+        if chosen is not None and chosen not in _FALLBACKS:
+            raise SpecError(
+                f"algorithm 'auto': chosen {chosen!r} is unknown; use one of {sorted(_FALLBACKS)}"
+            )
+        # A choice stored with the study (a GP that may still hand over): kept, not re-made.
+        self.chosen = chosen
         self.choice: str | None = None
         self.reason: str | None = None
         self.sampler: Sampler | None = None
+        self.handed_over = False
+        self._costs: list[float] = []  # CPU seconds per configuration of the GP's last calls
 
     @classmethod
     def from_spec(cls, options: Mapping[str, Any], **context: Any) -> AutoSampler:
-        sampler = super().from_spec(options)  # refuses options: it takes none
+        sampler = super().from_spec(options)  # refuses unknown options
         assert isinstance(sampler, AutoSampler)
         space = context.get("space")
         if space is not None:
@@ -158,7 +234,10 @@ class AutoSampler(Sampler):
             return self.sampler
         from optml.samplers import make_sampler
 
-        choice, reason = choose_algorithm(space, budget, n_metrics)
+        if self.chosen is not None:
+            choice, reason = self.chosen, "chosen when the study was created"
+        else:
+            choice, reason = choose_algorithm(space, budget, n_metrics)
         chain = _FALLBACKS.get(choice, [choice])
         for candidate in chain:
             if _importable(candidate):
@@ -174,14 +253,48 @@ class AutoSampler(Sampler):
 
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         sampler = self.decide(ctx.space, ctx.budget, len(ctx.metrics))
-        return sampler.propose(ctx, n, rng)
+        if self.choice != "gp" or self.handed_over:
+            return sampler.propose(ctx, n, rng)
+        start = time.thread_time()
+        configs = sampler.propose(ctx, n, rng)
+        if configs:
+            self._costs = [
+                *self._costs[-(_MEASURED_CALLS - 1) :],
+                (time.thread_time() - start) / len(configs),
+            ]
+        if len(self._costs) == _MEASURED_CALLS:
+            verdict = hand_over(
+                ctx.space,
+                statistics.median(self._costs),
+                _typical_duration(ctx),
+                len(ctx.pending) + n,
+            )
+            if verdict is not None:
+                self._hand_over(ctx, *verdict)
+        return configs
+
+    def _hand_over(self, ctx: SearchContext, target: str, reason: str) -> None:
+        from optml.samplers import make_sampler
+
+        for candidate in _FALLBACKS.get(target, [target]):
+            if candidate != "gp" and _importable(candidate):
+                self.sampler = make_sampler(
+                    candidate, space=ctx.space, budget=ctx.budget, n_metrics=len(ctx.metrics)
+                )
+                self.choice, self.reason, self.handed_over = candidate, reason, True
+                return
 
     def remaining(self, ctx: SearchContext) -> int | None:
         return self.decide(ctx.space, ctx.budget, len(ctx.metrics)).remaining(ctx)
 
     def to_spec(self) -> dict[str, Any]:
-        """The concrete sampler's spec once chosen (so a restart rebuilds the same one)."""
-        return self.sampler.to_spec() if self.sampler is not None else {"name": self.name}
+        """The concrete sampler's spec once chosen (so a restart rebuilds the same one); for a
+        GP, ``auto`` with that choice, so that a restarted study can still hand over."""
+        if self.sampler is None:
+            return {"name": self.name}
+        if self.choice == "gp" or self.handed_over:
+            return {"name": self.name, "chosen": "gp"}
+        return self.sampler.to_spec()
 
     def describe(self) -> str:
         if self.choice is None:

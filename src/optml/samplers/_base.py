@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,21 +33,33 @@ class TrialMemo:
         self.space = space
         self._keys: dict[int, tuple[Any, ...]] = {}
         self._key_set: set[tuple[Any, ...]] = set()  # every value of _keys
+        self._keys_below = 0  # every number below this has its key
         # Unit points by trial number (trial numbers are small consecutive integers).
         self._rows = np.zeros((0, len(space)))
         self._known = np.zeros(0, dtype=bool)
         self._known_below = 0  # every number below this has its row
 
-    def key_set(self, trials: Sequence[Trial]) -> frozenset[tuple[Any, ...]]:
-        """The keys of ``trials`` (trial numbers unique, as in a study)."""
+    def key_set(self, trials: Sequence[Trial]) -> AbstractSet[tuple[Any, ...]]:
+        """The keys of ``trials`` (trial numbers unique, as in a study), read only.
+
+        A study's whole history in number order (``0 .. n-1``, as :meth:`Study.context` gives
+        it) costs only its trials past those already known; the set handed back is then the
+        memo's own, which later requests extend: read it before the next one.
+        """
         known = self._keys
-        for t in trials:
+        n = len(trials)
+        whole = n > 0 and trials[0].number == 0 and trials[n - 1].number == n - 1
+        fresh = trials[min(self._keys_below, n) :] if whole else trials
+        for t in fresh:
             if t.number not in known:
                 key = self.space.key(t.params)
                 known[t.number] = key
                 self._key_set.add(key)
-        if len(known) == len(trials):  # the memo knows exactly these trials: its set is theirs
-            return frozenset(self._key_set)
+        if whole:
+            while self._keys_below in known:
+                self._keys_below += 1
+        if len(known) == n:  # the memo knows exactly these trials: its set is theirs
+            return self._key_set
         return frozenset(known[t.number] for t in trials)
 
     def units(self, trials: Sequence[Trial]) -> np.ndarray:
@@ -76,7 +89,7 @@ class TrialMemo:
 class SearchContext:
     """Everything a sampler may look at. Immutable; built afresh by the study for every request.
 
-    ``trials`` holds every trial of the study in any state; the unfinished ones are ``pending``
+    ``trials`` holds every trial of the study in any state, in number order; the unfinished ones are ``pending``
     (their points are being evaluated, or queued to be). ``seed`` is the study's seed, for
     samplers that walk a fixed sequence (Sobol); per-call randomness comes from the ``rng``
     handed to :meth:`Sampler.propose`. ``budget`` is the study's trial budget when known.
@@ -102,6 +115,8 @@ class SearchContext:
     @property
     def param_constraints(self) -> list[Any]:
         """The constraints on the parameters (checked before a configuration runs)."""
+        if not self.constraints:
+            return []
         return [c for c in self.constraints if getattr(c, "kind", None) == "params"]
 
     def allows(self, config: dict[str, Any]) -> bool:
@@ -182,11 +197,17 @@ class SearchContext:
         """
         return set(self._seen_keys)
 
-    @functools.cached_property
-    def _seen_keys(self) -> frozenset[tuple[Any, ...]]:
-        if self._memo is not None:
-            return self._memo.key_set(self.trials)
-        return frozenset(self.space.key(t.params) for t in self.trials)
+    @property
+    def _seen_keys(self) -> AbstractSet[tuple[Any, ...]]:
+        # Kept like a cached_property, without the lock Python 3.11's takes on every read.
+        seen: AbstractSet[tuple[Any, ...]] | None = self.__dict__.get("_seen")
+        if seen is None:
+            if self._memo is not None:
+                seen = self._memo.key_set(self.trials)
+            else:
+                seen = frozenset(self.space.key(t.params) for t in self.trials)
+            self.__dict__["_seen"] = seen
+        return seen
 
     def encode(self, trials: Sequence[Trial]) -> np.ndarray:
         """The unit-cube points of ``trials`` (one row each), as ``space.encode_many`` gives."""

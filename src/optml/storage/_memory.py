@@ -1,4 +1,4 @@
-"""In-memory storage: thread-safe, gone when the process ends; hands out deep copies."""
+"""In-memory storage: thread-safe, gone when the process ends; hands out copies."""
 
 from __future__ import annotations
 
@@ -25,6 +25,29 @@ from optml.storage._base import (
 )
 from optml.trial import Metric, Trial, TrialState
 
+# Values a trial's dicts hold that need no copying (anything else is deep-copied).
+_ATOMS = frozenset({int, float, str, bool, type(None)})
+
+
+def _fresh(values: dict[Any, Any]) -> dict[Any, Any]:
+    for v in values.values():
+        if type(v) not in _ATOMS:
+            return copy.deepcopy(values)
+    return dict(values)
+
+
+def _copy(trial: Trial) -> Trial:
+    """A copy of ``trial`` that shares nothing mutable with it (it is frozen; its dicts are
+    not). Cheaper than ``copy.deepcopy``, which every trial read and write would pay."""
+    new = object.__new__(Trial)
+    state = new.__dict__
+    state.update(trial.__dict__)
+    state["params"] = _fresh(trial.params)
+    state["metrics"] = dict(trial.metrics)
+    state["intermediate"] = dict(trial.intermediate)
+    state["user_attrs"] = _fresh(trial.user_attrs)
+    return new
+
 
 @dataclass
 class _Run:
@@ -45,9 +68,11 @@ class InMemoryStorage(Storage):
         self._studies: dict[str, StudyRecord] = {}
         self._trials: dict[int, list[Trial]] = {}
         self._next_id = 1
-        # Per study: the last change number, each trial's change number, and the trial keys.
+        # Per study: the last change number, each trial's change number, the trials' numbers
+        # from least to most recently changed, and the trial keys.
         self._seq: dict[int, int] = {}
         self._trial_seq: dict[int, list[int]] = {}
+        self._recent: dict[int, dict[int, None]] = {}
         self._keys: dict[int, set[str]] = {}
         self._runs: dict[int, _Run] = {}
 
@@ -82,6 +107,7 @@ class InMemoryStorage(Storage):
             self._trials[record.id] = []
             self._seq[record.id] = 0
             self._trial_seq[record.id] = []
+            self._recent[record.id] = {}
             self._keys[record.id] = set()
             return record
 
@@ -154,8 +180,9 @@ class InMemoryStorage(Storage):
             return trial
 
     def _append(self, study_id: int, trial: Trial, key: str | None) -> None:
-        self._trials[study_id].append(copy.deepcopy(trial))
+        self._trials[study_id].append(_copy(trial))
         self._trial_seq[study_id].append(self._bump(study_id))
+        self._recent[study_id][trial.number] = None
         if key is not None:
             self._keys[study_id].add(key)
 
@@ -188,7 +215,7 @@ class InMemoryStorage(Storage):
                 trial = Trial(
                     number=len(trials),
                     state=TrialState.RUNNING,
-                    params=copy.deepcopy(dict(params)),
+                    params=_fresh(dict(params)),
                     worker=worker,
                     started_at=now,
                     heartbeat_at=now,
@@ -205,7 +232,12 @@ class InMemoryStorage(Storage):
         with self._lock:
             trials = self._trials_of(study_id)
             seqs = self._trial_seq[study_id]
-            changed = [copy.deepcopy(t) for t, q in zip(trials, seqs, strict=True) if q > since]
+            changed = []
+            for number in reversed(self._recent[study_id]):  # most recently changed first
+                if seqs[number] <= since:
+                    break
+                changed.append(_copy(trials[number]))
+            changed.sort(key=lambda t: t.number)  # as SQL storage answers
             return changed, max(since, self._seq[study_id])
 
     # -- liveness -------------------------------------------------------------------------
@@ -316,14 +348,20 @@ class InMemoryStorage(Storage):
         self, study_id: int, number: int, *, owner: str | None = None, **fields: Any
     ) -> Trial:
         with self._lock:
-            trial = self.get_trial(study_id, number)
+            trials = self._trials_of(study_id)
+            if not 0 <= number < len(trials):
+                raise StorageError(f"study {study_id} has no trial {number}")
+            trial = trials[number]  # replaced, never changed: the update copies what it keeps
             check_owner(trial, owner)
             return self._update(study_id, trial, fields)
 
     def _update(self, study_id: int, trial: Trial, fields: Mapping[str, Any]) -> Trial:
         updated = trial.with_changes(**check_update(trial, fields))
-        self._trials[study_id][trial.number] = copy.deepcopy(updated)
+        self._trials[study_id][trial.number] = _copy(updated)
         self._trial_seq[study_id][trial.number] = self._bump(study_id)
+        recent = self._recent[study_id]
+        recent.pop(trial.number, None)
+        recent[trial.number] = None
         return updated
 
     def get_trial(self, study_id: int, number: int) -> Trial:
@@ -331,11 +369,11 @@ class InMemoryStorage(Storage):
             trials = self._trials_of(study_id)
             if not 0 <= number < len(trials):
                 raise StorageError(f"study {study_id} has no trial {number}")
-            return copy.deepcopy(trials[number])
+            return _copy(trials[number])
 
     def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         with self._lock:
-            trials = copy.deepcopy(self._trials_of(study_id))
+            trials = [_copy(t) for t in self._trials_of(study_id)]
         if states is not None:
             wanted = set(states)
             trials = [t for t in trials if t.state in wanted]
@@ -347,7 +385,7 @@ class InMemoryStorage(Storage):
             best = best_trial(
                 self._trials_of(study_id), record.metrics[0], stored_constraints(record.spec)
             )
-            return copy.deepcopy(best)
+            return None if best is None else _copy(best)
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}

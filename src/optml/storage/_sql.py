@@ -276,6 +276,37 @@ _ANY_WAITING = (
     .where(trials.c.study_id == _bp("sid"), trials.c.state.in_(_CLAIMABLE))
     .limit(1)
 )
+# The statements every trial runs are built once: building one costs SQLAlchemy more than
+# running it. An UPDATE without values sets the columns its parameters name.
+_CHANGED_TRIALS = (
+    sa.select(*_BULK_TRIAL_COLS, trials.c.seq)
+    .where(trials.c.study_id == _bp("sid"), trials.c.seq > _bp("since"))
+    .order_by(trials.c.number)
+)
+_TAKEN_KEYS = sa.select(trials.c.param_key).where(
+    trials.c.study_id == _bp("sid"), trials.c.param_key.in_(_bp("keys", expanding=True))
+)
+_STUDY_UPDATE = studies.update().where(studies.c.id == _bp("sid"))
+_UNFINISHED = tuple(s.value for s in TrialState if not s.is_finished)
+_UPDATE_UNFINISHED = (
+    trials.update()
+    .where(
+        trials.c.study_id == _bp("sid"),
+        trials.c.number == _bp("num"),
+        trials.c.state.in_(_UNFINISHED),
+    )
+    .returning(*_TRIAL_COLS)
+)
+_UPDATE_OWNED = (
+    trials.update()
+    .where(
+        trials.c.study_id == _bp("sid"),
+        trials.c.number == _bp("num"),
+        trials.c.state == TrialState.RUNNING.value,
+        trials.c.worker == _bp("owner"),
+    )
+    .returning(*_TRIAL_COLS)
+)
 
 
 _FINITE_VALUE = (trials.c.value >= -sys.float_info.max, trials.c.value <= sys.float_info.max)
@@ -833,11 +864,7 @@ class SQLStorage(Storage):
             known: set[str] = set()
             if keys:
                 known = set(
-                    conn.execute(
-                        sa.select(trials.c.param_key).where(
-                            trials.c.study_id == study_id, trials.c.param_key.in_(sorted(keys))
-                        )
-                    ).scalars()
+                    conn.execute(_TAKEN_KEYS, {"sid": study_id, "keys": sorted(keys)}).scalars()
                 )
             now = datetime.now(UTC)
             rows, made, taken = [], [], []
@@ -876,9 +903,7 @@ class SQLStorage(Storage):
             if rows:
                 conn.execute(_INSERT_TRIAL, rows)
                 conn.execute(
-                    studies.update()
-                    .where(studies.c.id == study_id)
-                    .values(next_trial_number=number, seq=seq)
+                    _STUDY_UPDATE, {"sid": study_id, "next_trial_number": number, "seq": seq}
                 )
             return Reservation(made, taken, spent)
 
@@ -895,14 +920,8 @@ class SQLStorage(Storage):
         self._write(update)
 
     def changed_trials(self, study_id: int, since: int) -> tuple[list[Trial], int]:
-        stmt = (
-            sa.select(*_BULK_TRIAL_COLS, trials.c.seq)
-            .where(trials.c.study_id == study_id, trials.c.seq > since)
-            .order_by(trials.c.number)
-        )
-
         def query(conn: Connection) -> tuple[list[Trial], int]:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(_CHANGED_TRIALS, {"sid": study_id, "since": since}).all()
             if not rows:
                 self._require_study(conn, study_id)
                 return [], since
@@ -946,22 +965,15 @@ class SQLStorage(Storage):
         # ``owner``) updated in place; anything else takes the checked path below.
         placeholder = Trial(number=number, state=TrialState.WAITING, params={})
         fast, _ = _encode_changes(placeholder, check_update(placeholder, fields))
-        where = [
-            trials.c.study_id == study_id,
-            trials.c.number == number,
-            trials.c.state.in_([s.value for s in TrialState if not s.is_finished]),
-        ]
-        if owner is not None:
-            where += [trials.c.state == TrialState.RUNNING.value, trials.c.worker == owner]
+        fast_update = _UPDATE_UNFINISHED if owner is None else _UPDATE_OWNED
+        where = {"sid": study_id, "num": number, "owner": owner}
 
         def update(conn: Connection) -> Trial:
             seq = conn.execute(_NEXT_SEQ, {"sid": study_id}).scalar()
             if seq is None:
                 raise self._no_study(study_id)
             if fast:
-                done = conn.execute(
-                    trials.update().where(*where).values(**fast, seq=seq).returning(*_TRIAL_COLS)
-                ).first()
+                done = conn.execute(fast_update, {**fast, "seq": seq, **where}).first()
                 if done is not None:
                     return _row_to_trial(done)
             row = conn.execute(_TRIAL_FOR_UPDATE, {"sid": study_id, "num": number}).first()
