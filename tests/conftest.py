@@ -53,6 +53,9 @@ def ray_instance():
             log_to_driver=False,
             _temp_dir=temp_dir,
         )
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     finally:
         signal.signal(signal.SIGTERM, handler)
     try:
