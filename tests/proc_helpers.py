@@ -68,3 +68,23 @@ def wait_for_text(path: Path, within: float = 20.0, proc: Any = None) -> str:
         assert proc is None or proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     raise AssertionError(f"{path} was not written within {within} s")
+
+
+def ray_processes(marker: str, without: str | None = None) -> list[Any]:
+    """Processes of a Ray instance whose files lie in a directory named with ``marker`` (and
+    not ``without``): Ray's processes name it on their command lines or have their logs open
+    there (its agents retitle themselves "ray::...")."""
+    import psutil
+
+    def ours(text: str) -> bool:
+        return marker in text and (without is None or without not in text)
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if ours(cmdline) or ("ray" in cmdline and any(ours(f.path) for f in proc.open_files())):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found

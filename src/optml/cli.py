@@ -101,12 +101,12 @@ def run(
         None,
         "--backend",
         "-b",
-        help="Where trials run: local, serial or dask (default: the spec's execution.backend).",
+        help="Where trials run: local, serial, dask or ray (default: the spec's execution.backend).",
     ),
     address: str | None = typer.Option(
         None,
         "--address",
-        help="Dask scheduler, e.g. tcp://host:8786 (default: the spec's; none: a local cluster).",
+        help="Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001) (default: the spec's; none: a local cluster).",
     ),
 ) -> None:
     """Run the study described by SPEC_FILE; exits 0 when it finishes.

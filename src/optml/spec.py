@@ -138,9 +138,10 @@ class ExecutionSpec(_Model):
     retries: int = Field(default=0, ge=0)
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
-    # dask: the scheduler (none: a local cluster started with the study), and what one trial
-    # needs of a worker, as Dask worker resources CPU, MEMORY and GPU; gpus (local and dask):
-    # whole GPUs each trial gets to itself (see optml.executors._gpus).
+    # dask, ray: the scheduler or cluster (none: a local one started with the study), and what
+    # one trial needs of a worker (Dask worker resources CPU, MEMORY and GPU; Ray's num_cpus,
+    # memory and num_gpus); gpus (local, dask and ray): GPUs each trial gets to itself (see
+    # optml.executors._gpus; Ray assigns its own).
     address: str | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     # kubernetes: one Job per trial (see optml.executors.KubernetesExecutor).

@@ -87,4 +87,4 @@ def test_an_address_without_the_dask_backend_is_refused(cli) -> None:
     _spec(cli, sleep_first=False)
     out = cli.run("run", "spec.yaml", "--address", "tcp://127.0.0.1:8786", "--storage", cli.storage)
     assert out.returncode == 2
-    assert "execution.address applies to backend dask, not 'local'" in out.stderr
+    assert "execution.address applies to backend dask or ray, not 'local'" in out.stderr

@@ -1,6 +1,6 @@
 """The executor contract, checked on every executor (serial, local, Dask on real worker processes,
-Kubernetes Jobs through the real client against the loopback API server of tests/k8s_fake.py,
-which runs each Job's pod as a local process tree)."""
+Ray on a real local instance, Kubernetes Jobs through the real client against the loopback API
+server of tests/k8s_fake.py, which runs each Job's pod as a local process tree)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 
 from optml.executors import (
     DaskExecutor,
+    RayExecutor,
     TrialOutcome,
     TrialReported,
     TrialStarted,
@@ -26,7 +27,7 @@ from optml.objectives import FunctionObjective
 from proc_helpers import gone, kill, wait_for_text
 
 PY = sys.executable
-BACKENDS = ["serial", "local", "dask"] + (
+BACKENDS = ["serial", "local", "dask", "ray"] + (
     ["kubernetes"] if importlib.util.find_spec("kubernetes") else []
 )
 
@@ -75,6 +76,9 @@ def executor_for(backend, request):
         if backend == "dask":
             cluster = request.getfixturevalue("dask_cluster")
             ex = DaskExecutor(workers=workers, address=cluster.scheduler_address)
+        elif backend == "ray":
+            request.getfixturevalue("ray_instance")
+            ex = RayExecutor(workers=workers)  # on the module's instance
         elif backend == "kubernetes":
             from optml.executors import KubernetesExecutor
 

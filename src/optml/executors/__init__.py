@@ -16,6 +16,7 @@ from optml.executors._base import (
 from optml.executors._dask import DaskExecutor, check_address
 from optml.executors._k8s import KubernetesExecutor
 from optml.executors._local import LocalExecutor
+from optml.executors._ray import RayExecutor
 from optml.executors._runtime import run_trial
 from optml.executors._serial import SerialExecutor
 
@@ -23,14 +24,15 @@ _BACKENDS: dict[str, type[Executor]] = {
     "serial": SerialExecutor,
     "local": LocalExecutor,
     "dask": DaskExecutor,
+    "ray": RayExecutor,
     "kubernetes": KubernetesExecutor,
 }
 # Options only some backends take: (option, backends).
 _OPTIONS = {
-    "address": ("dask",),
-    "cpus": ("dask",),
-    "memory": ("dask", "kubernetes"),
-    "gpus": ("local", "dask"),
+    "address": ("dask", "ray"),
+    "cpus": ("dask", "ray"),
+    "memory": ("dask", "ray", "kubernetes"),
+    "gpus": ("local", "dask", "ray"),
     "in_thread": ("dask",),
     "study": ("kubernetes",),
     "image": ("kubernetes",),
@@ -55,9 +57,10 @@ def make_executor(
     ``oversubscribe`` lets a local executor start more workers than
     :func:`~optml.executors._local.max_local_workers` (refused otherwise). The Dask backend
     takes ``address`` (its scheduler; none: a local cluster) and what one trial needs:
-    ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); the local
-    backend takes ``gpus`` too (whole GPUs per trial, see :mod:`optml.executors._gpus`). An
-    option left None is not given, and one the backend does not take is refused.
+    ``cpus``, ``memory``, ``gpus`` (see :class:`~optml.executors.DaskExecutor`); so does the
+    Ray backend (:class:`~optml.executors.RayExecutor`); the local backend takes ``gpus`` too
+    (whole GPUs per trial, see :mod:`optml.executors._gpus`). An option left None is not
+    given, and one the backend does not take is refused.
     """
     if isinstance(backend, Executor):
         return backend
@@ -84,6 +87,7 @@ __all__ = [
     "Executor",
     "KubernetesExecutor",
     "LocalExecutor",
+    "RayExecutor",
     "SerialExecutor",
     "TrialEvent",
     "TrialOutcome",

@@ -548,6 +548,8 @@ def _supervise(
                     return replace(message, host=host, runner=runner)
                 kind, _, _, *rest = message
                 if kind == "started":
+                    if task.timeout:  # the limit is the trial's, not its process's start-up
+                        proc.deadline = time.monotonic() + task.timeout
                     emit("started", pid=rest[1], host=host, runner=runner)
                 else:
                     emit("reported", step=rest[0], value=rest[1])
