@@ -138,11 +138,11 @@ class ExecutionSpec(_Model):
     retries: int = Field(default=0, ge=0)
     # Allow more local workers than LocalExecutor starts unasked (checked when it is built).
     oversubscribe: bool = False
-    # dask, ray: the scheduler or cluster (none: a local one started with the study), and what
-    # one trial needs of a worker (Dask worker resources CPU, MEMORY and GPU; Ray's num_cpus,
-    # memory and num_gpus); gpus (local, dask and ray): GPUs each trial gets to itself (see
-    # optml.executors._gpus; Ray assigns its own).
+    # dask, ray: the scheduler or cluster (none: a local one started with the study).
     address: str | None = None
+    # What one trial needs (Dask worker resources CPU, MEMORY and GPU; Ray's num_cpus, memory
+    # and num_gpus; a container's requests and limits); gpus (local, dask, ray): GPUs each trial
+    # gets to itself (see optml.executors._gpus; Ray assigns its own).
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     # kubernetes: one Job per trial (see optml.executors.KubernetesExecutor).
     image: str | None = None

@@ -290,7 +290,7 @@ def test_a_grid_through_optml_run_on_a_ray_cluster_by_address(ray_instance, tmp_
         "name: g\n"
         "objective: {function: obj.py:f}\n"
         "space: {x: [10, 20, 30]}\n"
-        "execution: {backend: local, workers: 2, gpus: 1}\n"
+        "execution: {backend: local, workers: 2, resources: {gpus: 1}}\n"
     )
     storage = f"sqlite:///{tmp_path / 'g.db'}"
     out = subprocess.run(
