@@ -114,7 +114,7 @@ def test_a_study_needing_a_gpu_on_a_ray_instance_without_one_is_refused(cli) -> 
     _spec(cli, extra=", gpus: 1")
     out = cli.run("run", "spec.yaml", "--storage", cli.storage, timeout=240)
     assert out.returncode == 2, out.stderr
-    assert "execution.gpus: each trial asks for 1 GPU(s)" in out.stderr
+    assert "execution.resources.gpus: each trial asks for 1 GPU(s)" in out.stderr
     assert "the best-provided node of the Ray cluster (local) offers 0" in out.stderr
     assert "Traceback" not in out.stderr
     assert load_study("r", storage=cli.storage).trials == []

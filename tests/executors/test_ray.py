@@ -228,7 +228,6 @@ def test_a_ray_worker_killed_mid_trial_reruns_it_once_as_a_retry(ray_instance, t
         slow_point,
         executor=RayExecutor(workers=2),
         data=str(marks),
-        retries=1,
         show_progress=False,
     )
     killer.join(timeout=90)
@@ -272,7 +271,9 @@ def test_two_concurrent_one_gpu_trials_see_different_gpus(ray_instance, tmp_path
 def test_more_gpus_than_any_node_has_is_refused_before_any_trial(ray_instance) -> None:
     ex = RayExecutor(workers=1, gpus=3)
     try:
-        with pytest.raises(GpuError, match=r"execution.gpus: each trial asks for 3 GPU.*offers 2"):
+        with pytest.raises(
+            GpuError, match=r"execution.resources.gpus: each trial asks for 3 GPU.*offers 2"
+        ):
             ex.start(FunctionObjective(abs))
         assert ex._mailbox is None
     finally:

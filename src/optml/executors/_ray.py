@@ -45,6 +45,10 @@ class RayError(OptMLError):
     """A Ray cluster could not be reached, or cannot run the study's trials."""
 
 
+# Reruns of a trial whose Ray worker died, as Dask's ``allowed-failures`` (3 by default).
+LOST_WORKER_RERUNS = 3
+
+
 class RayExecutor(Executor):
     """Runs each trial as one Ray task on a Ray cluster (``address``: ``ray://host:10001``
     through Ray Client, ``host:6379`` for a cluster's GCS, or ``auto``), or, without an
@@ -66,9 +70,11 @@ class RayExecutor(Executor):
     the task through the same actor, and a cancel also interrupts the task (``ray.cancel``).
     The outcome is the task's return value, in the JSON form of :mod:`optml.trial_run`.
 
-    Retries: Ray's own task retries are off (``max_retries=0``). A Ray worker that dies while
-    running a trial makes it FAILED, and the controller runs it again per ``retries`` as it
-    does any failed trial, counting the attempt: one knob, one count, never compounded.
+    A Ray worker that dies while running a trial: Ray runs the task again (``max_retries``,
+    which Ray applies to lost workers only, never to a trial's own failure: the runtime returns
+    that as an outcome), as Dask does; the controller counts the rerun as a retry from its
+    second started event and records the trial once; after ``LOST_WORKER_RERUNS`` such deaths
+    the trial is FAILED, and ``retries`` then applies as to any failed trial.
 
     Files travel as with Dask: the ``.py`` file of a function or model module and a data file
     of up to 16 MB go with the objective; any other path must be on a shared filesystem.
@@ -129,7 +135,7 @@ class RayExecutor(Executor):
                     fits = min(fits, total.get("GPU", 0.0) // self.gpus)
                 self.workers = max(1, int(fits))
             self._mailbox = ray.remote(_Mailbox).options(num_cpus=0, max_restarts=0).remote()
-            options: dict[str, Any] = {"num_cpus": self.cpus, "max_retries": 0}
+            options: dict[str, Any] = {"num_cpus": self.cpus, "max_retries": LOST_WORKER_RERUNS}
             if self.gpus:
                 options["num_gpus"] = self.gpus
             if self.memory:
