@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,27 @@ class TrialReported:
 
 
 TrialEvent = TrialStarted | TrialReported | TrialOutcome
+
+
+def ending_with(outcome: TrialOutcome, started: bool, reported: Iterable[int]) -> list[TrialEvent]:
+    """The events that end a trial whose outcome came on another path than its events (a
+    remote backend's result): the started event and the reports not seen yet, told from the
+    outcome, then the outcome, so that every report comes before it and none twice."""
+    events: list[TrialEvent] = []
+    if not started and outcome.host:
+        events.append(
+            TrialStarted(
+                outcome.number, outcome.attempt, outcome.host, outcome.runner or "", None, ""
+            )
+        )
+    seen = set(reported)
+    events += [
+        TrialReported(outcome.number, outcome.attempt, step, value)
+        for step, value in outcome.intermediate.items()
+        if step not in seen
+    ]
+    events.append(outcome)
+    return events
 
 
 class Executor(abc.ABC):

@@ -21,6 +21,7 @@ from optml.executors._base import (
     TrialReported,
     TrialStarted,
     TrialTask,
+    ending_with,
 )
 from optml.executors._gpus import GpuLease
 from optml.executors._ship import arrive, named_paths, ship_dir, shipped_files
@@ -368,21 +369,7 @@ class DaskExecutor(Executor):
             return []
         else:
             outcome = _outcome_of(future, task)
-        events: list[TrialEvent] = []
-        # The outcome comes on another path than the events: what has not arrived yet is
-        # told from the outcome, so that reports come before it and none twice.
-        if not started and outcome.host:
-            events.append(
-                TrialStarted(number, task.attempt, outcome.host, outcome.runner or "", None, "")
-            )
-        done = set(steps)
-        events += [
-            TrialReported(number, task.attempt, step, value)
-            for step, value in outcome.intermediate.items()
-            if step not in done
-        ]
-        events.append(outcome)
-        return events
+        return ending_with(outcome, started, steps)
 
 
 def _payload_of(payload: Any) -> Any:

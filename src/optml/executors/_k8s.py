@@ -22,6 +22,7 @@ from optml.executors._base import (
     TrialReported,
     TrialStarted,
     TrialTask,
+    ending_with,
 )
 from optml.objectives._base import Objective
 
@@ -608,14 +609,8 @@ class KubernetesExecutor(Executor):
         outcome = _timed(outcome, tracked)
         self._untrack(number)
         self._delete(tracked.name)
-        # The log stream may not have passed on every report yet: the rest, from the
-        # outcome, so that all come before it and none twice.
-        events += [
-            TrialReported(number, task.attempt, step, value)
-            for step, value in outcome.intermediate.items()
-            if step not in tracked.values
-        ]
-        return events + [outcome]
+        # The log stream may not have passed on every report yet.
+        return events + ending_with(outcome, True, tracked.values)
 
     # -- the API -------------------------------------------------------------------------
     def _pod(self, job: str) -> Any:

@@ -22,6 +22,7 @@ from optml.executors._base import (
     TrialReported,
     TrialStarted,
     TrialTask,
+    ending_with,
 )
 from optml.objectives._base import Objective
 
@@ -347,21 +348,7 @@ class RayExecutor(Executor):
             return []
         except Exception as exc:  # noqa: BLE001 - the task's own failure is the trial's
             outcome = TrialOutcome(number, "FAILED", error=_task_error(exc), attempt=task.attempt)
-        events: list[TrialEvent] = []
-        # The outcome comes on another path than the events: what has not arrived yet is
-        # told from the outcome, so that reports come before it and none twice.
-        if not started and outcome.host:
-            events.append(
-                TrialStarted(number, task.attempt, outcome.host, outcome.runner or "", None, "")
-            )
-        done = set(steps)
-        events += [
-            TrialReported(number, task.attempt, step, value)
-            for step, value in outcome.intermediate.items()
-            if step not in done
-        ]
-        events.append(outcome)
-        return events
+        return ending_with(outcome, started, steps)
 
 
 def _task_error(exc: BaseException) -> str:
