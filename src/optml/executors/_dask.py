@@ -23,15 +23,17 @@ from optml.executors._base import (
     TrialTask,
     ending_with,
 )
-from optml.executors._gpus import GpuLease
-from optml.executors._ship import arrive, named_paths, ship_dir, shipped_files
+from optml.executors._hosted import (
+    ADVICE,
+    SHIP_LIMIT,
+    STATE_LOCK,
+    PolledCommands,
+    release,
+    supervise,
+)
+from optml.executors._local import usable_cpus
+from optml.executors._ship import arrive, named_paths, shipped_files
 from optml.objectives._base import Objective
-
-# Files up to this size that the objective names (a model module, a data file) are shipped to
-# the workers with the objective; larger files and directories need a shared filesystem.
-SHIP_LIMIT = 16 * 2**20
-
-_COMMAND_POLL_S = 0.5
 
 
 def _distributed() -> Any:
@@ -105,7 +107,7 @@ class DaskExecutor(Executor):
 
         self.address = address
         self._asked_workers = workers
-        self.workers = max(1, int(workers or (1 if address else _usable_cpus())))
+        self.workers = max(1, int(workers or (1 if address else usable_cpus())))
         self.threads_per_worker = threads_per_worker
         self.in_thread = in_thread
         self.gpus = whole_gpus(gpus, "dask")
@@ -216,7 +218,7 @@ class DaskExecutor(Executor):
                 self._publish(client)
                 client.cancel(futures)
             if self._cluster is None:
-                client.run(_release, self._topic)
+                client.run(release, self._topic)
                 client.unsubscribe_topic(self._topic)
         except Exception:  # noqa: BLE001 - a cluster already gone has nothing left to stop
             pass
@@ -376,12 +378,6 @@ def _payload_of(payload: Any) -> Any:
     return payload
 
 
-def _usable_cpus() -> int:
-    from optml.executors._local import usable_cpus
-
-    return usable_cpus()
-
-
 def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
     distributed = _distributed()
     try:
@@ -403,10 +399,7 @@ def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
     return result  # type: ignore[no-any-return]
 
 
-_STATE_LOCK = threading.Lock()
-_POOLS: dict[tuple[str, int], Any] = {}  # (study topic, thread): its worker process
 _OBJECTIVES: dict[str, Objective] = {}  # in-thread mode: loaded objectives by payload key
-_ADVICE = "put this path on a filesystem the workers share, at the same path"
 
 
 def run_dask_task(
@@ -429,7 +422,7 @@ def run_dask_task(
         )
 
     where = f"Dask worker host {host}"
-    relocate, task, problem = arrive(key, files, named, task, where, SHIP_LIMIT, _ADVICE)
+    relocate, task, problem = arrive(key, files, named, task, where, SHIP_LIMIT, ADVICE)
     if problem:
         emit("started", pid=os.getpid(), host=host, runner=runner)
         failed = TrialOutcome(
@@ -438,7 +431,7 @@ def run_dask_task(
         return _finish(emit, failed)
     commands = _Commands(distributed, topic, number)
     if in_thread:
-        with _STATE_LOCK:
+        with STATE_LOCK:
             objective = _OBJECTIVES.get(key)
             if objective is None:
                 objective = _OBJECTIVES[key] = load_objective(blob, relocate)
@@ -450,7 +443,7 @@ def run_dask_task(
             should_prune=lambda: commands.get() == "prune",
         )
         return _finish(emit, replace(outcome, host=host, runner=runner))
-    supervised = _supervise(key, blob, relocate, task, topic, (host, runner), emit, commands, gpus)
+    supervised = supervise(key, blob, relocate, task, topic, (host, runner), emit, commands, gpus)
     return _finish(emit, supervised)
 
 
@@ -463,143 +456,20 @@ def _finish(emit: Any, outcome: TrialOutcome) -> TrialOutcome:
     return outcome
 
 
-class _Commands:
-    """The controller's command for one trial (cancel, prune), polled at most every half
-    second from the Dask ``Variable`` the executor publishes them in."""
+class _Commands(PolledCommands):
+    """The controller's command for one trial, from the Dask ``Variable`` the executor
+    publishes them in."""
 
     def __init__(self, distributed: Any, topic: str, number: int) -> None:
+        super().__init__()
         self._variable = distributed.Variable(f"{topic}-commands")
         self._number = str(number)
-        self._last = time.monotonic()  # nothing to ask before the trial has run a while
-        self._value: str | None = None
 
-    def get(self) -> str | None:
-        now = time.monotonic()
-        if now - self._last >= _COMMAND_POLL_S:
-            self._last = now
-            try:
-                self._value = self._variable.get(timeout=5).get(self._number)
-            except Exception:  # noqa: BLE001 - no word from the scheduler: carry on
-                pass
-        return self._value
-
-
-def _supervise(
-    key: str,
-    blob: bytes,
-    relocate: dict[str, str],
-    task: TrialTask,
-    topic: str,
-    where: tuple[str, str],
-    emit: Any,
-    commands: _Commands,
-    gpus: int = 0,
-) -> TrialOutcome:
-    """Run the trial in this Dask thread's worker process (with ``gpus``: a fresh one that
-    sees only the devices leased to the trial) and watch it: forward its events, enforce its
-    time limit, obey the controller's commands."""
-    from multiprocessing.connection import wait as wait_any
-
-    from optml.executors._runtime import WorkerProcess
-
-    host, runner = where
-    pool_key = (topic, threading.get_ident())
-    with _STATE_LOCK:
-        proc = _POOLS.get(pool_key)
-    log_dir = os.path.join(ship_dir(), "logs")
-    lease: GpuLease | None = None
-    if gpus:
-        got = _lease_gpus(gpus, commands)
-        if not isinstance(got, GpuLease):
-            return TrialOutcome(
-                task.number, "FAILED", error=got, attempt=task.attempt, host=host, runner=runner
-            )
-        lease = got
-        os.makedirs(log_dir, exist_ok=True)
-        proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate, env=_trial_env(lease))
-    elif proc is None or proc.dead or not proc.alive():
-        os.makedirs(log_dir, exist_ok=True)
-        proc = WorkerProcess(log_dir, 1, payload=blob, relocate=relocate, env=_trial_env())
-        with _STATE_LOCK:
-            _POOLS[pool_key] = proc
-    proc.submit(task)
-    pruned = False
-    try:
-        while True:
-            limit = _COMMAND_POLL_S
-            if proc.deadline is not None:
-                limit = max(0.0, min(limit, proc.deadline - time.monotonic()))
-            wait_any(proc.waitables, timeout=limit)
-            for message in proc.receive():
-                if isinstance(message, TrialOutcome):
-                    return replace(message, host=host, runner=runner)
-                kind, _, _, *rest = message
-                if kind == "started":
-                    if task.timeout:  # the limit is the trial's, not its process's start-up
-                        proc.deadline = time.monotonic() + task.timeout
-                    emit("started", pid=rest[1], host=host, runner=runner)
-                else:
-                    emit("reported", step=rest[0], value=rest[1])
-            if proc.task is None:
-                continue
-            if proc.dead:
-                return proc.died(host, runner)
-            if proc.past_deadline():
-                return proc.timed_out(host, runner)
-            command = commands.get()
-            if command == "cancel":
-                proc.kill()
-                return proc.lost("FAILED", "cancelled by the controller", host, runner)
-            if command == "prune" and not pruned:
-                proc.prune(task.number)
-                pruned = True
-    finally:
-        if lease is not None:
-            # The devices go back only once the process that used them is gone.
-            proc.close(kill=proc.task is not None)
-            lease.release()
-        elif proc.dead or proc.task is not None:
-            with _STATE_LOCK:
-                if _POOLS.get(pool_key) is proc:
-                    del _POOLS[pool_key]
-            if proc.task is not None:  # this thread is leaving a trial behind: stop it
-                proc.kill()
-
-
-def _trial_env(lease: GpuLease | None = None) -> dict[str, str]:
-    """The environment of a trial's process: the Dask worker's, less the malloc setting its
-    nanny gives it (MALLOC_TRIM_THRESHOLD_=65536 returns freed memory at once: right for a
-    worker holding data, but it made a numpy trial that allocates large arrays spend most of
-    its time in the kernel, several times slower), with only its leased devices visible."""
-    env = dict(os.environ) if lease is None else lease.env()
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    return env
-
-
-def _lease_gpus(gpus: int, commands: _Commands) -> GpuLease | str:
-    """``gpus`` of this host's devices for one trial, once free (the GPU resource lets no more
-    trials run on this worker than it offers, but other workers on the host may hold some);
-    what is wrong instead when the host has too few or the controller cancelled the trial."""
-    from optml.executors._gpus import GpuAllocator, visible_gpus
-
-    devices = visible_gpus()
-    if len(devices) < gpus:
-        return (
-            f"the trial asks for {gpus} GPU(s), but Dask worker host {socket.gethostname()} "
-            f"has {len(devices)} visible ({','.join(devices) or 'none'}) although a worker "
-            "there offers the GPU resource (see OPTML_GPUS and CUDA_VISIBLE_DEVICES)"
-        )
-    lease = GpuAllocator(devices).wait(gpus, give_up=lambda: commands.get() == "cancel")
-    return "cancelled by the controller" if lease is None else lease
-
-
-def _release(topic: str) -> None:
-    """Stop the worker processes a study left on this Dask worker (run by ``client.run``)."""
-    with _STATE_LOCK:
-        mine = [k for k in _POOLS if k[0] == topic]
-        procs = [_POOLS.pop(k) for k in mine]
-    for proc in procs:
-        proc.close(kill=proc.task is not None)
+    def _fetch(self, current: str | None) -> str | None:
+        try:
+            return self._variable.get(timeout=5).get(self._number)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - no word from the scheduler: carry on
+            return current
 
 
 def check_address(address: str) -> None:

@@ -10,9 +10,8 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from optml.errors import OptMLError, missing_dependency
 from optml.executors._base import (
@@ -24,11 +23,12 @@ from optml.executors._base import (
     TrialTask,
     ending_with,
 )
+from optml.executors._hosted import PolledCommands
+from optml.executors._local import usable_cpus
 from optml.objectives._base import Objective
 
 # The object store of a local instance: it holds only the objective and small outcomes.
 _OBJECT_STORE_BYTES = 100 * 2**20
-_COMMAND_POLL_S = 0.5
 # How long the mailbox's drain call waits for a message before answering with none (it is
 # asked again at once); short enough that an abandoned call ends soon.
 _DRAIN_S = 10.0
@@ -99,7 +99,7 @@ class RayExecutor(Executor):
             check_address(address)
         self.address = address
         self._asked_workers = workers
-        self.workers = max(1, int(workers or (1 if address else _usable_cpus())))
+        self.workers = max(1, int(workers or (1 if address else usable_cpus())))
         self.cpus = float(cpus) if cpus else 1.0
         self.memory = _parse_bytes(memory) if memory else None
         self.gpus = float(gpus) if gpus else 0.0
@@ -118,7 +118,7 @@ class RayExecutor(Executor):
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, objective: Objective) -> None:
-        from optml.executors._dask import SHIP_LIMIT
+        from optml.executors._hosted import SHIP_LIMIT
         from optml.executors._runtime import dump_objective
         from optml.executors._ship import named_paths, shipped_files
 
@@ -410,31 +410,26 @@ class _Mailbox:
         return self._commands.get(number)
 
 
-class _Commands:
-    """The controller's command for one trial, polled at most every half second."""
+class _Commands(PolledCommands):
+    """The controller's command for one trial, from the mailbox actor."""
 
     def __init__(self, mailbox: Any, number: int) -> None:
+        super().__init__()
         self._mailbox = mailbox
         self._number = number
-        self._last = time.monotonic()  # nothing to ask before the trial has run a while
-        self._value: str | None = None
 
-    def get(self) -> str | None:
-        now = time.monotonic()
-        if now - self._last >= _COMMAND_POLL_S:
-            self._last = now
-            try:
-                self._value = _ray().get(self._mailbox.command_of.remote(self._number), timeout=5)
-            except Exception:  # noqa: BLE001 - the controller is gone: stop the trial
-                self._value = "cancel"
-        return self._value
+    def _fetch(self, current: str | None) -> str | None:
+        try:
+            return _ray().get(self._mailbox.command_of.remote(self._number), timeout=5)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - the controller is gone: stop the trial
+            return "cancel"
 
 
 def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dict[str, Any]:
     """The Ray task of one trial: runs on a Ray worker, sends its events to ``mailbox``,
     returns its outcome (the JSON form of :mod:`optml.trial_run`)."""
 
-    from optml.executors import _dask as shared
+    from optml.executors import _hosted as shared
     from optml.executors._ship import arrive
     from optml.trial_run import outcome_to_json
 
@@ -452,7 +447,7 @@ def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dic
 
     where = f"Ray worker host {host}"
     relocate, task, problem = arrive(
-        key, files, named, task, where, shared.SHIP_LIMIT, shared._ADVICE
+        key, files, named, task, where, shared.SHIP_LIMIT, shared.ADVICE
     )
     if problem:
         emit("started", pid=os.getpid(), host=host, runner=runner)
@@ -463,12 +458,12 @@ def run_ray_task(payload: Any, task: TrialTask, mailbox: Any, topic: str) -> dic
     # A trial process is reused by the study's next trials here while it sees the same GPUs;
     # one of another study (or of other GPUs) that this Ray worker keeps is ended first.
     pool = f"{topic}:{os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
-    with shared._STATE_LOCK:
-        others = {k[0] for k in shared._POOLS if k[0] != pool}
+    with shared.STATE_LOCK:
+        others = {k[0] for k in shared.POOLS if k[0] != pool}
     for other in others:
-        shared._release(other)
-    outcome = shared._supervise(
-        key, blob, relocate, task, pool, (host, runner), emit, cast(Any, _Commands(mailbox, number))
+        shared.release(other)
+    outcome = shared.supervise(
+        key, blob, relocate, task, pool, (host, runner), emit, _Commands(mailbox, number)
     )
     return outcome_to_json(outcome)
 
@@ -567,12 +562,6 @@ def _parse_bytes(value: str | float) -> float:
     number, unit, binary = match.groups()
     scale = 1024 ** "kmgt".index(unit.lower()) * 1024 if binary and unit else _UNITS[unit.lower()]
     return float(number) * scale
-
-
-def _usable_cpus() -> int:
-    from optml.executors._local import usable_cpus
-
-    return usable_cpus()
 
 
 def _sigterm_handler() -> Any:
