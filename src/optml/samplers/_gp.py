@@ -659,30 +659,98 @@ class _Encoder:
 # The sampler
 # ---------------------------------------------------------------------------------------------
 class _Candidates:
-    """Candidate feature rows with cached posterior predictions, updated as fantasies arrive."""
+    """Candidate feature rows with cached posterior predictions, updated as fantasies arrive.
+
+    ``V = L⁻¹ k(X_train, F)`` is kept in a buffer with spare rows and columns, so that a
+    fantasy (one row) or a few refined candidates (columns) cost no copy of it; ``sep`` is each
+    candidate's least squared distance, in length scales, to the points being evaluated or
+    picked (:meth:`take`), kept up to date one point at a time.
+    """
 
     def __init__(
-        self, post: _Posterior, F: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        post: _Posterior,
+        F: np.ndarray,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+        spare_rows: int = 0,
     ) -> None:
         self.F = F
-        self.mean, self.var, self.V = post.predict(F)
+        self.lengthscales = post.lengthscales
+        self.Fs = F / post.lengthscales
+        self.mean, self.var, V = post.predict(F)
+        self._V = np.empty((V.shape[0] + spare_rows, V.shape[1] + 64))
+        self._V[: V.shape[0], : V.shape[1]] = V
+        self._rows, self._cols = V.shape
+        self._taken: list[np.ndarray] = []
+        self.sep = np.full(len(F), np.inf)
+        self.tried = np.zeros(len(F), dtype=bool)
         # Bounds (feature space) that refinement keeps to: a trust region, or the unit cube.
         self.box = box
 
+    @property
+    def V(self) -> np.ndarray:
+        return self._V[: self._rows, : self._cols]
+
+    def _room(self, rows: int, cols: int) -> None:
+        """Make the buffer hold ``rows`` x ``cols``, growing by half again when it must."""
+        have_r, have_c = self._V.shape
+        if rows <= have_r and cols <= have_c:
+            return
+        grown = np.empty((max(rows, have_r + have_r // 2), max(cols, have_c + have_c // 2)))
+        grown[: self._rows, : self._cols] = self.V
+        self._V = grown
+
     def extend(self, post: _Posterior, F: np.ndarray) -> None:
         mean, var, V = post.predict(F)
+        Fs = F / self.lengthscales
+        self._room(self._rows, self._cols + len(F))
+        self._V[: self._rows, self._cols : self._cols + len(F)] = V
+        self._cols += len(F)
         self.F = np.vstack([self.F, F])
+        self.Fs = np.vstack([self.Fs, Fs])
         self.mean = np.concatenate([self.mean, mean])
         self.var = np.concatenate([self.var, var])
-        self.V = np.hstack([self.V, V])
+        sep = np.full(len(F), np.inf)
+        if self._taken:
+            sep = _sq_dist(Fs, np.asarray(self._taken)).min(axis=1)
+        self.sep = np.concatenate([self.sep, sep])
+        self.tried = np.concatenate([self.tried, np.zeros(len(F), dtype=bool)])
+
+    def take(self, f: np.ndarray) -> None:
+        """A point now being evaluated (or picked): update every candidate's distance to it."""
+        fs = f / self.lengthscales
+        self._taken.append(fs)
+        np.minimum(self.sep, _sq_dist(self.Fs, fs[None, :])[:, 0], out=self.sep)
+
+    def _append_row(self, row: np.ndarray, w: float) -> None:
+        self._room(self._rows + 1, self._cols)
+        self._V[self._rows, : self._cols] = row
+        self._rows += 1
+        self.mean = self.mean + row * w
+        self.var = np.maximum(self.var - row * row, 1e-12)
 
     def observe(self, post: _Posterior, chol_row: np.ndarray, d: float) -> None:
         """Rank-one update after ``post.add`` appended the row [lᵀ, d] to its Cholesky factor."""
-        k_new = _matern52(_sq_dist(post.Xs[-1:], self.F / post.lengthscales), post.signal)[0]
-        row = (k_new - chol_row @ self.V) / d
-        self.V = np.vstack([self.V, row])
-        self.mean = self.mean + row * post.w[-1]
-        self.var = np.maximum(self.var - row * row, 1e-12)
+        k_new = _matern52(_sq_dist(post.Xs[-1:], self.Fs), post.signal)[0]
+        self._append_row((k_new - chol_row @ self.V) / d, float(post.w[-1]))
+
+    def fantasise(self, post: _Posterior, i: int, liar_value: float | None) -> float:
+        """Observe candidate ``i`` at ``liar_value`` (None: its posterior mean, the kriging
+        believer) in these caches only, the posterior left as it is; returns the value.
+
+        The same rank-one update as ``post.add`` followed by :meth:`observe`: candidate ``i``'s
+        column of ``V`` is the new Cholesky row, and its cached mean is ``lᵀ w``. It costs one
+        product with ``V`` (O(rows x candidates)) and no O(rows²) work on the posterior, so a
+        batch's later picks, which no longer refine against the posterior, stay cheap.
+        """
+        V = self.V
+        row = V[:, i].copy()
+        d = math.sqrt(max(post.signal + post.noise + _JITTER - float(row @ row), 1e-10))
+        mean = float(self.mean[i])
+        value = mean if liar_value is None else liar_value
+        k_new = _matern52(_sq_dist(self.Fs[i : i + 1], self.Fs), post.signal)[0]
+        self._append_row((k_new - row @ V) / d, (value - mean) / d)
+        return value
 
 
 def _int_option(name: str, value: Any, minimum: int) -> int:
@@ -698,12 +766,17 @@ def _unseen_by_score(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(index, configuration) of the candidates not yet tried, best ``score`` first.
 
-    Lazy: callers take the first one or the first few, and decoding stops there.
+    Lazy: callers take the first one or the first few, and decoding stops there. A candidate
+    found tried is marked in ``cands.tried`` and ranked last from then on (``seen`` only grows
+    within a call), so a batch's later picks do not decode the earlier ones again.
     """
-    for i in np.argsort(-score, kind="stable"):
+    tried = cands.tried
+    for i in np.argsort(-np.where(tried, np.nan, score), kind="stable"):
         config = enc.to_config(cands.F[i])
-        if enc.space.key(config) not in seen:
-            yield int(i), config
+        if tried[i] or enc.space.key(config) in seen:
+            tried[i] = True
+            continue
+        yield int(i), config
 
 
 # Numeric parameters from which trust_region="auto" searches a trust region (TuRBO's regime).
@@ -756,6 +829,16 @@ def refit_step(completed: int, every_until: int = 100) -> int:
 
 # Minimum distance, in length scales, between points of one batch (and pending points).
 _MIN_SEPARATION = 0.1
+
+
+def _refine_starts(pick: int) -> int:
+    """L-BFGS-B starts for the ``pick``-th point of a batch (from 0).
+
+    Past the first few picks one start suffices, and past sixteen the candidate pool alone:
+    the fantasies push later picks away from the acquisition's peaks into exploration, where
+    refining gains little, and refining is most of a pick's cost.
+    """
+    return 4 if pick < 4 else 1 if pick < 16 else 0
 
 
 class GPSampler(Sampler):
@@ -887,34 +970,40 @@ class GPSampler(Sampler):
         seen = ctx.seen_keys()
         top_units = ctx.encode([done[i] for i in np.argsort(y, kind="stable")[:5]])
         region = self._trust_region(ctx, enc, done, gp)
+        liars = n if self.batch_strategy == "liar" else 0
         if region is None:
-            cands = _Candidates(post, self._candidate_features(enc, top_units, rng))
+            F = self._candidate_features(enc, top_units, rng)
+            cands = _Candidates(post, F, spare_rows=liars)
         else:
             centre, low, high = region
-            cands = _Candidates(
-                post, self._region_features(enc, centre, low, high, rng), enc.box(low, high)
-            )
+            F = self._region_features(enc, centre, low, high, rng)
+            cands = _Candidates(post, F, enc.box(low, high), spare_rows=liars)
 
         if self.batch_strategy == "cluster":
-            picks = self._pick_clustered(enc, post, cands, best, seen, n, rng)
-        else:
-            picks = []
-            taken = list(pending)
-            for i in range(n):
-                # Past the first few picks of a batch one refinement start suffices, and past
-                # sixteen the candidate pool alone: the fantasies push later picks away from
-                # the acquisition's peaks into exploration, where refining gains little, and
-                # refining is most of a pick's cost.
-                starts = 4 if i < 4 else 1 if i < 16 else 0
-                found = self._pick_one(enc, post, cands, best, seen, taken, starts)
-                if found is None:
-                    break
-                f, config = found
-                picks.append(config)
-                taken.append(f)
-                seen.add(ctx.space.key(config))
+            return fill_unique(
+                ctx, self._pick_clustered(enc, post, cands, best, seen, n, rng), n, rng
+            )
+        for f in pending:
+            cands.take(f)
+        picks = []
+        for i in range(n):
+            found = self._pick_one(enc, post, cands, best, seen, _refine_starts(i))
+            if found is None:
+                break
+            c, config = found
+            f = cands.F[c]
+            picks.append(config)
+            seen.add(ctx.space.key(config))
+            cands.tried[c] = True
+            if _refine_starts(i + 1):
+                # The next pick refines against the posterior: it must hold this fantasy.
                 best = self._fantasise(post, f, liar_value, best)
                 cands.observe(post, *self._last_row(post))
+            else:
+                # Nothing reads the posterior again: the candidates' caches alone take the
+                # fantasy, at O(rows x candidates) a pick instead of O(rows²) more.
+                best = min(best, cands.fantasise(post, c, liar_value))
+            cands.take(f)
         return fill_unique(ctx, picks, n, rng)
 
     def _hyperparameters(
@@ -1104,21 +1193,18 @@ class GPSampler(Sampler):
         cands: _Candidates,
         best: float,
         seen: set[Any],
-        taken: Sequence[np.ndarray] = (),
         starts: int = 4,
-    ) -> tuple[np.ndarray, dict[str, Any]] | None:
+    ) -> tuple[int, dict[str, Any]] | None:
+        """(index in ``cands``, configuration) of the best unseen candidate, or None."""
         if starts:
             self._improve(enc, post, cands, best, seen, starts)
         acq = self._acquisition(cands, best)
-        if len(taken):
-            # A point within a tenth of a length scale of one being evaluated (or fantasised)
-            # is ~99% correlated with it: it would tell almost nothing new. Kriging-believer
-            # fantasies otherwise let EI creep along the mean's slope in tiny steps.
-            scaled = np.asarray(taken) / post.lengthscales
-            near = _sq_dist(cands.F / post.lengthscales, scaled).min(axis=1) < _MIN_SEPARATION**2
-            acq = np.where(near, -np.inf, acq)
+        # A point within a tenth of a length scale of one being evaluated (or fantasised) is
+        # ~99% correlated with it: it would tell almost nothing new. Kriging-believer fantasies
+        # otherwise let EI creep along the mean's slope in tiny steps.
+        acq = np.where(cands.sep < _MIN_SEPARATION**2, -np.inf, acq)
         for i, config in _unseen_by_score(enc, cands, acq, seen):
-            return cands.F[i], config
+            return i, config
         return None
 
     def _pick_clustered(
