@@ -661,8 +661,8 @@ class _Encoder:
 class _Candidates:
     """Candidate feature rows with cached posterior predictions, updated as fantasies arrive.
 
-    ``V = L⁻¹ k(X_train, F)`` is kept in a buffer with spare rows and columns, so that a
-    fantasy (one row) or a few refined candidates (columns) cost no copy of it; ``sep`` is each
+    ``V = L⁻¹ k(X_train, F)`` is kept in a buffer with spare rows, so that a fantasy (one row)
+    costs no copy of it (its rows stay contiguous for the products with it); ``sep`` is each
     candidate's least squared distance, in length scales, to the points being evaluated or
     picked (:meth:`take`), kept up to date one point at a time.
     """
@@ -678,9 +678,9 @@ class _Candidates:
         self.lengthscales = post.lengthscales
         self.Fs = F / post.lengthscales
         self.mean, self.var, V = post.predict(F)
-        self._V = np.empty((V.shape[0] + spare_rows, V.shape[1] + 64))
-        self._V[: V.shape[0], : V.shape[1]] = V
-        self._rows, self._cols = V.shape
+        self._rows = len(V)
+        self._V = np.empty((self._rows + spare_rows, V.shape[1]))
+        self._V[: self._rows] = V
         self._taken: list[np.ndarray] = []
         self.sep = np.full(len(F), np.inf)
         self.tried = np.zeros(len(F), dtype=bool)
@@ -689,23 +689,15 @@ class _Candidates:
 
     @property
     def V(self) -> np.ndarray:
-        return self._V[: self._rows, : self._cols]
-
-    def _room(self, rows: int, cols: int) -> None:
-        """Make the buffer hold ``rows`` x ``cols``, growing by half again when it must."""
-        have_r, have_c = self._V.shape
-        if rows <= have_r and cols <= have_c:
-            return
-        grown = np.empty((max(rows, have_r + have_r // 2), max(cols, have_c + have_c // 2)))
-        grown[: self._rows, : self._cols] = self.V
-        self._V = grown
+        return self._V[: self._rows]
 
     def extend(self, post: _Posterior, F: np.ndarray) -> None:
         mean, var, V = post.predict(F)
         Fs = F / self.lengthscales
-        self._room(self._rows, self._cols + len(F))
-        self._V[: self._rows, self._cols : self._cols + len(F)] = V
-        self._cols += len(F)
+        grown = np.empty((len(self._V), self._V.shape[1] + len(F)))
+        grown[: self._rows, : -len(F)] = self.V
+        grown[: self._rows, -len(F) :] = V
+        self._V = grown
         self.F = np.vstack([self.F, F])
         self.Fs = np.vstack([self.Fs, Fs])
         self.mean = np.concatenate([self.mean, mean])
@@ -723,11 +715,12 @@ class _Candidates:
         np.minimum(self.sep, _sq_dist(self.Fs, fs[None, :])[:, 0], out=self.sep)
 
     def _append_row(self, row: np.ndarray, w: float) -> None:
-        self._room(self._rows + 1, self._cols)
-        self._V[self._rows, : self._cols] = row
+        if self._rows == len(self._V):
+            self._V = np.vstack([self._V, np.empty((max(16, self._rows // 2), self._V.shape[1]))])
+        self._V[self._rows] = row
         self._rows += 1
-        self.mean = self.mean + row * w
-        self.var = np.maximum(self.var - row * row, 1e-12)
+        self.mean += row * w
+        np.maximum(self.var - row * row, 1e-12, out=self.var)
 
     def observe(self, post: _Posterior, chol_row: np.ndarray, d: float) -> None:
         """Rank-one update after ``post.add`` appended the row [lᵀ, d] to its Cholesky factor."""
@@ -808,23 +801,40 @@ def _replay_trust_region(losses: np.ndarray, start: int, dims: int) -> tuple[flo
     return length, restart
 
 
-def refit_step(completed: int, every_until: int = 100) -> int:
+def refit_step(completed: int, every_until: int = 100, stride: int = 1) -> int:
     """The number of completed trials the GP's hyperparameters are fitted on, given
     ``completed``: ``completed`` itself up to ``every_until``, then the largest step of a
-    sequence growing by 5 % (at least 1) a step from ``every_until`` that is at most
-    ``completed``.
+    sequence from ``every_until`` growing by 5 % or by ``stride`` a step, whichever is more (at
+    least 1), that is at most ``completed``.
 
     >>> [refit_step(n) for n in (50, 100, 104, 105, 1000)]
     [50, 100, 100, 105, 963]
+    >>> [refit_step(n, stride=256) for n in (355, 356, 1000)]
+    [100, 356, 868]
     """
     if completed <= every_until:
         return completed
     step = every_until
     while True:
-        nxt = max(step + 1, math.ceil(step * 1.05))
+        nxt = max(step + max(stride, 1), math.ceil(step * 1.05))
         if nxt > completed:
             return step
         step = nxt
+
+
+def refit_stride(in_flight: int) -> int:
+    """The least growth of the history between two hyperparameter fits, given the trials in
+    flight once a call's batch is out (pending plus asked for): that number rounded down to a
+    power of two (1 with none), so that the steps stay put while it wobbles.
+
+    With ``p`` trials in flight every proposal is made without ``p`` outcomes; refitting more
+    often than ``p`` trials finish buys little, and with hundreds in flight a fit per 5 % of
+    the history is one fit per handful of proposals.
+
+    >>> [refit_stride(n) for n in (0, 1, 2, 3, 255, 256, 300)]
+    [1, 1, 2, 2, 128, 256, 256]
+    """
+    return 1 << max(in_flight, 1).bit_length() - 1
 
 
 # Minimum distance, in length scales, between points of one batch (and pending points).
@@ -951,7 +961,7 @@ class GPSampler(Sampler):
         enc = _Encoder(ctx.space)
         X = enc.from_unit(ctx.encode(done))
         y = warp_losses(self._scalarised_losses(ctx, done, rng), self.warp)
-        theta = self._hyperparameters(ctx, enc, done, X, y, rng)
+        theta = self._hyperparameters(ctx, enc, done, X, y, rng, len(ctx.pending) + n)
         gp = GaussianProcess(self.n_restarts, self.max_fit_points).fit(X, y, rng, theta)
         post = gp._require_fit()
         best = self._incumbent(post)
@@ -1014,21 +1024,24 @@ class GPSampler(Sampler):
         X: np.ndarray,
         y: np.ndarray,
         rng: np.random.Generator,
+        in_flight: int = 1,
     ) -> np.ndarray | None:
         """The GP's hyperparameters for this call, fitted at most once per refit step.
 
         They are those of a fit on the first ``T`` completed trials (in trial-number order),
-        ``T = refit_step(len(done))``, with a random state drawn from the study's seed and
-        ``T``: a pure function of the history, so a restarted study finds the same ones. Up
-        to ``refit_every_until`` completed trials ``T`` is their number (a fresh fit per
-        count); beyond, it grows by 5 % a step, so at 1,000 trials a fit is shared by about
-        50 proposals instead of being repeated for each. With several metrics (a fresh
-        scalarisation every call) nothing is kept: None means fit here. In a parallel study
-        the fit of a step is kept even if a lower-numbered trial finishes later within it.
+        ``T = refit_step(len(done), stride=refit_stride(in_flight))``, with a random state
+        drawn from the study's seed and ``T``: a pure function of the history (and, in a
+        parallel study, of how many trials are in flight), so a restarted sequential study
+        finds the same ones. Up to ``refit_every_until`` completed trials ``T`` is their
+        number (a fresh fit per count); beyond, it grows by 5 % a step, or by the trials in
+        flight when more, so at 1,000 trials a fit is shared by about 50 proposals instead of
+        being repeated for each. With several metrics (a fresh scalarisation every call)
+        nothing is kept: None means fit here. In a parallel study the fit of a step is kept
+        even if a lower-numbered trial finishes later within it.
         """
         if len(ctx.metrics) > 1:
             return None
-        step = refit_step(len(done), self.refit_every_until)
+        step = refit_step(len(done), self.refit_every_until, refit_stride(in_flight))
         # The first trial identifies the history; within a step a parallel study may finish a
         # lower-numbered trial late, and the step's fit is kept rather than redone for that.
         first = done[0]
