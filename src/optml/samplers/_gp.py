@@ -661,8 +661,9 @@ class _Encoder:
 class _Candidates:
     """Candidate feature rows with cached posterior predictions, updated as fantasies arrive.
 
-    ``V = L⁻¹ k(X_train, F)`` is kept in a buffer with spare rows, so that a fantasy (one row)
-    costs no copy of it (its rows stay contiguous for the products with it); ``sep`` is each
+    ``V = L⁻¹ k(X_train, F)`` is kept in a buffer with spare rows and columns, so that a
+    fantasy (one row) or a few refined candidates (columns) cost no copy of it; products with
+    it run over whole buffer rows (contiguous; the spare columns are zeros). ``sep`` is each
     candidate's least squared distance, in length scales, to the points being evaluated or
     picked (:meth:`take`), kept up to date one point at a time.
     """
@@ -678,9 +679,9 @@ class _Candidates:
         self.lengthscales = post.lengthscales
         self.Fs = F / post.lengthscales
         self.mean, self.var, V = post.predict(F)
-        self._rows = len(V)
-        self._V = np.empty((self._rows + spare_rows, V.shape[1]))
-        self._V[: self._rows] = V
+        self._rows, self._cols = V.shape
+        self._V = np.zeros((self._rows + spare_rows, self._cols + 64))
+        self._V[: self._rows, : self._cols] = V
         self._taken: list[np.ndarray] = []
         self.sep = np.full(len(F), np.inf)
         self.tried = np.zeros(len(F), dtype=bool)
@@ -689,15 +690,23 @@ class _Candidates:
 
     @property
     def V(self) -> np.ndarray:
-        return self._V[: self._rows]
+        return self._V[: self._rows, : self._cols]
+
+    def _times_V(self, row: np.ndarray) -> np.ndarray:
+        """``row @ V``, over whole rows of the buffer."""
+        return (row @ self._V[: self._rows])[: self._cols]
 
     def extend(self, post: _Posterior, F: np.ndarray) -> None:
         mean, var, V = post.predict(F)
         Fs = F / self.lengthscales
-        grown = np.empty((len(self._V), self._V.shape[1] + len(F)))
-        grown[: self._rows, : -len(F)] = self.V
-        grown[: self._rows, -len(F) :] = V
-        self._V = grown
+        cols = self._cols + len(F)
+        if cols > self._V.shape[1]:
+            have = self._V.shape[1]
+            grown = np.zeros((len(self._V), max(cols, have + have // 2)))
+            grown[: self._rows, : self._cols] = self.V
+            self._V = grown
+        self._V[: self._rows, self._cols : cols] = V
+        self._cols = cols
         self.F = np.vstack([self.F, F])
         self.Fs = np.vstack([self.Fs, Fs])
         self.mean = np.concatenate([self.mean, mean])
@@ -716,8 +725,8 @@ class _Candidates:
 
     def _append_row(self, row: np.ndarray, w: float) -> None:
         if self._rows == len(self._V):
-            self._V = np.vstack([self._V, np.empty((max(16, self._rows // 2), self._V.shape[1]))])
-        self._V[self._rows] = row
+            self._V = np.vstack([self._V, np.zeros((max(16, self._rows // 2), self._V.shape[1]))])
+        self._V[self._rows, : self._cols] = row
         self._rows += 1
         self.mean += row * w
         np.maximum(self.var - row * row, 1e-12, out=self.var)
@@ -725,7 +734,7 @@ class _Candidates:
     def observe(self, post: _Posterior, chol_row: np.ndarray, d: float) -> None:
         """Rank-one update after ``post.add`` appended the row [lᵀ, d] to its Cholesky factor."""
         k_new = _matern52(_sq_dist(post.Xs[-1:], self.Fs), post.signal)[0]
-        self._append_row((k_new - chol_row @ self.V) / d, float(post.w[-1]))
+        self._append_row((k_new - self._times_V(chol_row)) / d, float(post.w[-1]))
 
     def fantasise(self, post: _Posterior, i: int, liar_value: float | None) -> float:
         """Observe candidate ``i`` at ``liar_value`` (None: its posterior mean, the kriging
@@ -736,13 +745,12 @@ class _Candidates:
         product with ``V`` (O(rows x candidates)) and no O(rows²) work on the posterior, so a
         batch's later picks, which no longer refine against the posterior, stay cheap.
         """
-        V = self.V
-        row = V[:, i].copy()
+        row = self._V[: self._rows, i].copy()
         d = math.sqrt(max(post.signal + post.noise + _JITTER - float(row @ row), 1e-10))
         mean = float(self.mean[i])
         value = mean if liar_value is None else liar_value
         k_new = _matern52(_sq_dist(self.Fs[i : i + 1], self.Fs), post.signal)[0]
-        self._append_row((k_new - row @ V) / d, (value - mean) / d)
+        self._append_row((k_new - self._times_V(row)) / d, (value - mean) / d)
         return value
 
 
