@@ -886,10 +886,13 @@ class GPSampler(Sampler):
       3000. Failed trials are never re-proposed but do not inform the model.
     - Cost bounded in the history and the pending trials: the hyperparameters are fitted once
       per refit step (every completed count up to ``refit_every_until``, then every 5 %; see
-      :func:`refit_step`) and only the GP's conditioning is redone per call; the pending trials
-      are fantasised in one block update, at most the ``max_pending`` most recent of them
-      (default 64); past the fourth pick of a batch one refinement start is used, past the
-      sixteenth none.
+      :func:`refit_step`; with many trials in flight, no more often than they turn over, see
+      :func:`refit_stride`) and only the GP's conditioning is redone per call; the pending
+      trials are fantasised in one block update, at most the ``max_pending`` most recent of
+      them (default 64); past the fourth pick of a batch one refinement start is used, past
+      the sixteenth none, and those later picks are fantasised in the candidates' cached
+      predictions only (the same points, at O(rows x candidates) a pick), so a batch of
+      hundreds for as many free slots costs a fraction of a second.
     - ``trust_region="auto"`` (from 10 numeric parameters) or ``"on"`` searches the acquisition
       in a TuRBO-style trust region around the best trial: a box weighted by the length scales,
       grown after successes, shrunk after failures, restarted when it collapses (see
