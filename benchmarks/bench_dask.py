@@ -338,6 +338,8 @@ def gp_cost() -> None:
         (256, 256, 16),
         (256, 256, 64),
         (768, 256, 1),
+        (1024, 0, 256),  # a wave of 256 one-second trials ended together
+        (2048, 0, 256),
     ]:
         trials = [
             Trial(i, TrialState.COMPLETE, {"x": a, "y": b}, value=a + b)
