@@ -107,6 +107,8 @@ class Study:
         self._memo = TrialMemo(self.space)
         self._streams = _Streams(record.seed)
         self._stop_requested = False
+        # Whether the sampler's proposals ignore every trial's result (see proposes_blind).
+        self._blind = proposes_blind(self.sampler)
         self.last_run: Any = None
         # How often trials handed out by ask() heartbeat (see _AskHeartbeat).
         self.heartbeat_s = 5.0
@@ -581,8 +583,14 @@ class Study:
                 self._sync()
             ctx = self.context(budget)
             number = self._trial_cache().top + 1
-            rng = self._streams.at(number * self.PROPOSAL_ROUNDS + round_)
-            configs = self.sampler.propose(ctx, want, rng)[:want]
+            if want == 1 or not self._blind:
+                rng = self._streams.at(number * self.PROPOSAL_ROUNDS + round_)
+                configs = self.sampler.propose(ctx, want, rng)[:want]
+            else:  # each point from its own trial's stream: the same points as one by one
+                configs = []
+                for i in range(want):
+                    rng = self._streams.at((number + i) * self.PROPOSAL_ROUNDS + round_)
+                    configs += self.sampler.propose(ctx, 1, rng)[:1]
             if not configs:
                 break
             got = self.storage.reserve_trials(
@@ -632,6 +640,13 @@ class Study:
             return False
         beat.halt()
         return True
+
+
+def proposes_blind(sampler: Sampler) -> bool:
+    """Whether ``sampler``'s proposals depend on no trial's result (random search): a batch of
+    them is then proposed point by point from each trial's own stream, and the controller may
+    reserve trials ahead of free workers without changing what the sampler would learn."""
+    return not getattr(sampler, "learns", True)
 
 
 class _Streams:

@@ -93,6 +93,8 @@ class RandomSampler(Sampler):
     """Independent uniform (log-uniform on log scales) draws; never repeats a point."""
 
     name = "random"
+    # Its proposals depend on no trial's result (see optml.study.proposes_blind).
+    learns = False
 
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         return fill_unique(ctx, ctx.space.sample(rng, n), n, rng)
