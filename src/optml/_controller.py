@@ -253,6 +253,8 @@ class Controller:
                 idle = False
                 if not stop_reason:
                     free = self.executor.free_slots()
+                    if not self.blind:  # one that learns: no trial waits behind a running one
+                        free = min(free, self.executor.workers - self.executor.running())
                     if self.n_trials is not None:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -47,12 +48,13 @@ def run_trial(
     interruptible: bool = True,
     on_report: Callable[[int, float], None] | None = None,
     should_prune: Callable[[], bool] | None = None,
+    capture: _LogCapture | None = None,
 ) -> TrialOutcome:
     """Run one task in this process and describe what happened; never raises for trial errors.
 
     With ``log_path`` the process's stdout and stderr (file descriptors 1 and 2, so child
     processes are caught too) go to that file for the trial; its tail is returned and the file
-    removed. Only a process that runs nothing else may do that (a worker process, never a
+    removed (``capture``: a worker's own log file, kept for its next trial). Only a process that runs nothing else may do that (a worker process, never a
     multi-threaded Dask worker). A ``KeyboardInterrupt`` is raised on (Ctrl-C must stop a trial
     run in the controller's process) unless ``interruptible`` is False, as in a worker that
     ignores SIGINT, where it can only come from the objective itself: the trial FAILED.
@@ -70,7 +72,8 @@ def run_trial(
     )
     started_at = datetime.now(UTC)
     start = time.perf_counter()
-    capture = _LogCapture(log_path) if log_path else None
+    if capture is None and log_path:
+        capture = _LogCapture(log_path)
     state, metrics, error = "COMPLETE", {}, None
     try:
         if capture:
@@ -157,23 +160,31 @@ def read_log_tail(path: str, remove: bool = True) -> str | None:
 
 
 class _LogCapture:
-    """Redirect fds 1 and 2 to a file for the length of one trial."""
+    """Redirect fds 1 and 2 to a file for the length of one trial. With ``keep`` the file
+    stays open for the next trial (emptied at its start), and :meth:`close` removes it: a worker
+    that runs many trials creates and removes no file per trial."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep: bool = False) -> None:
         self.path = path
+        self.keep = keep
+        self._fd: int | None = None
         self._saved: tuple[int, int] | None = None
 
     def start(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if self._fd is None:
+            # O_APPEND: a process a trial left running writes at the end, never into a hole.
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+            self._fd = os.open(self.path, flags, 0o600)
+        else:
+            os.ftruncate(self._fd, 0)
         self._saved = (os.dup(1), os.dup(2))
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        os.dup2(self._fd, 1)
+        os.dup2(self._fd, 2)
 
     def stop(self) -> str | None:
-        if self._saved is None:
+        if self._saved is None or self._fd is None:
             return None
         try:
             sys.stdout.flush()
@@ -185,7 +196,21 @@ class _LogCapture:
         os.close(self._saved[0])
         os.close(self._saved[1])
         self._saved = None
-        return read_log_tail(self.path)
+        size = os.fstat(self._fd).st_size
+        start = max(0, size - LOG_TAIL)
+        text = os.pread(self._fd, size - start, start).decode("utf-8", errors="replace")
+        if not self.keep:
+            self.close()
+        return text or None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 class _alarm:
@@ -313,8 +338,9 @@ def _moved(value: str, relocate: dict[str, str]) -> str:
 # -- a worker process and its supervisor ------------------------------------------------------
 
 
-def _log_path(log_dir: str, pid: int, number: int) -> str:
-    return os.path.join(log_dir, f"trial-{number}-{pid}.log")
+def _log_path(log_dir: str, pid: int) -> str:
+    """The log file of worker ``pid``, which holds the output of the trial it runs."""
+    return os.path.join(log_dir, f"worker-{pid}.log")
 
 
 def death_message(code: int | None) -> str:
@@ -335,7 +361,8 @@ class WorkerProcess:
     fresh interpreter (safe from a multi-threaded process such as a Dask worker). Either way
     it runs :func:`worker_main` (with ``env`` as its environment, if given): one task at a
     time, each reported as ``("started", ...)``, ``("reported", ...)`` messages and then its
-    :class:`TrialOutcome`.
+    :class:`TrialOutcome`. Tasks handed over while one runs wait in the worker and run in
+    order, each with its own time limit from its start.
     """
 
     def __init__(
@@ -350,7 +377,14 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = log_dir
+        # The task running (or next to run), and those handed over behind it, run in order.
         self.task: TrialTask | None = None
+        self.queued: deque[TrialTask] = deque()
+        # Queued tasks taken back (see cancel_queued), the one of them the worker started
+        # before it saw that, and whether it was killed for that (its tasks never started).
+        self.cancelled: set[int] = set()
+        self._running_cancelled: int | None = None
+        self.interrupted = False
         self.started = 0.0
         self.started_at: datetime | None = None
         self.deadline: float | None = None
@@ -402,11 +436,42 @@ class WorkerProcess:
         return [self.conn] if self.sentinel is None else [self.conn, self.sentinel]
 
     def submit(self, task: TrialTask) -> None:
-        self.conn.send(task)
+        """Hand ``task`` over; behind the running one, it starts when those before it end."""
+        self.submit_many([task])
+
+    def submit_many(self, tasks: list[TrialTask]) -> None:
+        """Hand ``tasks`` over in one message, to run in order."""
+        self.conn.send(tasks[0] if len(tasks) == 1 else tasks)
+        for task in tasks:
+            if self.task is None:
+                self._begin(task)
+            else:
+                self.queued.append(task)
+
+    def _begin(self, task: TrialTask | None) -> None:
+        """``task`` is now the one running (its time limit counts from now)."""
         self.task = task
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
-        self.deadline = self.started + task.timeout if task.timeout else None
+        self.deadline = self.started + task.timeout if task and task.timeout else None
+
+    def cancel_queued(self, number: int) -> None:
+        """Take back a task waiting behind the running one: the worker skips it."""
+        self.queued = deque(t for t in self.queued if t.number != number)
+        self.cancelled.add(number)
+        try:
+            self.conn.send(("cancel", number))
+        except OSError:
+            pass
+
+    def unstarted(self) -> list[TrialTask]:
+        """The tasks that never started here (to run elsewhere), taken from this worker."""
+        tasks = list(self.queued)
+        self.queued.clear()
+        if self.interrupted and self.task is not None:
+            tasks.insert(0, self.task)
+            self.task = None
+        return tasks
 
     def prune(self, number: int) -> None:
         try:
@@ -417,31 +482,47 @@ class WorkerProcess:
     def receive(self) -> list[Any]:
         """The messages that arrived (without blocking); ``dead`` is set when the process is
         gone (its connection closed)."""
-        messages = []
+        messages: list[Any] = []
         try:
             while not self.dead and self.conn.poll():
-                message = self.conn.recv()
-                messages.append(message)
-                if isinstance(message, TrialOutcome):
-                    self.task = None
+                self._take(self.conn.recv(), messages)
         except (EOFError, OSError):
             self.dead = True
+        if self._running_cancelled is not None and not self.dead:
+            # A task taken back started before the worker saw that, and is still running:
+            # stop it with the worker; the tasks behind it never started.
+            self.kill()
+            self.interrupted = True
+            return messages
         if not self.dead and not self.alive():
             self.dead = True
             messages += self.receive_rest()
         return messages
 
     def receive_rest(self) -> list[Any]:
-        messages = []
+        messages: list[Any] = []
         try:
             while self.conn.poll():
-                message = self.conn.recv()
-                messages.append(message)
-                if isinstance(message, TrialOutcome):
-                    self.task = None
+                self._take(self.conn.recv(), messages)
         except (EOFError, OSError):
             pass
         return messages
+
+    def _take(self, message: Any, messages: list[Any]) -> None:
+        """Keep track of which task runs as ``message`` tells, and keep ``message`` unless it
+        is about a task taken back."""
+        if isinstance(message, TrialOutcome):
+            if message.number in self.cancelled:
+                self._running_cancelled = None
+                return
+            self._begin(self.queued.popleft() if self.queued else None)
+        elif message[1] in self.cancelled:
+            if message[0] == "started":
+                self._running_cancelled = message[1]
+            return
+        elif message[0] == "started" and self.task is not None and self.task.number == message[1]:
+            self._begin(self.task)  # its time limit counts from its start, not its handing over
+        messages.append(message)
 
     def alive(self) -> bool:
         if self._proc is not None:
@@ -468,7 +549,7 @@ class WorkerProcess:
             number=task.number,
             state=state,
             error=error,
-            logs=read_log_tail(_log_path(self.log_dir, self.pid, task.number)),
+            logs=read_log_tail(_log_path(self.log_dir, self.pid)),
             duration_s=time.monotonic() - self.started,
             started_at=self.started_at,
             finished_at=datetime.now(UTC),
@@ -564,12 +645,19 @@ def worker_main(
 
     tasks: queue.SimpleQueue[TrialTask | None] = queue.SimpleQueue()
     pruned: set[int] = set()
-    threading.Thread(target=_read_commands, args=(conn, tasks, pruned), daemon=True).start()
+    cancelled: set[int] = set()  # tasks handed over and taken back before they started
+    threading.Thread(
+        target=_read_commands, args=(conn, tasks, pruned, cancelled), daemon=True
+    ).start()
     host, pid = socket.gethostname(), os.getpid()
+    capture = _LogCapture(_log_path(log_dir, pid), keep=True)
     while True:
         task = tasks.get()
         if task is None:
             break
+        if task.number in cancelled:
+            cancelled.discard(task.number)
+            continue
         if relocate and task.data in relocate:
             task = replace(task, data=relocate[task.data])
         try:
@@ -578,18 +666,19 @@ def worker_main(
             # be a pool the objective reuses in its next trial (joblib's loky workers, for one),
             # which breaks if they are killed between trials. A timeout, a SIGTERM, the parent's
             # death and the worker's exit still take every one of them down.
-            send(_run_reporting(objective, task, log_dir, send, pruned))
+            send(_run_reporting(objective, task, capture, send, pruned))
         except OSError:
             break
         pruned.discard(task.number)
     conn.close()
+    capture.close()
     kill_procs(descendants())
 
 
 def _run_reporting(
     objective: Objective,
     task: TrialTask,
-    log_dir: str,
+    capture: _LogCapture,
     send: Callable[[Any], None],
     pruned: set[int],
 ) -> TrialOutcome:
@@ -597,7 +686,7 @@ def _run_reporting(
     return run_trial(
         objective,
         task,
-        log_path=_log_path(log_dir, os.getpid(), number),
+        capture=capture,
         interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
         on_report=lambda step, value: send(("reported", number, attempt, step, value)),
         should_prune=lambda: number in pruned,
@@ -605,7 +694,10 @@ def _run_reporting(
 
 
 def _read_commands(
-    conn: Connection, tasks: queue.SimpleQueue[TrialTask | None], pruned: set[int]
+    conn: Connection,
+    tasks: queue.SimpleQueue[TrialTask | None],
+    pruned: set[int],
+    cancelled: set[int],
 ) -> None:
     while True:
         try:
@@ -615,6 +707,11 @@ def _read_commands(
             return
         if isinstance(message, tuple) and message[0] == "prune":
             pruned.add(message[1])
+        elif isinstance(message, tuple) and message[0] == "cancel":
+            cancelled.add(message[1])
+        elif isinstance(message, list):  # several tasks handed over at once
+            for task in message:
+                tasks.put(task)
         else:
             tasks.put(message)
             if message is None:
