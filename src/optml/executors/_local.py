@@ -275,7 +275,6 @@ def _tasks(w: WorkerProcess) -> list[TrialTask]:
     return ([w.task] if w.task is not None else []) + list(w.queued)
 
 
-
 def translate(message: Any, runner: str, run: str = "") -> TrialEvent:
     """A worker process's message as an event (``runner`` names where it ran)."""
     if isinstance(message, TrialOutcome):
