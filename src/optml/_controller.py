@@ -188,6 +188,7 @@ class Controller:
         self.ahead: deque[Trial] = deque()
         self.recent: deque[float] = deque(maxlen=RECENT)
         self.blind = study._blind
+        self.metric_names = [m.name for m in study.metrics]
 
     def _most_trials(self) -> int | None:
         """The most trials this call can still launch (None: no bound known), so that no more
@@ -488,7 +489,7 @@ class Controller:
         }
         if outcome.state == "COMPLETE":
             try:
-                fields["value"] = optimised_value(outcome.metrics, [m.name for m in study.metrics])
+                fields["value"] = optimised_value(outcome.metrics, self.metric_names)
             except OptMLError as exc:
                 fields.update(state=TrialState.FAILED, error=str(exc))
         elif outcome.state == "TIMEOUT" and outcome.number in self.cut_by_budget:

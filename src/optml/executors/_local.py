@@ -164,6 +164,8 @@ class LocalExecutor(Executor):
 
     def shutdown(self, kill: bool = False) -> None:
         for w in self._workers:
+            w.stop()  # the idle ones end together
+        for w in self._workers:
             w.close(kill=kill)
         self._workers = []
         # Only now that every worker is gone: a device is never handed on while in use.

@@ -3,6 +3,7 @@ captures a trial's output, reports as it goes, and dies with its whole process t
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import signal
@@ -106,7 +107,7 @@ def run_trial(
         finished_at=datetime.now(UTC),
         intermediate=dict(context.intermediate),
         attempt=task.attempt,
-        host=socket.gethostname(),
+        host=_hostname(),
         runner=str(os.getpid()),
     )
 
@@ -130,6 +131,12 @@ def run_here(
         if outcome.state == "TIMEOUT":
             kill_procs([p for p in descendants() if p.pid not in before])
     return outcome
+
+
+@functools.cache
+def _hostname() -> str:
+    """This machine's name (asked once: a system call per trial otherwise)."""
+    return socket.gethostname()
 
 
 def _format_error(exc: BaseException) -> str:
@@ -385,6 +392,7 @@ class WorkerProcess:
         self.cancelled: set[int] = set()
         self._running_cancelled: int | None = None
         self.interrupted = False
+        self._stopping = False
         self.started = 0.0
         self.started_at: datetime | None = None
         self.deadline: float | None = None
@@ -586,16 +594,24 @@ class WorkerProcess:
         self.join(2)
         self.dead = True
 
-    def close(self, kill: bool = False) -> None:
-        """End the process: at once with ``kill`` or while it runs a task, else when it has
-        finished its current work; then release the connection."""
-        if kill or self.task is not None:
-            kill_tree(self.pid)
-        else:
+    def stop(self) -> None:
+        """Ask an idle worker to end: it kills what its trials left running, then exits
+        (several workers asked first and then closed end together)."""
+        if self.task is None and not self._stopping:
+            self._stopping = True
             try:
                 self.conn.send(None)
             except OSError:
                 pass
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: killed with its whole tree while it holds a task (``kill`` then
+        changes nothing: an idle worker, asked to stop, ends as fast and takes what its trials
+        left running with it); then release the connection."""
+        if self.task is not None:
+            kill_tree(self.pid)
+        else:
+            self.stop()
         self.join(2)
         if self.alive():
             kill_tree(self.pid)
