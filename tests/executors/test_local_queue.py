@@ -119,3 +119,20 @@ def test_a_queued_task_taken_back_never_runs(executor, tmp_path) -> None:
     assert sorted(o.number for o in _outcomes(events)) == [0, 2]
     assert not [e for e in events if e.number == 1]
     assert ex.running() == 0
+
+
+def talk(x):
+    print(f"trial says {x}")
+    return float(x)
+
+
+def test_each_trial_s_logs_hold_its_own_output_only() -> None:
+    ex = LocalExecutor(workers=1)
+    try:
+        ex.start(FunctionObjective(talk))
+        for x in range(3):  # one worker, one log file, emptied as each trial starts
+            ex.submit(TrialTask(x, {"x": x}, "value"))
+            (outcome,) = _outcomes(_until(ex, lambda got: len(_outcomes(got)) == 1))
+            assert outcome.logs == f"trial says {x}\n"
+    finally:
+        ex.shutdown(kill=True)

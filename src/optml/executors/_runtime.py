@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import queue
 import signal
 import socket
@@ -15,7 +16,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -167,9 +168,10 @@ def read_log_tail(path: str, remove: bool = True) -> str | None:
 
 
 class _LogCapture:
-    """Redirect fds 1 and 2 to a file for the length of one trial. With ``keep`` the file
-    stays open for the next trial (emptied at its start), and :meth:`close` removes it: a worker
-    that runs many trials creates and removes no file per trial."""
+    """Redirect fds 1 and 2 to a file for the length of one trial. With ``keep`` (a worker
+    that runs many trials) they stay on the file between trials, which is emptied as each trial
+    starts, and :meth:`close` puts them back and removes the file: no file is made, and no fd
+    moved, per trial."""
 
     def __init__(self, path: str, keep: bool = False) -> None:
         self.path = path
@@ -180,29 +182,24 @@ class _LogCapture:
     def start(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        if self._fd is None:
-            # O_APPEND: a process a trial left running writes at the end, never into a hole.
-            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-            self._fd = os.open(self.path, flags, 0o600)
-        else:
+        if self._fd is not None:
             os.ftruncate(self._fd, 0)
+            return
+        # O_APPEND: a process a trial left running writes at the end, never into a hole.
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        self._fd = os.open(self.path, flags, 0o600)
         self._saved = (os.dup(1), os.dup(2))
         os.dup2(self._fd, 1)
         os.dup2(self._fd, 2)
 
     def stop(self) -> str | None:
-        if self._saved is None or self._fd is None:
+        if self._fd is None:
             return None
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(self._saved[0], 1)
-        os.dup2(self._saved[1], 2)
-        os.close(self._saved[0])
-        os.close(self._saved[1])
-        self._saved = None
         size = os.fstat(self._fd).st_size
         start = max(0, size - LOG_TAIL)
         text = os.pread(self._fd, size - start, start).decode("utf-8", errors="replace")
@@ -211,6 +208,12 @@ class _LogCapture:
         return text or None
 
     def close(self) -> None:
+        if self._saved is not None:
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+            os.close(self._saved[0])
+            os.close(self._saved[1])
+            self._saved = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -449,7 +452,7 @@ class WorkerProcess:
 
     def submit_many(self, tasks: list[TrialTask]) -> None:
         """Hand ``tasks`` over in one message, to run in order."""
-        self.conn.send(tasks[0] if len(tasks) == 1 else tasks)
+        self.conn.send_bytes(_dumps(tasks[0] if len(tasks) == 1 else tasks))
         for task in tasks:
             if self.task is None:
                 self._begin(task)
@@ -468,7 +471,7 @@ class WorkerProcess:
         self.queued = deque(t for t in self.queued if t.number != number)
         self.cancelled.add(number)
         try:
-            self.conn.send(("cancel", number))
+            self.conn.send_bytes(_dumps(("cancel", number)))
         except OSError:
             pass
 
@@ -483,7 +486,7 @@ class WorkerProcess:
 
     def prune(self, number: int) -> None:
         try:
-            self.conn.send(("prune", number))
+            self.conn.send_bytes(_dumps(("prune", number)))
         except OSError:
             pass
 
@@ -517,8 +520,14 @@ class WorkerProcess:
         return messages
 
     def _take(self, message: Any, messages: list[Any]) -> None:
-        """Keep track of which task runs as ``message`` tells, and keep ``message`` unless it
-        is about a task taken back."""
+        """Keep track of which task runs as ``message`` tells, and keep ``message`` (an
+        outcome as a :class:`TrialOutcome`) unless it is about a task taken back."""
+        if isinstance(message, list):  # an outcome and the next task's start, sent together
+            for one in message:
+                self._take(one, messages)
+            return
+        if message[0] == "outcome":
+            message = TrialOutcome(*message[1:])
         if isinstance(message, TrialOutcome):
             if message.number in self.cancelled:
                 self._running_cancelled = None
@@ -600,7 +609,7 @@ class WorkerProcess:
         if self.task is None and not self._stopping:
             self._stopping = True
             try:
-                self.conn.send(None)
+                self.conn.send_bytes(_dumps(None))
             except OSError:
                 pass
 
@@ -656,8 +665,9 @@ def worker_main(
     lock = threading.Lock()
 
     def send(message: Any) -> None:
+        data = _dumps(message)
         with lock:
-            conn.send(message)
+            conn.send_bytes(data)
 
     tasks: queue.SimpleQueue[TrialTask | None] = queue.SimpleQueue()
     pruned: set[int] = set()
@@ -667,28 +677,53 @@ def worker_main(
     ).start()
     host, pid = socket.gethostname(), os.getpid()
     capture = _LogCapture(_log_path(log_dir, pid), keep=True)
-    while True:
-        task = tasks.get()
-        if task is None:
-            break
-        if task.number in cancelled:
-            cancelled.discard(task.number)
-            continue
-        if relocate and task.data in relocate:
-            task = replace(task, data=relocate[task.data])
-        try:
-            send(("started", task.number, task.attempt, host, pid))
+    # A finished trial's outcome, held back to go in one message with the next task's start
+    # when that task is already here (one write and one wake-up of the controller, not two).
+    held: tuple[Any, ...] | None = None
+    try:
+        while True:
+            try:
+                task = tasks.get_nowait() if held else tasks.get()
+            except queue.Empty:
+                send(held)
+                held = None
+                continue
+            if task is None:
+                break
+            if task.number in cancelled:
+                cancelled.discard(task.number)
+                continue
+            if relocate and task.data in relocate:
+                task = replace(task, data=relocate[task.data])
+            started = ("started", task.number, task.attempt, host, pid)
+            send([held, started] if held else started)
             # Processes a Python trial leaves running are kept until the worker ends: they may
             # be a pool the objective reuses in its next trial (joblib's loky workers, for one),
             # which breaks if they are killed between trials. A timeout, a SIGTERM, the parent's
             # death and the worker's exit still take every one of them down.
-            send(_run_reporting(objective, task, capture, send, pruned))
-        except OSError:
-            break
-        pruned.discard(task.number)
+            held = _wire(_run_reporting(objective, task, capture, send, pruned))
+            pruned.discard(task.number)
+        if held:
+            send(held)
+    except OSError:
+        pass
     conn.close()
     capture.close()
     kill_procs(descendants())
+
+
+_OUTCOME_FIELDS = [f.name for f in fields(TrialOutcome)]
+
+
+def _wire(outcome: TrialOutcome) -> tuple[Any, ...]:
+    """An outcome as a worker sends it: a tuple of plain values (cheaper to pickle)."""
+    return ("outcome", *(getattr(outcome, name) for name in _OUTCOME_FIELDS))
+
+
+def _dumps(message: Any) -> bytes:
+    """A message to or from a worker process, pickled (without multiprocessing's reducers,
+    which a message of plain data does not need and which cost more than the pickling)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _run_reporting(
