@@ -4,6 +4,7 @@ captures a trial's output, reports as it goes, and dies with its whole process t
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import pickle
 import queue
@@ -411,7 +412,13 @@ class WorkerProcess:
                 args=(child, objective, log_dir, threads, parent, env),
                 name="optml-worker",
             )
-            self._proc.start()
+            # The objects the fork shares stay out of the worker's garbage collections, which
+            # would otherwise write to (and so copy) most of the controller's memory pages.
+            gc.freeze()
+            try:
+                self._proc.start()
+            finally:
+                gc.unfreeze()
             child.close()
             self.conn: Connection = conn
             self.pid: int = self._proc.pid
