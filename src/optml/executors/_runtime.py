@@ -412,6 +412,11 @@ class WorkerProcess:
                 args=(child, objective, log_dir, threads, parent, env),
                 name="optml-worker",
             )
+            if threads:  # imported here once, not in every worker that limit_threads starts
+                try:
+                    import threadpoolctl  # noqa: F401
+                except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+                    pass
             # The objects the fork shares stay out of the worker's garbage collections, which
             # would otherwise write to (and so copy) most of the controller's memory pages.
             gc.freeze()
