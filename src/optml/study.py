@@ -645,7 +645,9 @@ class Study:
 def proposes_blind(sampler: Sampler) -> bool:
     """Whether ``sampler``'s proposals depend on no trial's result (random search): a batch of
     them is then proposed point by point from each trial's own stream, and the controller may
-    reserve trials ahead of free workers without changing what the sampler would learn."""
+    reserve trials ahead of free workers without changing what the sampler would learn. Only a
+    sampler whose one-point proposals from one context differ by their random stream alone may
+    say so (``learns = False``): not Sobol, say, which continues from the number of trials."""
     return not getattr(sampler, "learns", True)
 
 
