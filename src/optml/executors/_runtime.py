@@ -109,7 +109,7 @@ def run_trial(
         finished_at=datetime.now(UTC),
         intermediate=dict(context.intermediate),
         attempt=task.attempt,
-        host=_hostname(),
+        host=hostname(),
         runner=str(os.getpid()),
     )
 
@@ -136,7 +136,7 @@ def run_here(
 
 
 @functools.cache
-def _hostname() -> str:
+def hostname() -> str:
     """This machine's name (asked once: a system call per trial otherwise)."""
     return socket.gethostname()
 
