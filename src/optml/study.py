@@ -652,11 +652,8 @@ class Study:
 
 
 def proposes_blind(sampler: Sampler) -> bool:
-    """Whether ``sampler``'s proposals depend on no trial's result (random search): a batch of
-    them is then proposed point by point from each trial's own stream, and the controller may
-    reserve trials ahead of free workers without changing what the sampler would learn. Only a
-    sampler whose one-point proposals from one context differ by their random stream alone may
-    say so (``learns = False``): not Sobol, say, which continues from the number of trials."""
+    """Whether ``sampler``'s proposals depend on no trial's result (see ``Sampler.learns``);
+    a sampler not derived from :class:`Sampler` is taken to learn."""
     return not getattr(sampler, "learns", True)
 
 

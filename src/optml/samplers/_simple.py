@@ -93,7 +93,6 @@ class RandomSampler(Sampler):
     """Independent uniform (log-uniform on log scales) draws; never repeats a point."""
 
     name = "random"
-    # Its proposals depend on no trial's result (see optml.study.proposes_blind).
     learns = False
 
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
