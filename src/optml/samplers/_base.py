@@ -74,11 +74,15 @@ class TrialMemo:
             below = self._known_below
             if n > below:  # some may be new: those numbered from `below` on
                 self._reserve(n - 1)
-                missing = below + (~self._known[below:n]).nonzero()[0]
-                if len(missing):
-                    fresh = self.space.encode_many([trials[int(i)].params for i in missing])
-                    self._rows[missing] = fresh
-                    self._known[missing] = True
+                if n == below + 1:  # one trial finished since: the last one
+                    self._rows[below] = self.space.encode_many([trials[below].params])[0]
+                    self._known[below] = True
+                else:
+                    missing = below + (~self._known[below:n]).nonzero()[0]
+                    if len(missing):
+                        fresh = self.space.encode_many([trials[int(i)].params for i in missing])
+                        self._rows[missing] = fresh
+                        self._known[missing] = True
                 self._advance()
             return self._rows[:n].copy()
         numbers = np.array([t.number for t in trials], dtype=np.int64)
