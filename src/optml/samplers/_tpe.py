@@ -392,9 +392,11 @@ class _Parzen:
             chosen = np.broadcast_to(chosen, (n, width))
         out = None if dims.all_numeric else np.empty((n, width))
         if n_num:
-            # Flat positions of (component, column) in the (m + 1, n_num) arrays.
-            flat = chosen[:, :n_num] * n_num + dims.num_columns
-            mu, sigma, low, _, mass = self.table.reshape(5, -1).take(flat, axis=1)
+            # Each draw's component's centre, width, low end and mass, column by column.
+            picked = self.table[
+                :, chosen if dims.all_numeric else chosen[:, :n_num], dims.num_columns
+            ]
+            mu, sigma, low, mass = picked[0], picked[1], picked[2], picked[4]
             # Inverse-CDF draws of the truncated normal; well conditioned since every centre
             # lies inside [0, 1]. (np.clip costs more than maximum + minimum on arrays this
             # small.)
@@ -501,7 +503,7 @@ class _Parzen:
             if not self.dims.all_floats:
                 f = self.dims.floats
                 mu, sigma, mass = mu[:, f], sigma[:, f], mass[:, f]
-            a = np.ascontiguousarray(_SQRT_HALF / sigma.T)  # (d, m)
+            a = _SQRT_HALF / sigma.T  # (d, m)
             scale = (self.weights[:, None] / (_SQRT_2PI * mass)) / sigma
             terms = self._float_terms = (a[:, None, :], (mu.T * a)[:, None, :], scale.T[:, :, None])
         return terms
