@@ -61,7 +61,6 @@ _SQRT_HALF = math.sqrt(0.5)
 _ZERO_ONE = np.array([0.0, 1.0])[:, None, None]  # the cube's two ends, to broadcast
 _PRIOR = np.array([0.5, 1.0])[:, None]  # the prior component's centre and width
 _EXP_CAP = 700.0
-_KERNEL_CAP = 600.0
 
 
 class TPESampler(Sampler):
@@ -568,12 +567,9 @@ def _log_floats(densities: tuple[_Parzen, ...], u: np.ndarray) -> list[np.ndarra
     z -= mu_a
     np.square(z, out=z)
     # exp underflows past 708 and numpy's exp is several times slower on such inputs (a
-    # kernel tens of widths away from a candidate is common), and a product below 2e-308 in
-    # the matrix product below is a subnormal number, which costs the processor many times a
-    # normal one: capped at exp(-600) ~ 3e-261, every term times its weight (at least ~1e-5)
-    # stays normal. Such a term adds nothing to a sum that the prior keeps above 1e-6, so
-    # capping changes no result.
-    np.minimum(z, _KERNEL_CAP, out=z)
+    # kernel tens of widths away from a candidate is common); exp(-700) ~ 1e-304 adds
+    # nothing to a sum that the prior keeps above 1e-6, so capping changes no result.
+    np.minimum(z, _EXP_CAP, out=z)
     np.negative(z, out=z)
     np.exp(z, out=z)
     out = []
