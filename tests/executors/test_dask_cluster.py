@@ -165,11 +165,22 @@ def quick(x):
     return float(x)
 
 
-def test_trials_run_on_after_the_worker_holding_the_objective_dies(cluster) -> None:
-    # The objective reaches the workers as one piece of Dask data, of which Dask soon keeps a
-    # single copy. Scattered, it was lost with that copy's worker, and Dask cancelled every
-    # trial that needed it; as a task's result, it is computed again.
-    from optml.executors import TrialOutcome, TrialTask
+def _outcomes(ex, n: int, within: float) -> list:
+    from optml.executors import TrialOutcome
+
+    outcomes: list = []
+    deadline = time.monotonic() + within
+    while len(outcomes) < n:
+        assert time.monotonic() < deadline, f"trials did not finish: {outcomes}"
+        outcomes += [e for e in ex.events(0.2) if isinstance(e, TrialOutcome)]
+    return outcomes
+
+
+def test_trials_run_on_after_the_worker_that_read_the_objective_dies(cluster) -> None:
+    # The objective waits on the scheduler, which each worker reads once; a worker that held
+    # the only copy of it took it along when it died (then Dask cancelled every trial that
+    # needed it, or ran them all on one worker while it lived).
+    from optml.executors import TrialTask
     from optml.objectives import FunctionObjective
 
     address, _ = cluster
@@ -177,23 +188,34 @@ def test_trials_run_on_after_the_worker_holding_the_objective_dies(cluster) -> N
     try:
         ex.start(FunctionObjective(quick))
         ex.submit(TrialTask(0, {"x": 1}, "value"))
-        got: list = []
-        deadline = time.monotonic() + 60
-        while not any(isinstance(e, TrialOutcome) for e in got):
-            assert time.monotonic() < deadline
-            got += ex.events(0.2)
-        time.sleep(6)  # Dask's memory manager drops extra copies every few seconds
-        holders = ex._client.who_has([ex._payload])[ex._payload.key]
+        (first,) = _outcomes(ex, 1, 60)
+        assert first.state == "COMPLETE" and first.runner
         pids = ex._client.run(os.getpid)
-        for holder in holders:
-            os.kill(pids[holder], signal.SIGKILL)
+        os.kill(pids[first.runner], signal.SIGKILL)
         for n in (1, 2):
             ex.submit(TrialTask(n, {"x": n}, "value"))
-        outcomes: list = []
-        deadline = time.monotonic() + 90
-        while len(outcomes) < 2:
-            assert time.monotonic() < deadline, f"trials did not finish: {outcomes}"
-            outcomes += [e for e in ex.events(0.2) if isinstance(e, TrialOutcome)]
+        outcomes = _outcomes(ex, 2, 90)
     finally:
         ex.shutdown(kill=True)
     assert sorted((o.number, o.state) for o in outcomes) == [(1, "COMPLETE"), (2, "COMPLETE")]
+    assert {o.runner for o in outcomes} != {first.runner}
+
+
+def test_trials_submitted_together_start_on_different_workers(tmp_path) -> None:
+    # With work stealing off, where the scheduler first puts a task is where it runs: a task
+    # that needed the objective as Dask data went to the worker holding it, so two trials ran
+    # one after the other there while the other worker stood idle.
+    from optml.executors import TrialTask
+    from optml.objectives import FunctionObjective
+
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False"}
+    with dask_cluster(tmp_path, 2, "--nthreads", "1", env=env) as (address, _):
+        ex = DaskExecutor(workers=2, address=address)
+        try:
+            ex.start(FunctionObjective(slow_point))
+            ex.submit_many([TrialTask(n, {"x": n}, "value", data=str(tmp_path)) for n in (1, 2)])
+            outcomes = _outcomes(ex, 2, 90)
+        finally:
+            ex.shutdown(kill=True)
+    assert [o.state for o in outcomes] == ["COMPLETE", "COMPLETE"]
+    assert outcomes[0].runner != outcomes[1].runner

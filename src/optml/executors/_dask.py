@@ -170,15 +170,15 @@ class DaskExecutor(Executor):
         self._variable.set({})
         files = shipped_files(objective, SHIP_LIMIT)
         key = hashlib.sha256(payload + repr(sorted(files)).encode()).hexdigest()[:16]
-        # A task that returns the payload, not scattered data: a worker that dies holding it
-        # loses scattered data for good (and Dask cancels every trial that needs it), while a
-        # task's result is computed again. (Dask keeps a single copy of data either way.)
-        self._payload = self._client.submit(
-            _payload_of,
-            (key, payload, files, named_paths(objective)),
-            key=f"optml-payload-{self._id}",
-            pure=False,
+        # The payload waits in a scheduler-held Variable that each worker reads once, not in
+        # worker memory as a task's input: Dask sends a task to a worker holding its inputs, so
+        # every trial would queue on the one worker holding the payload (until work stealing
+        # moved some), and a worker that dies holding the data takes it with it.
+        name = f"{self._topic}-payload"
+        distributed.Variable(name, client=self._client).set(
+            [key, payload, files, [list(p) for p in named_paths(objective)]]
         )
+        self._payload = (key, name)
 
     def _check_gpus(self) -> None:
         """Refuse a cluster none of whose workers offers a trial's worth of the GPU resource;
@@ -217,6 +217,8 @@ class DaskExecutor(Executor):
                 self._commands.update(dict.fromkeys(self._futures, "cancel"))
                 self._publish(client)
                 client.cancel(futures)
+            if self._payload is not None:
+                _distributed().Variable(self._payload[1], client=client).delete()
             if self._cluster is None:
                 client.run(release, self._topic)
                 client.unsubscribe_topic(self._topic)
@@ -374,10 +376,6 @@ class DaskExecutor(Executor):
         return ending_with(outcome, started, steps)
 
 
-def _payload_of(payload: Any) -> Any:
-    return payload
-
-
 def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
     distributed = _distributed()
     try:
@@ -400,6 +398,22 @@ def _outcome_of(future: Any, task: TrialTask) -> TrialOutcome:
 
 
 _OBJECTIVES: dict[str, Objective] = {}  # in-thread mode: loaded objectives by payload key
+_PAYLOADS: dict[str, tuple[bytes, dict[str, bytes], list[Any]]] = {}  # by payload key
+
+
+def _payload(distributed: Any, key: str, name: str) -> tuple[bytes, dict[str, bytes], list[Any]]:
+    """The objective's payload, read from the scheduler once per worker process and study (the
+    last few studies' are kept)."""
+    with STATE_LOCK:
+        found = _PAYLOADS.get(key)
+    if found is None:
+        got = distributed.Variable(name).get(timeout=60)
+        found = (got[1], got[2], [tuple(p) for p in got[3]])
+        with STATE_LOCK:
+            while len(_PAYLOADS) >= 4:
+                _PAYLOADS.pop(next(iter(_PAYLOADS)))
+            _PAYLOADS[key] = found
+    return found
 
 
 def run_dask_task(
@@ -411,7 +425,8 @@ def run_dask_task(
     from optml.executors._runtime import load_objective, run_trial
 
     worker = distributed.get_worker()
-    key, blob, files, named = payload
+    key, name = payload
+    blob, files, named = _payload(distributed, key, name)
     run = uuid.uuid4().hex[:12]
     number, attempt = task.number, task.attempt
     host, runner = socket.gethostname(), str(worker.address)
