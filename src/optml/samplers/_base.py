@@ -358,6 +358,11 @@ class Sampler(abc.ABC):
     """
 
     name: str = "sampler"
+    # False only for a sampler whose proposals depend on no trial's result and whose one-point
+    # proposals from one context differ by their random stream alone (random search; not
+    # Sobol, which continues from the number of trials): a batch is then proposed point by
+    # point, and the controller may reserve trials ahead of free workers.
+    learns: bool = True
 
     @abc.abstractmethod
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
