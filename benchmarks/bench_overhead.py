@@ -91,6 +91,15 @@ def optuna_rate(n: int, n_jobs: int, storage: str, tmp: Path) -> tuple[float, fl
     return n / elapsed, n / cpu
 
 
+def _when() -> str:
+    """The UTC time and the load average, to go with the figures."""
+    import datetime
+    import os
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{now}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000, help="per run, in memory")
@@ -125,6 +134,7 @@ def main() -> None:
         ]
     rates: dict[tuple[str, int, str], list[float]] = {}
     per_cpu: dict[tuple[str, int, str], list[float]] = {}
+    print(f"start {_when()}")
     for _ in range(args.repeats):
         for (storage, workers), runners in pairings.items():
             for label, fn in runners:
@@ -132,6 +142,7 @@ def main() -> None:
                 rates.setdefault((storage, workers, label), []).append(rate)
                 per_cpu.setdefault((storage, workers, label), []).append(cpu_rate)
 
+    print(f"end {_when()}")
     names = {
         "memory": "in memory",
         "sqlite": "SQLite (both)",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,6 +40,14 @@ if TYPE_CHECKING:
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_GRACE_S = 30.0
 STALE_POLICIES = ("requeue", "fail")
+
+# Trials far shorter than a controller's bookkeeping (a proposal, a reservation) are reserved a
+# few at a time, ahead of free slots, when the sampler's proposals do not depend on results:
+# one proposal and one reservation then serve several trials. The median trial (over the last
+# RECENT) must be under SHORT_TRIAL_S; at most AHEAD trials wait in the controller.
+SHORT_TRIAL_S = 0.001
+AHEAD = 8
+RECENT = 16
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,12 @@ class Controller:
         self.beat_thread: Any = None
         # What one refill costs (seconds, a running estimate; None before the first).
         self.refill_s: float | None = None
+        # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
+        # of the last trials, which decide whether to reserve ahead.
+        self.ahead: deque[Trial] = deque()
+        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.blind = study._blind
+        self.metric_names = [m.name for m in study.metrics]
 
     def _most_trials(self) -> int | None:
         """The most trials this call can still launch (None: no bound known), so that no more
@@ -240,11 +256,13 @@ class Controller:
                 idle = False
                 if not stop_reason:
                     free = self.executor.free_slots()
+                    if not self.blind:  # one that learns: no trial waits behind a running one
+                        free = min(free, self.executor.workers - self.executor.running())
                     if self.n_trials is not None:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
                         asked = time.monotonic()
-                        new = study._start_trials(free, budget=budget)
+                        new = self._next_trials(free, budget)
                         if new:
                             self._refill_cost(time.monotonic() - asked)
                         self.executor.submit_many(
@@ -276,6 +294,7 @@ class Controller:
                     self._collect(wait)
                 if progress:
                     progress.update()
+            self._release_ahead()
         except BaseException:
             _interrupt.clear()  # this Ctrl-C is being handled; a second one stops the clean-up
             self._abandon()
@@ -339,6 +358,43 @@ class Controller:
                 self._on_event(event)
             if self.finished == done:
                 return  # the burst is over
+
+    def _next_trials(self, free: int, budget: int | None) -> list[Trial]:
+        """Up to ``free`` trials to start: those reserved ahead first, then new ones (with
+        more reserved ahead while trials are short, see :data:`AHEAD`)."""
+        ahead = self.ahead
+        if len(ahead) >= free:
+            return [ahead.popleft() for _ in range(free)]
+        taken = list(ahead)
+        ahead.clear()
+        want = free - len(taken)
+        more = self._room_ahead(want)
+        new = self.study._start_trials(want + more, budget=budget)
+        ahead.extend(new[want:])
+        return taken + new[:want]
+
+    def _room_ahead(self, want: int) -> int:
+        """How many trials to reserve ahead of the ``want`` that slots are free for."""
+        recent = self.recent
+        if not self.blind or len(recent) < RECENT // 2:
+            return 0
+        if statistics.median(recent) >= SHORT_TRIAL_S:
+            return 0
+        room = AHEAD
+        if self.n_trials is not None:  # this call's trials, not more
+            room = min(room, self.n_trials - self.launched - want)
+        return max(room, 0)
+
+    def _release_ahead(self) -> None:
+        """Put back in the queue the trials reserved ahead that this run did not start."""
+        while self.ahead:
+            trial = self.ahead.popleft()
+            try:
+                self.study._write(
+                    trial.number, owner=self.me, state=TrialState.WAITING, worker=None
+                )
+            except LostTrialError:
+                pass  # taken for dead meanwhile: its new owner runs it
 
     def _tick(self) -> None:
         """Every heartbeat: refresh this controller's trials and run, read a stored stop
@@ -483,7 +539,7 @@ class Controller:
         }
         if outcome.state == "COMPLETE":
             try:
-                fields["value"] = optimised_value(outcome.metrics, [m.name for m in study.metrics])
+                fields["value"] = optimised_value(outcome.metrics, self.metric_names)
             except OptMLError as exc:
                 fields.update(state=TrialState.FAILED, error=str(exc))
         elif outcome.state == "TIMEOUT" and outcome.number in self.cut_by_budget:
@@ -495,6 +551,7 @@ class Controller:
             return  # taken for dead meanwhile (a long storage outage): its new owner's result counts
         self.finished += 1
         self.busy_s += outcome.duration_s
+        self.recent.append(outcome.duration_s)
         for callback in self.callbacks:
             callback(study, trial)
 
@@ -559,6 +616,7 @@ class Controller:
             except OptMLError:
                 pass
         self.inflight.clear()
+        self.ahead.clear()  # RUNNING and owned here: put back in the queue above
         try:
             if self.run_id is not None:
                 study.storage.end_run(self.run_id, "INTERRUPTED", self.grace_s)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import numbers
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -107,6 +108,9 @@ class Study:
         self._memo = TrialMemo(self.space)
         self._streams = _Streams(record.seed)
         self._stop_requested = False
+        self._me: tuple[int, str] = (-1, "")  # (pid, controller_id()) of the last ask
+        # Whether the sampler's proposals ignore every trial's result (see proposes_blind).
+        self._blind = proposes_blind(self.sampler)
         self.last_run: Any = None
         # How often trials handed out by ask() heartbeat (see _AskHeartbeat).
         self.heartbeat_s = 5.0
@@ -561,7 +565,7 @@ class Study:
         first is refused by storage and proposed afresh. Without ``owned`` the trials get no
         owner, so nothing heartbeats them.
         """
-        me = controller_id() if owned else None
+        me = self._controller_id() if owned else None
         started: list[Trial] = []
         self._sync()
         # Only a trial queued (or left STALE) in the history just read can be claimed.
@@ -581,8 +585,14 @@ class Study:
                 self._sync()
             ctx = self.context(budget)
             number = self._trial_cache().top + 1
-            rng = self._streams.at(number * self.PROPOSAL_ROUNDS + round_)
-            configs = self.sampler.propose(ctx, want, rng)[:want]
+            if want == 1 or not self._blind:
+                rng = self._streams.at(number * self.PROPOSAL_ROUNDS + round_)
+                configs = self.sampler.propose(ctx, want, rng)[:want]
+            else:  # each point from its own trial's stream: the same points as one by one
+                configs = []
+                for i in range(want):
+                    rng = self._streams.at((number + i) * self.PROPOSAL_ROUNDS + round_)
+                    configs += self.sampler.propose(ctx, 1, rng)[:1]
             if not configs:
                 break
             got = self.storage.reserve_trials(
@@ -596,6 +606,13 @@ class Study:
             if got.budget_spent or not got.taken:
                 break
         return started
+
+    def _controller_id(self) -> str:
+        """:func:`controller_id` of this process (asked again only after a fork)."""
+        pid = os.getpid()
+        if self._me[0] != pid:
+            self._me = (pid, controller_id())
+        return self._me[1]
 
     def reap_stale(self, grace_s: float, policy: str = "requeue") -> list[Trial]:
         """Mark STALE the RUNNING trials whose owner stopped heartbeating more than ``grace_s``
@@ -632,6 +649,12 @@ class Study:
             return False
         beat.halt()
         return True
+
+
+def proposes_blind(sampler: Sampler) -> bool:
+    """Whether ``sampler``'s proposals depend on no trial's result (see ``Sampler.learns``);
+    a sampler not derived from :class:`Sampler` is taken to learn."""
+    return not getattr(sampler, "learns", True)
 
 
 class _Streams:

@@ -84,11 +84,55 @@ class Trial:
     # Study.tell refuse another study's trial. Not part of equality or the export form.
     study: str | None = field(default=None, compare=False, repr=False)
 
+    # Written out, not generated: a frozen dataclass's own __init__ sets each of the 18 fields
+    # through object.__setattr__, several times the cost of this for a record every trial makes
+    # a few of. A test keeps it in step with the fields.
+    def __init__(
+        self,
+        number: int,
+        state: TrialState,
+        params: dict[str, Any],
+        value: float | None = None,
+        metrics: dict[str, float] | None = None,
+        intermediate: dict[int, float] | None = None,
+        error: str | None = None,
+        logs: str | None = None,
+        attempts: int = 0,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        duration_s: float | None = None,
+        worker: str | None = None,
+        user_attrs: dict[str, Any] | None = None,
+        host: str | None = None,
+        runner: str | None = None,
+        heartbeat_at: datetime | None = None,
+        study: str | None = None,
+    ) -> None:
+        self.__dict__.update(
+            number=number,
+            state=state,
+            params=params,
+            value=value,
+            metrics={} if metrics is None else metrics,
+            intermediate={} if intermediate is None else intermediate,
+            error=error,
+            logs=logs,
+            attempts=attempts,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_s=duration_s,
+            worker=worker,
+            user_attrs={} if user_attrs is None else user_attrs,
+            host=host,
+            runner=runner,
+            heartbeat_at=heartbeat_at,
+            study=study,
+        )
+
     def with_changes(self, **changes: Any) -> Trial:
         # What dataclasses.replace does (the class has no __post_init__ to run), without its
         # cost: the controller's loop makes several of these per trial.
-        unknown = changes.keys() - _TRIAL_FIELDS
-        if unknown:
+        if not _TRIAL_FIELDS.issuperset(changes):
             return replace(self, **changes)  # raises its TypeError naming the field
         new = object.__new__(Trial)
         state = new.__dict__

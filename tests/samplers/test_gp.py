@@ -104,6 +104,36 @@ def test_gp_prior_mean_is_an_upper_quantile_of_the_data() -> None:
         GaussianProcess(mean_quantile=1.5)
 
 
+@pytest.mark.parametrize("dims", [9, 10, 20])
+def test_gp_prior_mean_is_the_worst_loss_from_ten_input_columns(dims: int) -> None:
+    # In 10 or more input columns almost the whole cube is far from the data; there the
+    # posterior falls back to the largest loss seen, so that only uncertainty well beyond the
+    # spread of the losses makes a far corner look better than the surroundings of good points.
+    rng = np.random.default_rng(3)
+    X = 0.3 + 0.4 * rng.random((40, dims))
+    y = np.sum((X - 0.45) ** 2, axis=1) + 0.1 * rng.exponential(size=40)
+    gp = GaussianProcess().fit(X, y, np.random.default_rng(0))
+    expected = np.max(y) if dims >= 10 else np.quantile(y, 0.75)
+    assert gp.y_mean == expected
+    corner = np.ones((1, dims))
+    mean, std = gp.predict(corner)
+    assert mean[0] > np.quantile(y, 0.75) and std[0] > 0
+    # An explicit quantile is kept whatever the dimension.
+    asked = GaussianProcess(mean_quantile=0.75).fit(X, y, np.random.default_rng(0))
+    assert asked.y_mean == np.quantile(y, 0.75)
+
+
+def test_high_dimensional_proposals_are_reproducible_and_new() -> None:
+    space = Space([Float(f"x{i}", -5.0, 5.0) for i in range(20)])
+    trials = completed(space, 40, seed=4)
+    ctx = SearchContext(space=space, trials=trials, seed=7)
+    first = GPSampler().propose(ctx, 2, np.random.default_rng(11))
+    again = GPSampler().propose(ctx, 2, np.random.default_rng(11))
+    assert first == again
+    assert len({space.key(c) for c in first}) == 2
+    assert not {space.key(c) for c in first} & {space.key(t.params) for t in trials}
+
+
 def test_gp_learns_which_dimension_matters() -> None:
     rng = np.random.default_rng(1)
     X = rng.random((40, 3))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from optml.errors import SpecError
-from optml.samplers import SearchContext, make_sampler
+from optml.samplers import SearchContext, TrialMemo, make_sampler
 from optml.samplers._base import Metric, Sampler
 from optml.samplers._simple import SobolSampler
 from optml.samplers._tpe import TPESampler, _Dims, _Parzen
@@ -388,3 +388,289 @@ def test_parameter_constraints_are_met_by_the_model_choice() -> None:
             assert config["x"] + config["y"] <= 0.7
             trials.append(Trial(len(trials), TrialState.COMPLETE, config, value=_quadratic(config)))
     assert _best(trials) < 0.002
+
+
+def _pinned_run(space: Space, loss: Callable[[dict[str, Any]], float], multivariate: bool) -> list:
+    """Proposals of a short run with a memo: a pending trial, batches with liars, a trial
+    finishing late (the history becomes whole), one proposal alone."""
+    sampler = TPESampler(multivariate=multivariate)
+    memo = TrialMemo(space)
+    rng = np.random.default_rng(2026)
+    configs = space.sample(rng, 15)
+    trials = [Trial(i, TrialState.COMPLETE, c, value=loss(c)) for i, c in enumerate(configs[:14])]
+    trials.append(Trial(14, TrialState.RUNNING, configs[14]))
+    proposals: list[dict[str, Any]] = []
+    for step in range(5):
+        if step == 2:  # the pending trial finishes: every trial so far is finished
+            trials[14] = trials[14].with_changes(state=TrialState.COMPLETE, value=loss(configs[14]))
+        ctx = SearchContext(space=space, trials=list(trials), memo=memo)
+        batch = sampler.propose(ctx, 1 if step == 3 else 2, np.random.default_rng([7, step]))
+        proposals += batch
+        trials += [
+            Trial(len(trials) + i, TrialState.COMPLETE, c, value=loss(c))
+            for i, c in enumerate(batch)
+        ]
+    return proposals
+
+
+# Proposals of `_pinned_run` made by the TPE before its cost was cut (issue 14): the random
+# stream and the model's arithmetic give the same points.
+PINNED: dict[tuple[str, bool], list[dict[str, Any]]] = {
+    ("branin", False): [
+        {"x": -4.496795273432606, "y": 13.040128783346564},
+        {"x": -4.397027124900465, "y": 8.656242904302138},
+        {"x": -1.5497621809345232, "y": 9.973998707245896},
+        {"x": 7.659237709145662, "y": 7.109848952292065},
+        {"x": -3.216460525756019, "y": 2.6278616155262133},
+        {"x": 7.066291139710534, "y": 0.6508209100944679},
+        {"x": -0.8151272350296104, "y": 2.631716460974856},
+        {"x": -2.0525617890573553, "y": 7.985211038759376},
+        {"x": -2.7852340654771095, "y": 10.192846404311611},
+    ],
+    ("branin", True): [
+        {"x": -4.528054904259997, "y": 8.402104388106507},
+        {"x": 9.227224758774002, "y": 6.700232010378858},
+        {"x": -1.285084638375658, "y": 8.437473772904626},
+        {"x": 9.347094521288259, "y": 3.281583239372617},
+        {"x": -3.9262581705016584, "y": 13.12394511823055},
+        {"x": 8.70389391348496, "y": 1.8598804964351463},
+        {"x": 9.71748573349297, "y": 2.539154203961412},
+        {"x": 8.28392578085373, "y": 0.4118930578273855},
+        {"x": 9.250977638067196, "y": 2.2276484807744197},
+    ],
+    ("mixed", False): [
+        {
+            "x": -4.772057256159187,
+            "lr": 1.0525399200424375e-05,
+            "units": 71,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": -1.4320571576244978,
+            "lr": 0.0002016069954150175,
+            "units": 1,
+            "layers": 3,
+            "act": "sigmoid",
+        },
+        {
+            "x": -1.1362693401064385,
+            "lr": 9.320808302114343e-05,
+            "units": 13,
+            "layers": 2,
+            "act": "tanh",
+        },
+        {
+            "x": -1.0731401986389262,
+            "lr": 1.6550081826608944e-05,
+            "units": 22,
+            "layers": 2,
+            "act": "relu",
+        },
+        {
+            "x": 2.7095775119434853,
+            "lr": 1.3902332253121526e-06,
+            "units": 20,
+            "layers": 2,
+            "act": "relu",
+        },
+        {
+            "x": 3.074615327276497,
+            "lr": 8.730653380963406e-06,
+            "units": 4,
+            "layers": 2,
+            "act": "relu",
+        },
+        {
+            "x": 3.584668262486506,
+            "lr": 1.7528996383169607e-06,
+            "units": 7,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": -0.9103597689423557,
+            "lr": 2.1591302287412726e-06,
+            "units": 15,
+            "layers": 3,
+            "act": "tanh",
+        },
+        {
+            "x": 1.4211584578996934,
+            "lr": 3.5103926486522144e-05,
+            "units": 17,
+            "layers": 2,
+            "act": "relu",
+        },
+    ],
+    ("mixed", True): [
+        {
+            "x": 0.9957975383311632,
+            "lr": 3.078818727510709e-06,
+            "units": 14,
+            "layers": 4,
+            "act": "relu",
+        },
+        {
+            "x": 3.7218629640057728,
+            "lr": 3.3143540062680684e-05,
+            "units": 2,
+            "layers": 2,
+            "act": "tanh",
+        },
+        {
+            "x": 1.6873955413982973,
+            "lr": 6.419291698204817e-06,
+            "units": 28,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": 3.8652602704726142,
+            "lr": 0.00046783051325036254,
+            "units": 8,
+            "layers": 2,
+            "act": "relu",
+        },
+        {
+            "x": -0.18490517653213612,
+            "lr": 1.529163156150457e-06,
+            "units": 30,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": 1.4654317681579867,
+            "lr": 8.959746389959059e-06,
+            "units": 7,
+            "layers": 4,
+            "act": "tanh",
+        },
+        {
+            "x": -1.4169474215613653,
+            "lr": 2.9130657675969844e-05,
+            "units": 19,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": -1.773811663432367,
+            "lr": 1.4320940656424884e-05,
+            "units": 12,
+            "layers": 3,
+            "act": "relu",
+        },
+        {
+            "x": 2.178675630495116,
+            "lr": 2.6683423768685445e-06,
+            "units": 67,
+            "layers": 2,
+            "act": "relu",
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+@pytest.mark.parametrize("name", ["branin", "mixed"])
+def test_proposals_are_those_made_before_the_cost_was_cut(name: str, multivariate: bool) -> None:
+    # The cheaper proposal path (cached good density, one random draw per sample, both
+    # densities scored in one pass, the memo's block read) keeps the same random stream and
+    # arithmetic: the same seeds give the same points as before.
+    space, loss = {"branin": (BRANIN, _branin), "mixed": (MIXED, _mixed_loss)}[name]
+    got = _pinned_run(space, loss, multivariate)
+    expected = PINNED[(name, multivariate)]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.keys() == e.keys()
+        for key, value in e.items():
+            if isinstance(value, float):
+                assert g[key] == pytest.approx(value, rel=1e-12, abs=1e-300)
+            else:
+                assert g[key] == value
+
+
+def _fresh_proposal(ctx: SearchContext, seed: int) -> list[dict[str, Any]]:
+    return TPESampler().propose(ctx, 2, np.random.default_rng(seed))
+
+
+def test_a_kept_good_density_proposes_what_a_fresh_sampler_would(tmp_path) -> None:
+    # The sampler keeps the last good density between requests. Two controllers share one
+    # SQLite study; between the first one's requests, trials finish there and the other adds
+    # and finishes its own (some better than every trial so far, which changes the good group,
+    # some worse, which leaves it as it was). Each request of the long-lived sampler must give
+    # what a fresh sampler gives on the same history.
+    import optml
+
+    url = f"sqlite:///{tmp_path / 'tpe.db'}"
+    first = optml.create_study("tpe", space=BRANIN, sampler="tpe", storage=url, seed=3)
+    second = optml.load_study("tpe", storage=url)
+    rng = np.random.default_rng(0)
+    for config in BRANIN.sample(rng, 12):
+        first.add_trial(config, _branin(config))
+    sampler = first.sampler
+    assert isinstance(sampler, TPESampler)
+    hits = misses = 0
+    for step in range(12):
+        mine = first.ask(heartbeat=False)
+        theirs = second.ask(heartbeat=False)
+        # The other controller's trial: the best so far on even steps, the worst on odd ones.
+        second.tell(theirs, -1.0 - step if step % 2 == 0 else 1e6 + step)
+        first.tell(mine, _branin(mine.params))
+        ctx = first.context()
+        before = getattr(sampler, "_good_cache", None)
+        kept = sampler.propose(ctx, 2, np.random.default_rng(step))
+        after = getattr(sampler, "_good_cache", None)
+        hits += before is not None and after is before
+        misses += after is not before
+        assert kept == _fresh_proposal(ctx, step)
+    assert hits and misses  # both paths were taken
+
+
+def test_the_good_density_is_fitted_again_when_its_points_change() -> None:
+    # Same good points (the history grew by a worse trial): the density is reused. A better
+    # trial joins the good group: it is fitted again and the proposal follows it.
+    sampler = TPESampler()
+    configs = BRANIN.sample(np.random.default_rng(1), 21)  # 21 and 22 trials: 5 good ones
+    trials = _done(BRANIN, configs, _branin)
+    sampler.propose(SearchContext(space=BRANIN, trials=trials), 1, np.random.default_rng(0))
+    kept = sampler._good_cache[1]
+    worse = Trial(21, TrialState.COMPLETE, {"x": 0.0, "y": 15.0}, value=1e9)
+    ctx = SearchContext(space=BRANIN, trials=[*trials, worse])
+    sampler.propose(ctx, 1, np.random.default_rng(0))
+    assert sampler._good_cache[1] is kept
+    best = Trial(22, TrialState.COMPLETE, {"x": 3.0, "y": 2.0}, value=-1e9)
+    ctx = SearchContext(space=BRANIN, trials=[*trials, worse, best])
+    out = sampler.propose(ctx, 1, np.random.default_rng(0))
+    assert sampler._good_cache[1] is not kept
+    assert out == TPESampler().propose(ctx, 1, np.random.default_rng(0))
+
+
+def test_the_memo_reads_completed_trials_as_encode_many_does() -> None:
+    # SearchContext.completed_units reads a whole finished history (numbers 0 .. n-1) from the
+    # memo as one block, one new trial at a time or several, and otherwise trial by trial
+    # (running trials leave holes, filled when they finish; a shorter snapshot comes later).
+    memo = TrialMemo(MIXED)
+    configs = MIXED.sample(np.random.default_rng(4), 40)
+    trials = _done(MIXED, configs, _mixed_loss)
+    trials[5] = Trial(5, TrialState.RUNNING, configs[5])
+    for size, hole in (
+        (3, True),
+        (12, True),
+        (13, True),
+        (20, False),
+        (21, False),
+        (30, False),
+        (10, False),
+        (40, False),
+    ):
+        history = list(trials[:size])
+        if not hole and size > 5:
+            history[5] = trials[5].with_changes(state=TrialState.COMPLETE, value=1.0)
+        ctx = SearchContext(space=MIXED, trials=history, memo=memo)
+        done = ctx.completed
+        expected = MIXED.encode_many([t.params for t in done])
+        np.testing.assert_array_equal(ctx.completed_units(), expected)
+        np.testing.assert_array_equal(
+            SearchContext(space=MIXED, trials=history).completed_units(), expected
+        )

@@ -199,3 +199,16 @@ def test_encode_many_matches_encode(rng) -> None:
 def test_a_step_on_a_continuous_range_is_refused_not_ignored() -> None:
     with pytest.raises(SpaceError, match=r"space.x: 'step' is for integer ranges"):
         parse_space({"x": {"uniform": [0, 1], "step": 0.1}})
+
+
+def test_encode_many_of_linear_floats_matches_encode(rng) -> None:
+    # Linear floats are encoded in one pass over every column; integers given for a float
+    # are numbers too.
+    space = Space([Float("a", -5.0, 10.0), Float("b", 0.0, 1e-3), Float("c", 2.0, 3.0)])
+    configs = space.sample(rng, 30) + [{"a": 3, "b": 0, "c": 2}]
+    np.testing.assert_array_equal(
+        space.encode_many(configs), np.array([space.encode(c) for c in configs])
+    )
+    assert space.encode_many([]).shape == (0, 3)
+    with pytest.raises(KeyError):
+        space.encode_many([{"a": 1.0, "b": 0.0}])

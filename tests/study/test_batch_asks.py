@@ -14,7 +14,11 @@ from optml.samplers._simple import RandomSampler
 
 
 class _CountingRandom(RandomSampler):
-    """Random search that records how many configurations each call asked for."""
+    """Random search that records how many configurations each call asked for, taken for a
+    sampler that learns from results (a blind one is asked point by point, each from its
+    trial's own stream: see test_reserve_ahead.py)."""
+
+    learns = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -20,6 +20,8 @@ class _SlowCounting(RandomSampler):
     many configurations each call asked for. Proposes ``lag`` 0..3 in turn, so that the trials
     of one refill finish 10 ms apart, in a burst."""
 
+    learns = True  # as a model-based sampler: one call for all the free slots
+
     def __init__(self) -> None:
         super().__init__()
         self.asked: list[int] = []

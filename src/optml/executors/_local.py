@@ -6,8 +6,11 @@ import multiprocessing
 import os
 import shutil
 import socket
+import statistics
 import tempfile
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait as wait_any
 from typing import Any
@@ -25,6 +28,13 @@ from optml.executors._base import (
 from optml.executors._gpus import GpuAllocator, GpuError, GpuLease, local_gpus, whole_gpus
 from optml.executors._runtime import WorkerProcess
 from optml.objectives._base import Objective
+
+# While the median trial (over the last RECENT) takes under SHORT_TRIAL_S, far less than a round
+# trip to a worker, each worker is handed up to QUEUE tasks: it starts the next one as soon as it
+# sends an outcome, instead of waiting idle for the controller's answer.
+SHORT_TRIAL_S = 0.001
+QUEUE = 4
+RECENT = 16
 
 
 def usable_cpus() -> int:
@@ -70,6 +80,12 @@ class LocalExecutor(Executor):
     pickling of the objective, closures work); the controller must then have no other threads
     running, which is why the progress display is refreshed from the controller loop.
 
+    While trials are far shorter than a round trip to a worker (:data:`SHORT_TRIAL_S`), each
+    worker takes up to :data:`QUEUE` tasks, run one after another, each with its own time limit
+    from its start; a worker lost or timed out takes only its running trial with it, and the
+    tasks behind it go to its replacement. (The controller uses these extra slots only for a
+    sampler that ignores results.)
+
     More than :func:`max_local_workers` workers are refused unless ``oversubscribe`` is set.
 
     ``gpus``: how many GPUs each trial gets to itself. Each worker then holds that many of the
@@ -99,6 +115,7 @@ class LocalExecutor(Executor):
             self._devices = local_gpus(self.gpus)
             self.workers = min(self.workers, len(self._devices) // self.gpus)
         self._workers: list[WorkerProcess] = []
+        self._recent: deque[float] = deque(maxlen=RECENT)  # the last trials' durations
         self._leases: list[GpuLease] = []
         self._objective: Objective | None = None
         self._log_dir: str | None = None
@@ -147,6 +164,8 @@ class LocalExecutor(Executor):
 
     def shutdown(self, kill: bool = False) -> None:
         for w in self._workers:
+            w.stop()  # the idle ones end together
+        for w in self._workers:
             w.close(kill=kill)
         self._workers = []
         # Only now that every worker is gone: a device is never handed on while in use.
@@ -158,18 +177,37 @@ class LocalExecutor(Executor):
             self._log_dir = None
 
     # -- work -----------------------------------------------------------------------------
+    def _depth(self) -> int:
+        """How many tasks a worker holds: :data:`QUEUE` while trials are short, else one."""
+        recent = self._recent
+        if len(recent) < RECENT // 2 or statistics.median(recent) >= SHORT_TRIAL_S:
+            return 1
+        return QUEUE
+
     def free_slots(self) -> int:
-        return sum(1 for w in self._workers if w.task is None)
+        depth = self._depth()
+        return sum(max(0, depth - _held(w)) for w in self._workers)
 
     def running(self) -> int:
-        return sum(1 for w in self._workers if w.task is not None)
+        return sum(_held(w) for w in self._workers)
 
     def submit(self, task: TrialTask) -> None:
+        self.submit_many([task])
+
+    def submit_many(self, tasks: Sequence[TrialTask]) -> None:
+        """Each task to the worker holding the fewest; one message per worker."""
+        depth = self._depth()
+        held = {id(w): _held(w) for w in self._workers}
+        given: dict[int, list[TrialTask]] = {}
+        for task in tasks:
+            w = min(self._workers, key=lambda w: held[id(w)])
+            if held[id(w)] >= depth:
+                raise RuntimeError("no free worker: check free_slots() before submit()")
+            held[id(w)] += 1
+            given.setdefault(id(w), []).append(task)
         for w in self._workers:
-            if w.task is None:
-                w.submit(task)
-                return
-        raise RuntimeError("no free worker: check free_slots() before submit()")
+            if id(w) in given:
+                w.submit_many(given[id(w)])
 
     def _where(self, w: WorkerProcess) -> str:
         return str(w.pid)
@@ -193,28 +231,50 @@ class LocalExecutor(Executor):
             events += self._translate(w, w.receive())
             if w.task is None:
                 continue
-            if w.dead:
+            if w.interrupted:  # killed for a task taken back: the others never started
+                self._replace(i)
+            elif w.dead:
                 events.append(w.died(self._host, self._where(w)))
-                self._workers[i] = self._spawn(i)
+                self._replace(i)
             elif w.past_deadline(now):
                 events.append(w.timed_out(self._host, self._where(w)))
-                self._workers[i] = self._spawn(i)
+                self._replace(i)
         return events
 
+    def _replace(self, i: int) -> None:
+        """A fresh worker in slot ``i``, given the tasks the old one never started."""
+        tasks = self._workers[i].unstarted()
+        self._workers[i] = fresh = self._spawn(i)
+        for task in tasks:
+            fresh.submit(task)
+
     def _translate(self, w: WorkerProcess, messages: list[Any]) -> list[TrialEvent]:
-        return [translate(m, self._where(w)) for m in messages]
+        events = [translate(m, self._where(w)) for m in messages]
+        self._recent.extend(e.duration_s for e in events if isinstance(e, TrialOutcome))
+        return events
 
     def cancel(self, number: int) -> None:
         for i, w in enumerate(self._workers):
             if w.task is not None and w.task.number == number:
                 w.kill()
                 w.close(kill=True)
-                self._workers[i] = self._spawn(i)
+                self._replace(i)
+            elif any(t.number == number for t in w.queued):
+                w.cancel_queued(number)
 
     def prune(self, number: int) -> None:
         for w in self._workers:
-            if w.task is not None and w.task.number == number:
+            if any(t.number == number for t in _tasks(w)):
                 w.prune(number)
+
+
+def _held(w: WorkerProcess) -> int:
+    """How many tasks worker ``w`` holds (running and waiting)."""
+    return len(w.queued) + (w.task is not None)
+
+
+def _tasks(w: WorkerProcess) -> list[TrialTask]:
+    return ([w.task] if w.task is not None else []) + list(w.queued)
 
 
 def translate(message: Any, runner: str, run: str = "") -> TrialEvent:

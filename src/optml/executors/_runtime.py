@@ -3,7 +3,10 @@ captures a trial's output, reports as it goes, and dies with its whole process t
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
+import pickle
 import queue
 import signal
 import socket
@@ -12,8 +15,9 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -47,12 +51,13 @@ def run_trial(
     interruptible: bool = True,
     on_report: Callable[[int, float], None] | None = None,
     should_prune: Callable[[], bool] | None = None,
+    capture: _LogCapture | None = None,
 ) -> TrialOutcome:
     """Run one task in this process and describe what happened; never raises for trial errors.
 
     With ``log_path`` the process's stdout and stderr (file descriptors 1 and 2, so child
     processes are caught too) go to that file for the trial; its tail is returned and the file
-    removed. Only a process that runs nothing else may do that (a worker process, never a
+    removed (``capture``: a worker's own log file, kept for its next trial). Only a process that runs nothing else may do that (a worker process, never a
     multi-threaded Dask worker). A ``KeyboardInterrupt`` is raised on (Ctrl-C must stop a trial
     run in the controller's process) unless ``interruptible`` is False, as in a worker that
     ignores SIGINT, where it can only come from the objective itself: the trial FAILED.
@@ -70,7 +75,8 @@ def run_trial(
     )
     started_at = datetime.now(UTC)
     start = time.perf_counter()
-    capture = _LogCapture(log_path) if log_path else None
+    if capture is None and log_path:
+        capture = _LogCapture(log_path)
     state, metrics, error = "COMPLETE", {}, None
     try:
         if capture:
@@ -103,7 +109,7 @@ def run_trial(
         finished_at=datetime.now(UTC),
         intermediate=dict(context.intermediate),
         attempt=task.attempt,
-        host=socket.gethostname(),
+        host=hostname(),
         runner=str(os.getpid()),
     )
 
@@ -127,6 +133,12 @@ def run_here(
         if outcome.state == "TIMEOUT":
             kill_procs([p for p in descendants() if p.pid not in before])
     return outcome
+
+
+@functools.cache
+def hostname() -> str:
+    """This machine's name (asked once: a system call per trial otherwise)."""
+    return socket.gethostname()
 
 
 def _format_error(exc: BaseException) -> str:
@@ -157,35 +169,59 @@ def read_log_tail(path: str, remove: bool = True) -> str | None:
 
 
 class _LogCapture:
-    """Redirect fds 1 and 2 to a file for the length of one trial."""
+    """Redirect fds 1 and 2 to a file for the length of one trial. With ``keep`` (a worker
+    that runs many trials) they stay on the file between trials, which is emptied as each trial
+    starts, and :meth:`close` puts them back and removes the file: no file is made, and no fd
+    moved, per trial."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep: bool = False) -> None:
         self.path = path
+        self.keep = keep
+        self._fd: int | None = None
         self._saved: tuple[int, int] | None = None
 
     def start(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            return
+        # O_APPEND: a process a trial left running writes at the end, never into a hole.
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        self._fd = os.open(self.path, flags, 0o600)
         self._saved = (os.dup(1), os.dup(2))
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        os.dup2(self._fd, 1)
+        os.dup2(self._fd, 2)
 
     def stop(self) -> str | None:
-        if self._saved is None:
+        if self._fd is None:
             return None
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(self._saved[0], 1)
-        os.dup2(self._saved[1], 2)
-        os.close(self._saved[0])
-        os.close(self._saved[1])
-        self._saved = None
-        return read_log_tail(self.path)
+        size = os.fstat(self._fd).st_size
+        start = max(0, size - LOG_TAIL)
+        text = os.pread(self._fd, size - start, start).decode("utf-8", errors="replace")
+        if not self.keep:
+            self.close()
+        return text or None
+
+    def close(self) -> None:
+        if self._saved is not None:
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+            os.close(self._saved[0])
+            os.close(self._saved[1])
+            self._saved = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 class _alarm:
@@ -313,8 +349,9 @@ def _moved(value: str, relocate: dict[str, str]) -> str:
 # -- a worker process and its supervisor ------------------------------------------------------
 
 
-def _log_path(log_dir: str, pid: int, number: int) -> str:
-    return os.path.join(log_dir, f"trial-{number}-{pid}.log")
+def _log_path(log_dir: str, pid: int) -> str:
+    """The log file of worker ``pid``, which holds the output of the trial it runs."""
+    return os.path.join(log_dir, f"worker-{pid}.log")
 
 
 def death_message(code: int | None) -> str:
@@ -335,7 +372,8 @@ class WorkerProcess:
     fresh interpreter (safe from a multi-threaded process such as a Dask worker). Either way
     it runs :func:`worker_main` (with ``env`` as its environment, if given): one task at a
     time, each reported as ``("started", ...)``, ``("reported", ...)`` messages and then its
-    :class:`TrialOutcome`.
+    :class:`TrialOutcome`. Tasks handed over while one runs wait in the worker and run in
+    order, each with its own time limit from its start.
     """
 
     def __init__(
@@ -350,7 +388,15 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = log_dir
+        # The task running (or next to run), and those handed over behind it, run in order.
         self.task: TrialTask | None = None
+        self.queued: deque[TrialTask] = deque()
+        # Queued tasks taken back (see cancel_queued), the one of them the worker started
+        # before it saw that, and whether it was killed for that (its tasks never started).
+        self.cancelled: set[int] = set()
+        self._running_cancelled: int | None = None
+        self.interrupted = False
+        self._stopping = False
         self.started = 0.0
         self.started_at: datetime | None = None
         self.deadline: float | None = None
@@ -366,7 +412,18 @@ class WorkerProcess:
                 args=(child, objective, log_dir, threads, parent, env),
                 name="optml-worker",
             )
-            self._proc.start()
+            if threads:  # imported here once, not in every worker that limit_threads starts
+                try:
+                    import threadpoolctl  # noqa: F401
+                except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+                    pass
+            # The objects the fork shares stay out of the worker's garbage collections, which
+            # would otherwise write to (and so copy) most of the controller's memory pages.
+            gc.freeze()
+            try:
+                self._proc.start()
+            finally:
+                gc.unfreeze()
             child.close()
             self.conn: Connection = conn
             self.pid: int = self._proc.pid
@@ -402,46 +459,99 @@ class WorkerProcess:
         return [self.conn] if self.sentinel is None else [self.conn, self.sentinel]
 
     def submit(self, task: TrialTask) -> None:
-        self.conn.send(task)
+        """Hand ``task`` over; behind the running one, it starts when those before it end."""
+        self.submit_many([task])
+
+    def submit_many(self, tasks: list[TrialTask]) -> None:
+        """Hand ``tasks`` over in one message, to run in order."""
+        self.conn.send_bytes(_dumps(tasks[0] if len(tasks) == 1 else tasks))
+        for task in tasks:
+            if self.task is None:
+                self._begin(task)
+            else:
+                self.queued.append(task)
+
+    def _begin(self, task: TrialTask | None) -> None:
+        """``task`` is now the one running (its time limit counts from now)."""
         self.task = task
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
-        self.deadline = self.started + task.timeout if task.timeout else None
+        self.deadline = self.started + task.timeout if task and task.timeout else None
+
+    def cancel_queued(self, number: int) -> None:
+        """Take back a task waiting behind the running one: the worker skips it."""
+        self.queued = deque(t for t in self.queued if t.number != number)
+        self.cancelled.add(number)
+        try:
+            self.conn.send_bytes(_dumps(("cancel", number)))
+        except OSError:
+            pass
+
+    def unstarted(self) -> list[TrialTask]:
+        """The tasks that never started here (to run elsewhere), taken from this worker."""
+        tasks = list(self.queued)
+        self.queued.clear()
+        if self.interrupted and self.task is not None:
+            tasks.insert(0, self.task)
+            self.task = None
+        return tasks
 
     def prune(self, number: int) -> None:
         try:
-            self.conn.send(("prune", number))
+            self.conn.send_bytes(_dumps(("prune", number)))
         except OSError:
             pass
 
     def receive(self) -> list[Any]:
         """The messages that arrived (without blocking); ``dead`` is set when the process is
         gone (its connection closed)."""
-        messages = []
+        messages: list[Any] = []
         try:
             while not self.dead and self.conn.poll():
-                message = self.conn.recv()
-                messages.append(message)
-                if isinstance(message, TrialOutcome):
-                    self.task = None
+                self._take(self.conn.recv(), messages)
         except (EOFError, OSError):
             self.dead = True
+        if self._running_cancelled is not None and not self.dead:
+            # A task taken back started before the worker saw that, and is still running:
+            # stop it with the worker; the tasks behind it never started.
+            self.kill()
+            self.interrupted = True
+            return messages
         if not self.dead and not self.alive():
             self.dead = True
             messages += self.receive_rest()
         return messages
 
     def receive_rest(self) -> list[Any]:
-        messages = []
+        messages: list[Any] = []
         try:
             while self.conn.poll():
-                message = self.conn.recv()
-                messages.append(message)
-                if isinstance(message, TrialOutcome):
-                    self.task = None
+                self._take(self.conn.recv(), messages)
         except (EOFError, OSError):
             pass
         return messages
+
+    def _take(self, message: Any, messages: list[Any]) -> None:
+        """Keep track of which task runs as ``message`` tells, and keep ``message`` (an
+        outcome as a :class:`TrialOutcome`) unless it is about a task taken back."""
+        if isinstance(message, list):  # an outcome and the next task's start, sent together
+            for one in message:
+                self._take(one, messages)
+            return
+        if message[0] == "outcome":
+            message = TrialOutcome(*message[1:])
+        if isinstance(message, TrialOutcome):
+            if message.number in self.cancelled:
+                self._running_cancelled = None
+                return
+            self._begin(self.queued.popleft() if self.queued else None)
+        elif message[1] in self.cancelled:
+            if message[0] == "started":
+                self._running_cancelled = message[1]
+            return
+        elif message[0] == "started" and self.task is not None and self.task.number == message[1]:
+            self._begin(self.task)  # its time limit counts from its start, not its handing over
+        messages.append(message)
 
     def alive(self) -> bool:
         if self._proc is not None:
@@ -468,7 +578,7 @@ class WorkerProcess:
             number=task.number,
             state=state,
             error=error,
-            logs=read_log_tail(_log_path(self.log_dir, self.pid, task.number)),
+            logs=read_log_tail(_log_path(self.log_dir, self.pid)),
             duration_s=time.monotonic() - self.started,
             started_at=self.started_at,
             finished_at=datetime.now(UTC),
@@ -505,16 +615,24 @@ class WorkerProcess:
         self.join(2)
         self.dead = True
 
-    def close(self, kill: bool = False) -> None:
-        """End the process: at once with ``kill`` or while it runs a task, else when it has
-        finished its current work; then release the connection."""
-        if kill or self.task is not None:
-            kill_tree(self.pid)
-        else:
+    def stop(self) -> None:
+        """Ask an idle worker to end: it kills what its trials left running, then exits
+        (several workers asked first and then closed end together)."""
+        if self.task is None and not self._stopping:
+            self._stopping = True
             try:
-                self.conn.send(None)
+                self.conn.send_bytes(_dumps(None))
             except OSError:
                 pass
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: killed with its whole tree while it holds a task (``kill`` then
+        changes nothing: an idle worker, asked to stop, ends as fast and takes what its trials
+        left running with it); then release the connection."""
+        if self.task is not None:
+            kill_tree(self.pid)
+        else:
+            self.stop()
         self.join(2)
         if self.alive():
             kill_tree(self.pid)
@@ -559,37 +677,71 @@ def worker_main(
     lock = threading.Lock()
 
     def send(message: Any) -> None:
+        data = _dumps(message)
         with lock:
-            conn.send(message)
+            conn.send_bytes(data)
 
     tasks: queue.SimpleQueue[TrialTask | None] = queue.SimpleQueue()
     pruned: set[int] = set()
-    threading.Thread(target=_read_commands, args=(conn, tasks, pruned), daemon=True).start()
+    cancelled: set[int] = set()  # tasks handed over and taken back before they started
+    threading.Thread(
+        target=_read_commands, args=(conn, tasks, pruned, cancelled), daemon=True
+    ).start()
     host, pid = socket.gethostname(), os.getpid()
-    while True:
-        task = tasks.get()
-        if task is None:
-            break
-        if relocate and task.data in relocate:
-            task = replace(task, data=relocate[task.data])
-        try:
-            send(("started", task.number, task.attempt, host, pid))
+    capture = _LogCapture(_log_path(log_dir, pid), keep=True)
+    # A finished trial's outcome, held back to go in one message with the next task's start
+    # when that task is already here (one write and one wake-up of the controller, not two).
+    held: tuple[Any, ...] | None = None
+    try:
+        while True:
+            try:
+                task = tasks.get_nowait() if held else tasks.get()
+            except queue.Empty:
+                send(held)
+                held = None
+                continue
+            if task is None:
+                break
+            if task.number in cancelled:
+                cancelled.discard(task.number)
+                continue
+            if relocate and task.data in relocate:
+                task = replace(task, data=relocate[task.data])
+            started = ("started", task.number, task.attempt, host, pid)
+            send([held, started] if held else started)
             # Processes a Python trial leaves running are kept until the worker ends: they may
             # be a pool the objective reuses in its next trial (joblib's loky workers, for one),
             # which breaks if they are killed between trials. A timeout, a SIGTERM, the parent's
             # death and the worker's exit still take every one of them down.
-            send(_run_reporting(objective, task, log_dir, send, pruned))
-        except OSError:
-            break
-        pruned.discard(task.number)
+            held = _wire(_run_reporting(objective, task, capture, send, pruned))
+            pruned.discard(task.number)
+        if held:
+            send(held)
+    except OSError:
+        pass
     conn.close()
+    capture.close()
     kill_procs(descendants())
+
+
+_OUTCOME_FIELDS = [f.name for f in fields(TrialOutcome)]
+
+
+def _wire(outcome: TrialOutcome) -> tuple[Any, ...]:
+    """An outcome as a worker sends it: a tuple of plain values (cheaper to pickle)."""
+    return ("outcome", *(getattr(outcome, name) for name in _OUTCOME_FIELDS))
+
+
+def _dumps(message: Any) -> bytes:
+    """A message to or from a worker process, pickled (without multiprocessing's reducers,
+    which a message of plain data does not need and which cost more than the pickling)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _run_reporting(
     objective: Objective,
     task: TrialTask,
-    log_dir: str,
+    capture: _LogCapture,
     send: Callable[[Any], None],
     pruned: set[int],
 ) -> TrialOutcome:
@@ -597,7 +749,7 @@ def _run_reporting(
     return run_trial(
         objective,
         task,
-        log_path=_log_path(log_dir, os.getpid(), number),
+        capture=capture,
         interruptible=False,  # SIGINT is ignored here: a KeyboardInterrupt is the trial's
         on_report=lambda step, value: send(("reported", number, attempt, step, value)),
         should_prune=lambda: number in pruned,
@@ -605,7 +757,10 @@ def _run_reporting(
 
 
 def _read_commands(
-    conn: Connection, tasks: queue.SimpleQueue[TrialTask | None], pruned: set[int]
+    conn: Connection,
+    tasks: queue.SimpleQueue[TrialTask | None],
+    pruned: set[int],
+    cancelled: set[int],
 ) -> None:
     while True:
         try:
@@ -615,6 +770,11 @@ def _read_commands(
             return
         if isinstance(message, tuple) and message[0] == "prune":
             pruned.add(message[1])
+        elif isinstance(message, tuple) and message[0] == "cancel":
+            cancelled.add(message[1])
+        elif isinstance(message, list):  # several tasks handed over at once
+            for task in message:
+                tasks.put(task)
         else:
             tasks.put(message)
             if message is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections import deque
 
 from optml.executors._base import (
@@ -13,7 +12,7 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
-from optml.executors._runtime import run_here
+from optml.executors._runtime import hostname, run_here
 from optml.objectives._base import Objective
 
 
@@ -55,7 +54,7 @@ class SerialExecutor(Executor):
         assert self._objective is not None, "start() first"
         number, attempt = task.number, task.attempt
         events: list[TrialEvent] = [
-            TrialStarted(number, attempt, socket.gethostname(), str(os.getpid()), os.getpid())
+            TrialStarted(number, attempt, hostname(), str(os.getpid()), os.getpid())
         ]
         outcome = run_here(
             self._objective,

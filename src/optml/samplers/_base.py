@@ -62,27 +62,63 @@ class TrialMemo:
             return self._key_set
         return frozenset(known[t.number] for t in trials)
 
-    def units(self, trials: Sequence[Trial]) -> np.ndarray:
-        numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=len(trials))
-        if not len(numbers):
+    def units(self, trials: Sequence[Trial], in_number_order: bool = False) -> np.ndarray:
+        """The unit points of ``trials`` (trial numbers unique), one row each, a fresh array.
+
+        ``in_number_order`` says the trials are in increasing number order, as
+        :attr:`SearchContext.completed` holds them: trials numbered exactly ``0 .. n-1`` (every
+        trial of the study finished) are then read as one block, without a pass over them.
+        """
+        n = len(trials)
+        if in_number_order and n and trials[0].number == 0 and trials[n - 1].number == n - 1:
+            below = self._known_below
+            if n > below:  # some may be new: those numbered from `below` on
+                self._reserve(n - 1)
+                if n == below + 1:  # one trial finished since: the last one
+                    self._rows[below] = self.space.encode_many([trials[below].params])[0]
+                    self._known[below] = True
+                else:
+                    missing = below + (~self._known[below:n]).nonzero()[0]
+                    if len(missing):
+                        fresh = self.space.encode_many([trials[int(i)].params for i in missing])
+                        self._rows[missing] = fresh
+                        self._known[missing] = True
+                self._advance()
+            return self._rows[:n].copy()
+        numbers = np.array([t.number for t in trials], dtype=np.int64)
+        if not n:
             return np.zeros((0, len(self.space)))
+        below = self._known_below
         top = int(numbers.max())
-        if top >= self._known_below:  # some may be new
-            if top >= len(self._known):
-                size = max(top + 1, 2 * len(self._known), 64)
-                rows = np.zeros((size, len(self.space)))
-                rows[: len(self._rows)] = self._rows
-                known = np.zeros(size, dtype=bool)
-                known[: len(self._known)] = self._known
-                self._rows, self._known = rows, known
-            missing = np.flatnonzero(~self._known[numbers])
+        if top >= below:  # some may be new
+            self._reserve(top)
+            # Every number below `below` is known: look only at the others.
+            maybe = (numbers >= below).nonzero()[0]
+            missing = maybe[~self._known[numbers[maybe]]]
             if len(missing):
                 fresh = self.space.encode_many([trials[int(i)].params for i in missing])
                 self._rows[numbers[missing]] = fresh
                 self._known[numbers[missing]] = True
-            unknown = np.flatnonzero(~self._known)
-            self._known_below = int(unknown[0]) if len(unknown) else len(self._known)
+            self._advance()
         return self._rows[numbers]
+
+    def _reserve(self, top: int) -> None:
+        """Room for the rows of trial numbers up to ``top``."""
+        if top >= len(self._known):
+            size = max(top + 1, 2 * len(self._known), 64)
+            rows = np.zeros((size, len(self.space)))
+            rows[: len(self._rows)] = self._rows
+            known = np.zeros(size, dtype=bool)
+            known[: len(self._known)] = self._known
+            self._rows, self._known = rows, known
+
+    def _advance(self) -> None:
+        """Move ``_known_below`` past the numbers now known (each number is passed once)."""
+        below, known = self._known_below, self._known
+        size = len(known)
+        while below < size and known[below]:
+            below += 1
+        self._known_below = below
 
 
 @dataclass(frozen=True)
@@ -215,6 +251,14 @@ class SearchContext:
             return self._memo.units(trials)
         return self.space.encode_many([t.params for t in trials])
 
+    def completed_units(self) -> np.ndarray:
+        """``encode(completed)``: the unit-cube points of the completed trials, one row each,
+        in trial-number order (a fresh array)."""
+        done = self._by_state[1]
+        if self._memo is not None:
+            return self._memo.units(done, in_number_order=True)
+        return self.space.encode_many([t.params for t in done])
+
     @property
     def _memo(self) -> TrialMemo | None:
         return self.memo if self.memo is not None and self.memo.space is self.space else None
@@ -232,6 +276,8 @@ def tame(losses: np.ndarray) -> np.ndarray:
     (only values far below the largest may round to zero), and losses of any sane size are
     left exactly as they are.
     """
+    if not len(losses) or abs(losses).max() <= _LOSS_LIMIT:  # all finite and of sane size
+        return losses
     finite = np.abs(losses[np.isfinite(losses)])
     if not finite.size:
         return losses
@@ -358,6 +404,11 @@ class Sampler(abc.ABC):
     """
 
     name: str = "sampler"
+    # False only for a sampler whose proposals depend on no trial's result and whose one-point
+    # proposals from one context differ by their random stream alone (random search; not
+    # Sobol, which continues from the number of trials): a batch is then proposed point by
+    # point, and the controller may reserve trials ahead of free workers.
+    learns: bool = True
 
     @abc.abstractmethod
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:

@@ -43,6 +43,10 @@ _NOISE_BOUNDS = (1e-6, 1.0)
 _NOISY_START = 0.1
 # Past this many rows the hyperparameters are first climbed on a subset of this size.
 _STAGE_POINTS = 64
+# The prior mean's quantile of the data by default, below and from _HIGH_DIMS input dimensions.
+_MEAN_QUANTILE = 0.75
+_HIGH_DIMS = 10
+_HIGH_DIM_MEAN_QUANTILE = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,12 +351,16 @@ class GaussianProcess:
     returns the latent function's mean and standard deviation (noise excluded) in ``y``'s units;
     BLAS runs single-threaded inside ``fit`` (small matrices, often a busy machine).
 
-    The prior mean is constant at the ``mean_quantile`` quantile of ``y`` (default 0.75), not at
-    its mean: far from the data the model expects a value worse than most seen so far, and
-    only its uncertainty can make such a place look promising. With the mean as prior, a
-    minimiser's acquisition favours the unexplored corners and faces of the cube, where the
-    posterior falls back to the average with its full spread, over the surroundings of good
-    points (boundary over-exploration; benchmarks/RESULTS.md shows it on Rastrigin-3).
+    The prior mean is constant at the ``mean_quantile`` quantile of ``y``, not at its mean: far
+    from the data the model expects a value worse than most seen so far, and only its
+    uncertainty can make such a place look promising. With the mean as prior, a minimiser's
+    acquisition favours the unexplored corners and faces of the cube, where the posterior falls
+    back to the average with its full spread, over the surroundings of good points (boundary
+    over-exploration; benchmarks/RESULTS.md shows it on Rastrigin-3). The default
+    (``mean_quantile=None``) is 0.75 below 10 input columns and the largest value (1.0) from
+    10: there almost every point of the cube is far from the data, and at the upper quartile
+    expected improvement still sent late proposals to corners of the cube (every coordinate on
+    a bound; benchmarks/RESULTS.md, the GP in high dimensions).
 
     Long histories: with more than ``max_points`` observations the GP is fitted *and
     conditioned* on a subset of ``max_points`` rows: the best quarter (lowest ``y``), the most
@@ -371,12 +379,17 @@ class GaussianProcess:
         n_restarts: int = 2,
         max_points: int = 256,
         maxiter: int = 60,
-        mean_quantile: float = 0.75,
+        mean_quantile: float | None = None,
     ) -> None:
-        if n_restarts < 0 or max_points < 4 or maxiter < 1 or not 0.0 <= mean_quantile <= 1.0:
+        if (
+            n_restarts < 0
+            or max_points < 4
+            or maxiter < 1
+            or (mean_quantile is not None and not 0.0 <= mean_quantile <= 1.0)
+        ):
             raise ValueError(
                 "GaussianProcess: need n_restarts >= 0, max_points >= 4, maxiter >= 1 and "
-                "mean_quantile in [0, 1]"
+                "mean_quantile in [0, 1] or None"
             )
         self.mean_quantile = mean_quantile
         self.n_restarts = n_restarts
@@ -441,7 +454,10 @@ class GaussianProcess:
         dims = X.shape[1]
         # The prior mean: an upper quantile of the data rather than their mean (see the class
         # docstring); the scale is their spread about the mean.
-        self.y_mean = float(np.quantile(y, self.mean_quantile)) if len(y) else 0.0
+        quantile = self.mean_quantile
+        if quantile is None:
+            quantile = _HIGH_DIM_MEAN_QUANTILE if dims >= _HIGH_DIMS else _MEAN_QUANTILE
+        self.y_mean = float(np.quantile(y, quantile)) if len(y) else 0.0
         spread = float(np.std(y)) if len(y) > 1 else 0.0
         self.y_std = spread if spread > 1e-12 else 1.0
         ys = (y - self.y_mean) / self.y_std
@@ -870,7 +886,8 @@ class GPSampler(Sampler):
       best trials), refines the best few with L-BFGS-B on the numeric dimensions and discrete
       one-step moves, and rounds every candidate to a real configuration before scoring it.
       Improvement is measured from the best posterior mean at a completed trial (the plug-in
-      incumbent), and the GP's prior mean is the upper quartile of the losses: both keep the
+      incumbent), and the GP's prior mean is the upper quartile of the losses (their largest
+      value from 10 feature columns; see :class:`GaussianProcess`): both keep the
       search from preferring unexplored corners once the fit treats part of the losses as
       noise.
     - Pending trials and the earlier picks of a batch are handled by fantasies (hyperparameters

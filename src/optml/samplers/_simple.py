@@ -93,6 +93,7 @@ class RandomSampler(Sampler):
     """Independent uniform (log-uniform on log scales) draws; never repeats a point."""
 
     name = "random"
+    learns = False
 
     def propose(self, ctx: SearchContext, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         return fill_unique(ctx, ctx.space.sample(rng, n), n, rng)

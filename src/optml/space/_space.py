@@ -108,10 +108,33 @@ class Space:
 
     def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Map many configurations to the unit cube at once (one row each), column by column."""
+        columns, names, low, span, others = self._encode_plan
+        if not others:  # linear floats only: one pass for every column
+            values = np.array([[c[n] for n in names] for c in configs], dtype=float)
+            return (values.reshape(len(configs), len(names)) - low) / span
         out = np.empty((len(configs), len(self)))
-        for j, p in enumerate(self):
+        if names:
+            values = np.array([[c[n] for n in names] for c in configs], dtype=float)
+            out[:, columns] = (values.reshape(len(configs), len(names)) - low) / span
+        for j, p in others:
             out[:, j] = p.to_unit_many([c[p.name] for c in configs])
         return out
+
+    @functools.cached_property
+    def _encode_plan(
+        self,
+    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, list[tuple[int, Param]]]:
+        """The linear float columns (positions, names, lows, spans: encoded together, as
+        ``Float.to_unit_many`` does one), and every other column with its parameter."""
+        linear = [(j, p) for j, p in enumerate(self) if isinstance(p, Float) and not p.log]
+        others = [(j, p) for j, p in enumerate(self) if not (isinstance(p, Float) and not p.log)]
+        return (
+            np.array([j for j, _ in linear], dtype=int),
+            [p.name for _, p in linear],
+            np.array([p.low for _, p in linear], dtype=float),
+            np.array([p.high - p.low for _, p in linear], dtype=float),  # type: ignore[union-attr]
+            others,
+        )
 
     def snap(self, points: np.ndarray) -> np.ndarray:
         """Move each row of ``points`` (unit cube) to the unit point of the configuration it

@@ -30,6 +30,8 @@ _ATOMS = frozenset({int, float, str, bool, type(None)})
 
 
 def _fresh(values: dict[Any, Any]) -> dict[Any, Any]:
+    if not values:
+        return {}
     for v in values.values():
         if type(v) not in _ATOMS:
             return copy.deepcopy(values)
