@@ -106,7 +106,9 @@ class ResourcesSpec(_Model):
     Dask, Ray; ``nvidia.com/gpu`` on Kubernetes). ``cpu`` and ``gpu`` are accepted for them,
     as Kubernetes writes them."""
 
-    cpus: str | int | float | None = Field(default=None, validation_alias=AliasChoices("cpus", "cpu"))
+    cpus: str | int | float | None = Field(
+        default=None, validation_alias=AliasChoices("cpus", "cpu")
+    )
     memory: str | float | None = None
     gpus: float | None = Field(default=None, gt=0, validation_alias=AliasChoices("gpus", "gpu"))
 
