@@ -1,5 +1,5 @@
 """Helpers for tests that start real processes: wait for them to end, kill what is left, wait
-for a file a process writes."""
+for a file a process writes, read an executor's events until some hold."""
 
 from __future__ import annotations
 
@@ -88,3 +88,20 @@ def ray_processes(marker: str, without: str | None = None) -> list[Any]:
         except psutil.Error:
             continue
     return found
+
+
+def events_until(ex: Any, until: Any, within: float = 90.0) -> list:
+    """An executor's events until ``until(events)`` holds (bounded by ``within`` seconds)."""
+    got: list = []
+    deadline = time.monotonic() + within
+    while not until(got):
+        assert time.monotonic() < deadline, f"gave up waiting; events so far: {got}"
+        got += ex.events(0.2)
+    return got
+
+
+def outcomes_in(events: Iterable[Any]) -> list:
+    """The trial outcomes among ``events``."""
+    from optml.executors import TrialOutcome
+
+    return [e for e in events if isinstance(e, TrialOutcome)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from optml.executors import (
     TrialTask,
     make_executor,
 )
+from optml.executors._base import RecentDurations
 from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
 from optml.storage._base import UNFINISHED
@@ -43,11 +43,9 @@ STALE_POLICIES = ("requeue", "fail")
 
 # Trials far shorter than a controller's bookkeeping (a proposal, a reservation) are reserved a
 # few at a time, ahead of free slots, when the sampler's proposals do not depend on results:
-# one proposal and one reservation then serve several trials. The median trial (over the last
-# RECENT) must be under SHORT_TRIAL_S; at most AHEAD trials wait in the controller.
-SHORT_TRIAL_S = 0.001
+# one proposal and one reservation then serve several trials. While trials are short
+# (RecentDurations.short), at most AHEAD trials wait in the controller.
 AHEAD = 8
-RECENT = 16
 
 
 @dataclass(frozen=True)
@@ -188,7 +186,7 @@ class Controller:
         # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
-        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.recent = RecentDurations()
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
 
@@ -375,10 +373,7 @@ class Controller:
 
     def _room_ahead(self, want: int) -> int:
         """How many trials to reserve ahead of the ``want`` that slots are free for."""
-        recent = self.recent
-        if not self.blind or len(recent) < RECENT // 2:
-            return 0
-        if statistics.median(recent) >= SHORT_TRIAL_S:
+        if not self.blind or not self.recent.short():
             return 0
         room = AHEAD
         if self.n_trials is not None:  # this call's trials, not more
@@ -551,7 +546,7 @@ class Controller:
             return  # taken for dead meanwhile (a long storage outage): its new owner's result counts
         self.finished += 1
         self.busy_s += outcome.duration_s
-        self.recent.append(outcome.duration_s)
+        self.recent.add(outcome.duration_s)
         for callback in self.callbacks:
             callback(study, trial)
 

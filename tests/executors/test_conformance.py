@@ -24,7 +24,7 @@ from optml.executors import (
     make_executor,
 )
 from optml.objectives import FunctionObjective
-from proc_helpers import gone, kill, wait_for_text
+from proc_helpers import events_until, gone, kill, outcomes_in, wait_for_text
 
 PY = sys.executable
 BACKENDS = ["serial", "local", "dask", "ray"] + (
@@ -96,20 +96,6 @@ def executor_for(backend, request):
         ex.shutdown(kill=True)
 
 
-def _events(ex, until, within: float = 60.0) -> list:
-    """Events until ``until(events)`` holds (bounded)."""
-    got: list = []
-    deadline = time.monotonic() + within
-    while not until(got):
-        assert time.monotonic() < deadline, f"gave up waiting; events so far: {got}"
-        got += ex.events(0.2)
-    return got
-
-
-def _outcomes(events) -> list[TrialOutcome]:
-    return [e for e in events if isinstance(e, TrialOutcome)]
-
-
 # -- objectives (module level: they travel by value to the Dask workers) ----------------------
 
 
@@ -161,11 +147,11 @@ def test_every_task_yields_exactly_one_outcome(executor_for) -> None:
     ex = executor_for(FunctionObjective(square))
     got: list = []
     for n in range(5):
-        got += _events(ex, lambda _: ex.free_slots() > 0)
+        got += events_until(ex, lambda _: ex.free_slots() > 0)
         ex.submit(TrialTask(n, {"x": n}, "value"))
-    got += _events(ex, lambda g: ex.running() == 0)
+    got += events_until(ex, lambda g: ex.running() == 0)
     got += ex.events(0.5)  # nothing more may come
-    outcomes = _outcomes(got)
+    outcomes = outcomes_in(got)
     assert sorted(o.number for o in outcomes) == [0, 1, 2, 3, 4]
     assert all(o.state == "COMPLETE" for o in outcomes)
     assert {o.number: o.metrics["value"] for o in outcomes} == {n: n * n for n in range(5)}
@@ -177,10 +163,10 @@ def test_tasks_handed_over_together_each_yield_one_outcome(executor_for, backend
     batch = [TrialTask(n, {"x": n}, "value") for n in range(ex.free_slots())]
     ex.submit_many(batch)
     assert ex.running() == len(batch) and ex.free_slots() == 0
-    got = _events(ex, lambda g: ex.running() == 0)
+    got = events_until(ex, lambda g: ex.running() == 0)
     got += ex.events(0.5)  # nothing more may come
-    assert sorted(o.number for o in _outcomes(got)) == [t.number for t in batch]
-    assert {o.number: o.metrics["value"] for o in _outcomes(got)} == {
+    assert sorted(o.number for o in outcomes_in(got)) == [t.number for t in batch]
+    assert {o.number: o.metrics["value"] for o in outcomes_in(got)} == {
         t.number: t.number**2 for t in batch
     }
 
@@ -191,10 +177,10 @@ def test_a_trial_past_its_timeout_is_timeout_and_its_processes_aregone(
     pidfile = tmp_path / "pids"
     ex = executor_for(FunctionObjective(spawn_and_sleep), workers=1)
     ex.submit(TrialTask(0, {"pidfile": str(pidfile), "seconds": 60}, "value", timeout=2.0))
-    got = _events(ex, lambda g: _outcomes(g))
+    got = events_until(ex, lambda g: outcomes_in(g))
     pids = [int(p) for p in wait_for_text(pidfile).split()]
     try:
-        (outcome,) = _outcomes(got)
+        (outcome,) = outcomes_in(got)
         assert outcome.state == "TIMEOUT"
         assert "2 s" in outcome.error
         assert gone(pids[1]), "the trial's detached child outlived its timeout"
@@ -205,7 +191,7 @@ def test_a_trial_past_its_timeout_is_timeout_and_its_processes_aregone(
 def test_a_crash_is_failed_with_its_error(executor_for) -> None:
     ex = executor_for(FunctionObjective(crash), workers=1)
     ex.submit(TrialTask(7, {"x": 7}, "value"))
-    (outcome,) = _outcomes(_events(ex, _outcomes))
+    (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     assert outcome.state == "FAILED"
     assert "ValueError: boom at 7" in outcome.error
 
@@ -215,7 +201,7 @@ def test_a_worker_process_that_dies_fails_its_trial(executor_for, backend) -> No
         pytest.skip("the serial executor's trial runs in the controller's own process")
     ex = executor_for(FunctionObjective(die), workers=1)
     ex.submit(TrialTask(0, {"x": 0}, "value"))
-    (outcome,) = _outcomes(_events(ex, _outcomes))
+    (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     assert outcome.state == "FAILED"
     assert "exited unexpectedly with status 3" in outcome.error
 
@@ -238,7 +224,7 @@ def test_shutdown_kill_stops_running_work(executor_for, backend, tmp_path) -> No
 def test_reports_arrive_in_order_and_before_the_outcome(executor_for) -> None:
     ex = executor_for(FunctionObjective(report_steps), workers=1)
     ex.submit(TrialTask(3, {"x": 1}, "value"))
-    got = _events(ex, _outcomes)
+    got = events_until(ex, outcomes_in)
     kinds = [type(e) for e in got]
     assert kinds[0] is TrialStarted and kinds[-1] is TrialOutcome
     reports = [e for e in got if isinstance(e, TrialReported)]
@@ -252,13 +238,13 @@ def test_a_report_arrives_while_the_trial_runs(executor_for, backend, tmp_path) 
     flag = tmp_path / "go"
     ex = executor_for(FunctionObjective(report_then_wait), workers=1)
     ex.submit(TrialTask(0, {"flag": str(flag)}, "value"))
-    got = _events(ex, lambda g: any(isinstance(e, TrialReported) for e in g))
-    assert not _outcomes(got), "the report came only with the outcome"
+    got = events_until(ex, lambda g: any(isinstance(e, TrialReported) for e in g))
+    assert not outcomes_in(got), "the report came only with the outcome"
     started = [e for e in got if isinstance(e, TrialStarted)]
     # A pod's process id means nothing to the controller (another machine, its own PID space).
     assert started and started[0].host and (started[0].pid or backend == "kubernetes")
     flag.write_text("go")
-    (outcome,) = _outcomes(_events(ex, _outcomes))
+    (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     assert outcome.state == "COMPLETE"
 
 
@@ -266,7 +252,7 @@ def test_prune_ends_the_trial_pruned_at_its_next_report(executor_for) -> None:
     ex = executor_for(FunctionObjective(report_slowly), workers=1)
     ex.submit(TrialTask(0, {"x": 0}, "value"))
     ex.prune(0)
-    (outcome,) = _outcomes(_events(ex, _outcomes))
+    (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     assert outcome.state == "PRUNED"
     assert len(outcome.intermediate) < 100
 
@@ -285,7 +271,7 @@ def test_cancel_stops_the_trial_and_no_outcome_follows(executor_for, backend, tm
         assert gone(pids[1]), "a cancelled trial's process lived on"
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
-            assert not _outcomes(ex.events(0.2))
+            assert not outcomes_in(ex.events(0.2))
         assert ex.running() == 0 and ex.free_slots() == 1
     finally:
         kill(pids)
@@ -297,7 +283,7 @@ def test_a_task_and_its_objective_survive_serialisation(executor_for) -> None:
     offset = 10  # a closure: travels by value where the backend pickles it
     ex = executor_for(FunctionObjective(lambda x, name: x + offset + len(name)), workers=1)
     ex.submit(task)
-    (outcome,) = _outcomes(_events(ex, _outcomes))
+    (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     assert outcome.state == "COMPLETE" and outcome.metrics == {"value": 14.0}
     assert outcome.attempt == 1
 
@@ -316,7 +302,7 @@ def test_dask_ships_a_small_objective_file_the_worker_cannot_see(dask_cluster, t
         module.unlink()  # gone from the path the controller named: the worker gets a copy
         data.unlink()
         ex.submit(TrialTask(0, {"x": 1}, "value", data=str(data)))
-        (outcome,) = _outcomes(_events(ex, _outcomes))
+        (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     finally:
         ex.shutdown(kill=True)
     assert outcome.state == "COMPLETE", outcome.error
@@ -329,7 +315,7 @@ def test_dask_fails_a_trial_whose_path_the_worker_cannot_see(dask_cluster, tmp_p
     try:
         ex.start(FunctionObjective(square))
         ex.submit(TrialTask(0, {"x": 1}, "value", data=str(missing)))
-        (outcome,) = _outcomes(_events(ex, _outcomes))
+        (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     finally:
         ex.shutdown(kill=True)
     assert outcome.state == "FAILED"
@@ -372,7 +358,7 @@ def test_dask_trials_run_without_the_nanny_s_malloc_setting(dask_cluster) -> Non
     try:
         ex.start(FunctionObjective(malloc_trim_set))
         ex.submit(TrialTask(0, {"x": 1}, "value"))
-        (outcome,) = _outcomes(_events(ex, _outcomes))
+        (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     finally:
         ex.shutdown(kill=True)
     assert outcome.state == "COMPLETE" and outcome.metrics == {"value": 0.0}

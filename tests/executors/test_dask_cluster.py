@@ -17,7 +17,7 @@ import pytest
 
 from optml import TrialState, create_study
 from optml.executors import DaskExecutor
-from proc_helpers import gone
+from proc_helpers import events_until, gone, outcomes_in
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -165,17 +165,6 @@ def quick(x):
     return float(x)
 
 
-def _outcomes(ex, n: int, within: float) -> list:
-    from optml.executors import TrialOutcome
-
-    outcomes: list = []
-    deadline = time.monotonic() + within
-    while len(outcomes) < n:
-        assert time.monotonic() < deadline, f"trials did not finish: {outcomes}"
-        outcomes += [e for e in ex.events(0.2) if isinstance(e, TrialOutcome)]
-    return outcomes
-
-
 def test_trials_run_on_after_the_worker_that_read_the_objective_dies(cluster) -> None:
     # The objective waits on the scheduler, which each worker reads once; a worker that held
     # the only copy of it took it along when it died (then Dask cancelled every trial that
@@ -188,13 +177,13 @@ def test_trials_run_on_after_the_worker_that_read_the_objective_dies(cluster) ->
     try:
         ex.start(FunctionObjective(quick))
         ex.submit(TrialTask(0, {"x": 1}, "value"))
-        (first,) = _outcomes(ex, 1, 60)
+        (first,) = outcomes_in(events_until(ex, lambda got: len(outcomes_in(got)) == 1, 60))
         assert first.state == "COMPLETE" and first.runner
         pids = ex._client.run(os.getpid)
         os.kill(pids[first.runner], signal.SIGKILL)
         for n in (1, 2):
             ex.submit(TrialTask(n, {"x": n}, "value"))
-        outcomes = _outcomes(ex, 2, 90)
+        outcomes = outcomes_in(events_until(ex, lambda got: len(outcomes_in(got)) == 2, 90))
     finally:
         ex.shutdown(kill=True)
     assert sorted((o.number, o.state) for o in outcomes) == [(1, "COMPLETE"), (2, "COMPLETE")]
@@ -214,7 +203,7 @@ def test_trials_submitted_together_start_on_different_workers(tmp_path) -> None:
         try:
             ex.start(FunctionObjective(slow_point))
             ex.submit_many([TrialTask(n, {"x": n}, "value", data=str(tmp_path)) for n in (1, 2)])
-            outcomes = _outcomes(ex, 2, 90)
+            outcomes = outcomes_in(events_until(ex, lambda got: len(outcomes_in(got)) == 2, 90))
         finally:
             ex.shutdown(kill=True)
     assert [o.state for o in outcomes] == ["COMPLETE", "COMPLETE"]

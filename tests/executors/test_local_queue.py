@@ -13,6 +13,7 @@ import pytest
 from optml.executors import LocalExecutor, TrialOutcome, TrialReported, TrialTask
 from optml.executors._local import QUEUE
 from optml.objectives import FunctionObjective
+from proc_helpers import events_until, outcomes_in
 
 
 def behave(x, trial, seconds=30.0):
@@ -39,26 +40,13 @@ def executor():
         assert ex.free_slots() == workers  # one task each until trials are known to be short
         for i in range(16):
             ex.submit(TrialTask(-1 - i, {"x": 0}, "value"))
-            _until(ex, lambda got: len(_outcomes(got)) == 1)
+            events_until(ex, lambda got: len(outcomes_in(got)) == 1)
         assert ex.free_slots() == workers * QUEUE
         return ex
 
     yield build
     for ex in made:
         ex.shutdown(kill=True)
-
-
-def _until(ex, done, within: float = 60.0) -> list:
-    got: list = []
-    deadline = time.monotonic() + within
-    while not done(got):
-        assert time.monotonic() < deadline, f"gave up waiting; events so far: {got}"
-        got += ex.events(0.2)
-    return got
-
-
-def _outcomes(events) -> list[TrialOutcome]:
-    return [e for e in events if isinstance(e, TrialOutcome)]
 
 
 def _tasks(*specs: dict, timeout: float | None = None) -> list[TrialTask]:
@@ -71,10 +59,10 @@ def test_queued_tasks_each_yield_one_outcome_with_their_reports_in_order_before_
     ex = executor(2)
     tasks = [TrialTask(i, {"x": i % 2}, "value") for i in range(2 * QUEUE)]
     ex.submit_many(tasks)
-    events = _until(ex, lambda got: len(_outcomes(got)) == len(tasks))
+    events = events_until(ex, lambda got: len(outcomes_in(got)) == len(tasks))
     while ex.running():
         events += ex.events(0.2)
-    assert sorted(o.number for o in _outcomes(events)) == list(range(len(tasks)))
+    assert sorted(o.number for o in outcomes_in(events)) == list(range(len(tasks)))
     for task in tasks:
         mine = [e for e in events if e.number == task.number]
         reports = [e.step for e in mine if isinstance(e, TrialReported)]
@@ -93,17 +81,17 @@ def test_a_task_in_a_queue_keeps_its_own_time_limit(executor) -> None:
             TrialTask(2, {"x": 0}, "value", timeout=0.5),
         ]
     )
-    outcomes = _outcomes(_until(ex, lambda got: len(_outcomes(got)) == 3))
+    outcomes = outcomes_in(events_until(ex, lambda got: len(outcomes_in(got)) == 3))
     assert {o.number: o.state for o in outcomes} == {0: "TIMEOUT", 1: "COMPLETE", 2: "COMPLETE"}
 
 
 def test_a_crash_in_a_queue_fails_only_its_trial_and_the_rest_run(executor) -> None:
     ex = executor(1)
     ex.submit_many(_tasks({"x": 0}, {"x": 3}, {"x": 1}, {"x": 0}))
-    events = _until(ex, lambda got: len(_outcomes(got)) == 4)
-    states = {o.number: o.state for o in _outcomes(events)}
+    events = events_until(ex, lambda got: len(outcomes_in(got)) == 4)
+    states = {o.number: o.state for o in outcomes_in(events)}
     assert states == {0: "COMPLETE", 1: "FAILED", 2: "COMPLETE", 3: "COMPLETE"}
-    assert "exited unexpectedly" in next(o.error for o in _outcomes(events) if o.number == 1)
+    assert "exited unexpectedly" in next(o.error for o in outcomes_in(events) if o.number == 1)
     assert [e.step for e in events if isinstance(e, TrialReported)] == [0, 1, 2]
     time.sleep(0.5)
     assert not ex.events(0.2)  # nothing more: no task ran twice
@@ -113,10 +101,10 @@ def test_a_queued_task_taken_back_never_runs(executor, tmp_path) -> None:
     ex = executor(1)
     ex.submit_many(_tasks({"x": 2, "seconds": 1.0}, {"x": 1}, {"x": 0}))
     ex.cancel(1)
-    events = _until(ex, lambda got: len(_outcomes(got)) == 2)
+    events = events_until(ex, lambda got: len(outcomes_in(got)) == 2)
     time.sleep(0.5)
     events += ex.events(0.2)
-    assert sorted(o.number for o in _outcomes(events)) == [0, 2]
+    assert sorted(o.number for o in outcomes_in(events)) == [0, 2]
     assert not [e for e in events if e.number == 1]
     assert ex.running() == 0
 
@@ -132,7 +120,7 @@ def test_each_trial_s_logs_hold_its_own_output_only() -> None:
         ex.start(FunctionObjective(talk))
         for x in range(3):  # one worker, one log file, emptied as each trial starts
             ex.submit(TrialTask(x, {"x": x}, "value"))
-            (outcome,) = _outcomes(_until(ex, lambda got: len(_outcomes(got)) == 1))
+            (outcome,) = outcomes_in(events_until(ex, lambda got: len(outcomes_in(got)) == 1))
             assert outcome.logs == f"trial says {x}\n"
     finally:
         ex.shutdown(kill=True)

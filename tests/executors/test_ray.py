@@ -20,25 +20,12 @@ import pytest
 
 from optml import TrialState, create_study, load_study
 from optml.errors import GpuError
-from optml.executors import RayExecutor, TrialOutcome, TrialStarted, TrialTask
+from optml.executors import RayExecutor, TrialStarted, TrialTask
 from optml.executors._ray import RayError
 from optml.objectives import FunctionObjective
-from proc_helpers import gone, ray_processes
+from proc_helpers import events_until, gone, outcomes_in, ray_processes
 
 PY = sys.executable
-
-
-def _events(ex, until, within: float = 90.0) -> list:
-    got: list = []
-    deadline = time.monotonic() + within
-    while not until(got):
-        assert time.monotonic() < deadline, f"gave up waiting; events so far: {got}"
-        got += ex.events(0.2)
-    return got
-
-
-def _outcomes(events) -> list[TrialOutcome]:
-    return [e for e in events if isinstance(e, TrialOutcome)]
 
 
 # -- without a Ray instance -------------------------------------------------------------------
@@ -260,7 +247,7 @@ def test_two_concurrent_one_gpu_trials_see_different_gpus(ray_instance, tmp_path
         ex.start(FunctionObjective(visible_gpus))
         for n in range(2):
             ex.submit(TrialTask(n, {"x": n}, "value", data=str(tmp_path)))
-        outcomes = _outcomes(_events(ex, lambda g: len(_outcomes(g)) == 2))
+        outcomes = outcomes_in(events_until(ex, lambda g: len(outcomes_in(g)) == 2))
     finally:
         ex.shutdown(kill=True)
     assert all(o.state == "COMPLETE" for o in outcomes), [o.error for o in outcomes]
@@ -321,12 +308,12 @@ def test_started_events_name_the_ray_worker(ray_instance) -> None:
     try:
         ex.start(FunctionObjective(negate))
         ex.submit(TrialTask(0, {"x": -2}, "value"))
-        got = _events(ex, _outcomes)
+        got = events_until(ex, outcomes_in)
     finally:
         ex.shutdown(kill=True)
     (started,) = [e for e in got if isinstance(e, TrialStarted)]
     assert started.runner.startswith("ray:") and started.pid and started.run
-    assert _outcomes(got)[0].metrics == {"value": 2.0}
+    assert outcomes_in(got)[0].metrics == {"value": 2.0}
 
 
 class SlowToLoad:
@@ -348,7 +335,7 @@ def test_a_trial_s_time_limit_leaves_out_its_process_s_start(ray_instance) -> No
     try:
         ex.start(FunctionObjective(SlowToLoad()))
         ex.submit(TrialTask(0, {"x": 5}, "value", timeout=2.0))
-        (outcome,) = _outcomes(_events(ex, _outcomes))
+        (outcome,) = outcomes_in(events_until(ex, outcomes_in))
     finally:
         ex.shutdown(kill=True)
     assert (outcome.state, outcome.metrics) == ("COMPLETE", {"value": 5.0}), outcome.error

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import abc
+import statistics
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from optml.objectives._base import Objective
+
+# A trial far shorter than a round trip to a worker or a proposal: while the median of the last
+# few is under this, work is handed out a few trials at a time (trials reserved ahead by the
+# controller, tasks queued at a local worker).
+SHORT_TRIAL_S = 0.001
+
+
+class RecentDurations:
+    """The durations of the last ``n`` finished trials, and whether trials are short (the median
+    of at least half of them under :data:`SHORT_TRIAL_S`)."""
+
+    def __init__(self, n: int = 16) -> None:
+        self._seconds: deque[float] = deque(maxlen=n)
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+
+    def short(self) -> bool:
+        seconds = self._seconds
+        assert seconds.maxlen is not None
+        if len(seconds) < seconds.maxlen // 2:
+            return False
+        return statistics.median(seconds) < SHORT_TRIAL_S
 
 
 @dataclass(frozen=True)

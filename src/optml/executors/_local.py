@@ -6,10 +6,8 @@ import multiprocessing
 import os
 import shutil
 import socket
-import statistics
 import tempfile
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait as wait_any
@@ -19,6 +17,7 @@ from optml import _interrupt
 from optml.errors import OptMLError
 from optml.executors._base import (
     Executor,
+    RecentDurations,
     TrialEvent,
     TrialOutcome,
     TrialReported,
@@ -29,12 +28,10 @@ from optml.executors._gpus import GpuAllocator, GpuError, GpuLease, local_gpus, 
 from optml.executors._runtime import WorkerProcess
 from optml.objectives._base import Objective
 
-# While the median trial (over the last RECENT) takes under SHORT_TRIAL_S, far less than a round
-# trip to a worker, each worker is handed up to QUEUE tasks: it starts the next one as soon as it
-# sends an outcome, instead of waiting idle for the controller's answer.
-SHORT_TRIAL_S = 0.001
+# While trials are short (RecentDurations.short), each worker is handed up to QUEUE tasks: it
+# starts the next one as soon as it sends an outcome, instead of waiting idle for the
+# controller's answer.
 QUEUE = 4
-RECENT = 16
 
 
 def usable_cpus() -> int:
@@ -80,7 +77,7 @@ class LocalExecutor(Executor):
     pickling of the objective, closures work); the controller must then have no other threads
     running, which is why the progress display is refreshed from the controller loop.
 
-    While trials are far shorter than a round trip to a worker (:data:`SHORT_TRIAL_S`), each
+    While trials are far shorter than a round trip to a worker (:data:`~optml.executors._base.SHORT_TRIAL_S`), each
     worker takes up to :data:`QUEUE` tasks, run one after another, each with its own time limit
     from its start; a worker lost or timed out takes only its running trial with it, and the
     tasks behind it go to its replacement. (The controller uses these extra slots only for a
@@ -115,7 +112,7 @@ class LocalExecutor(Executor):
             self._devices = local_gpus(self.gpus)
             self.workers = min(self.workers, len(self._devices) // self.gpus)
         self._workers: list[WorkerProcess] = []
-        self._recent: deque[float] = deque(maxlen=RECENT)  # the last trials' durations
+        self._recent = RecentDurations()
         self._leases: list[GpuLease] = []
         self._objective: Objective | None = None
         self._log_dir: str | None = None
@@ -179,10 +176,7 @@ class LocalExecutor(Executor):
     # -- work -----------------------------------------------------------------------------
     def _depth(self) -> int:
         """How many tasks a worker holds: :data:`QUEUE` while trials are short, else one."""
-        recent = self._recent
-        if len(recent) < RECENT // 2 or statistics.median(recent) >= SHORT_TRIAL_S:
-            return 1
-        return QUEUE
+        return QUEUE if self._recent.short() else 1
 
     def free_slots(self) -> int:
         depth = self._depth()
@@ -250,7 +244,9 @@ class LocalExecutor(Executor):
 
     def _translate(self, w: WorkerProcess, messages: list[Any]) -> list[TrialEvent]:
         events = [translate(m, self._where(w)) for m in messages]
-        self._recent.extend(e.duration_s for e in events if isinstance(e, TrialOutcome))
+        for e in events:
+            if isinstance(e, TrialOutcome):
+                self._recent.add(e.duration_s)
         return events
 
     def cancel(self, number: int) -> None:
