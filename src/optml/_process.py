@@ -151,9 +151,17 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         pass
 
 
+_ME: tuple[int, str] = (-1, "")  # (pid, controller_id()) as last asked
+
+
 def controller_id() -> str:
-    """``host:pid`` of this process, recorded on the trials it runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process, recorded on the trials it runs (asked of the system again
+    only in a new process, since every proposal and write asks)."""
+    global _ME
+    pid = os.getpid()
+    if _ME[0] != pid:
+        _ME = (pid, f"{socket.gethostname()}:{pid}")
+    return _ME[1]
 
 
 def dead_local_owners(owners: set[str]) -> set[str]:

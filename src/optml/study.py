@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import numbers
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -108,7 +107,6 @@ class Study:
         self._memo = TrialMemo(self.space)
         self._streams = _Streams(record.seed)
         self._stop_requested = False
-        self._me: tuple[int, str] = (-1, "")  # (pid, controller_id()) of the last ask
         # Whether the sampler's proposals ignore every trial's result (see proposes_blind).
         self._blind = proposes_blind(self.sampler)
         self.last_run: Any = None
@@ -565,7 +563,7 @@ class Study:
         first is refused by storage and proposed afresh. Without ``owned`` the trials get no
         owner, so nothing heartbeats them.
         """
-        me = self._controller_id() if owned else None
+        me = controller_id() if owned else None
         started: list[Trial] = []
         self._sync()
         # Only a trial queued (or left STALE) in the history just read can be claimed.
@@ -606,13 +604,6 @@ class Study:
             if got.budget_spent or not got.taken:
                 break
         return started
-
-    def _controller_id(self) -> str:
-        """:func:`controller_id` of this process (asked again only after a fork)."""
-        pid = os.getpid()
-        if self._me[0] != pid:
-            self._me = (pid, controller_id())
-        return self._me[1]
 
     def reap_stale(self, grace_s: float, policy: str = "requeue") -> list[Trial]:
         """Mark STALE the RUNNING trials whose owner stopped heartbeating more than ``grace_s``
