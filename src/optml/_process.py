@@ -151,17 +151,15 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         pass
 
 
-_ME: tuple[int, str] = (-1, "")  # (pid, controller_id()) as last asked
+@functools.cache
+def hostname() -> str:
+    """This machine's name (asked once: every trial and write would ask otherwise)."""
+    return socket.gethostname()
 
 
 def controller_id() -> str:
-    """``host:pid`` of this process, recorded on the trials it runs (asked of the system again
-    only in a new process, since every proposal and write asks)."""
-    global _ME
-    pid = os.getpid()
-    if _ME[0] != pid:
-        _ME = (pid, f"{socket.gethostname()}:{pid}")
-    return _ME[1]
+    """``host:pid`` of this process, recorded on the trials it runs."""
+    return f"{hostname()}:{os.getpid()}"
 
 
 def dead_local_owners(owners: set[str]) -> set[str]:

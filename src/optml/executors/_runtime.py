@@ -3,7 +3,6 @@ captures a trial's output, reports as it goes, and dies with its whole process t
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import pickle
@@ -27,6 +26,7 @@ from optml._process import (
     adopting_orphans,
     become_subreaper,
     descendants,
+    hostname,
     kill_group,
     kill_procs,
     kill_tree,
@@ -133,12 +133,6 @@ def run_here(
         if outcome.state == "TIMEOUT":
             kill_procs([p for p in descendants() if p.pid not in before])
     return outcome
-
-
-@functools.cache
-def hostname() -> str:
-    """This machine's name (asked once: a system call per trial otherwise)."""
-    return socket.gethostname()
 
 
 def _format_error(exc: BaseException) -> str:

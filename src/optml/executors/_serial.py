@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import deque
 
+from optml._process import hostname
 from optml.executors._base import (
     Executor,
     TrialEvent,
@@ -12,7 +13,7 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
-from optml.executors._runtime import hostname, run_here
+from optml.executors._runtime import run_here
 from optml.objectives._base import Objective
 
 
