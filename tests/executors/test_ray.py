@@ -144,6 +144,17 @@ def test_a_ray_client_address_runs_reports_and_cancels_trials(tmp_path) -> None:
             timeout=180,
         )
         assert started.returncode == 0, started.stderr
+        # `ray start` returns before the head's Ray Client server listens (it starts it in a
+        # process of its own, later under load), and the executor refuses an address it cannot
+        # reach at once: wait for the port, bounded.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", client), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray Client server never listened"
+                time.sleep(0.5)
         out = subprocess.run(
             [PY, "-c", CLIENT_SCRIPT, f"ray://127.0.0.1:{client}"],
             capture_output=True,
