@@ -217,11 +217,14 @@ def _peer_controller(url: str, name: str, slots: int, address: str, go: Any, out
     """One of several controllers of a study on PostgreSQL, each with its share of the slots."""
     import resource
 
+    from bench_peers import count_statements
+
     from optml import load_study
     from optml.executors import DaskExecutor
 
     study = load_study(name, storage=url)
     study.trials  # noqa: B018 - connect before the clock starts
+    counted = count_statements(study.storage)
     go.wait()
     t0 = time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -233,7 +236,7 @@ def _peer_controller(url: str, name: str, slots: int, address: str, go: Any, out
     )
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    out.put((t0, time.time(), study.last_run.trials, cpu))
+    out.put((t0, time.time(), study.last_run.trials, cpu, counted[0], counted[1]))
 
 
 def scale_peers(
@@ -255,9 +258,9 @@ def scale_peers(
     print(
         "| slots | sampler | trials | wall (s) | efficiency | efficiency, first start to last "
         "finish | controllers' CPU per trial (ms) | scheduler CPU per trial (ms) | workers' CPU "
-        "per trial (ms) |"
+        "per trial (ms) | statements per trial | commits per trial |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with postgres_server(postgres) as server:
         url = _database(server, "optml_scale")
         for slots in slots_list:
@@ -307,7 +310,9 @@ def scale_peers(
                         f"| {slots} | {sampler} | {ran} | {wall:.2f} | "
                         f"{busy / (slots * wall):.3f} | {busy / (slots * span):.3f} | "
                         f"{1000 * cpu / ran:.2f} | "
-                        f"{1000 * scheduler / ran:.2f} | {1000 * workers / ran:.2f} |",
+                        f"{1000 * scheduler / ran:.2f} | {1000 * workers / ran:.2f} | "
+                        f"{sum(r[4] for r in results) / ran:.2f} | "
+                        f"{sum(r[5] for r in results) / ran:.2f} |",
                         flush=True,
                     )
             finally:

@@ -37,15 +37,34 @@ def _noop(x: float, y: float) -> float:
     return x + y
 
 
+def count_statements(storage: Any) -> list[int]:
+    """[statements, commits] that ``storage`` (an OptML SQL storage) sends from now on, kept
+    up to date: one statement per execute or executemany, a round trip each."""
+    import sqlalchemy as sa
+
+    counts = [0, 0]
+
+    def sent(*args: Any) -> None:
+        counts[0] += 1
+
+    def committed(*args: Any) -> None:
+        counts[1] += 1
+
+    sa.event.listen(storage._engine, "before_cursor_execute", sent)
+    sa.event.listen(storage._engine, "commit", committed)
+    return counts
+
+
 def _optml_controller(url: str, name: str, go: Any, out: Any) -> None:
     from optml import load_study
 
     study = load_study(name, storage=url)
     study.trials  # noqa: B018 - connect and warm up before the clock starts
+    counted = count_statements(study.storage)
     go.wait()
     t0 = time.time()
     study.optimize(_noop, executor="serial")
-    out.put((t0, time.time(), study.last_run.trials))
+    out.put((t0, time.time(), study.last_run.trials, *counted))
 
 
 def _optuna_noop(trial: Any) -> float:
@@ -69,8 +88,9 @@ def _optuna_controller(url: str, name: str, trials: int, go: Any, out: Any) -> N
     out.put((t0, time.time(), len(ran)))
 
 
-def _race(target: Any, args: tuple[Any, ...], k: int) -> float:
-    """Start k controller processes, release them together; trials per second of them all."""
+def _race(target: Any, args: tuple[Any, ...], k: int) -> tuple[float, list[tuple[Any, ...]]]:
+    """Start k controller processes, release them together; trials per second of them all,
+    and what each reported."""
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args, go, out)) for _ in range(k)]
@@ -85,7 +105,7 @@ def _race(target: Any, args: tuple[Any, ...], k: int) -> float:
             raise RuntimeError(f"a controller exited {p.exitcode}")
     start = min(r[0] for r in results)
     end = max(r[1] for r in results)
-    return sum(r[2] for r in results) / (end - start)
+    return sum(r[2] for r in results) / (end - start), results
 
 
 def _database(server: str, db: str) -> str:
@@ -133,20 +153,35 @@ def run(server: str, trials: int, controllers: list[int], repeat: int) -> list[d
     optuna_url = _database(server, "optuna_peers").replace("postgresql://", "postgresql+psycopg://")
     rows = []
     for k in controllers:
-        ours, theirs = [], []
+        ours, theirs, statements, commits = [], [], [], []
         for r in range(repeat):
             name = f"peers-{k}-{r}"
             study = create_study(name, space=SPACE, sampler="random", storage=optml_url, seed=r)
             study.set_budget(trials)
             study.storage.close()
-            ours.append(_race(_optml_controller, (optml_url, name), k))
+            rate, results = _race(_optml_controller, (optml_url, name), k)
+            ours.append(rate)
+            ran = sum(x[2] for x in results)
+            statements.append(sum(x[3] for x in results) / ran)
+            commits.append(sum(x[4] for x in results) / ran)
             optuna.create_study(study_name=name, storage=optuna_url)
-            theirs.append(_race(_optuna_controller, (optuna_url, name, trials), k))
+            theirs.append(_race(_optuna_controller, (optuna_url, name, trials), k)[0])
             print(
-                f"  {k} controller(s), run {r + 1}: OptML {ours[-1]:.0f}/s, Optuna {theirs[-1]:.0f}/s"
+                f"  {k} controller(s), run {r + 1}: OptML {ours[-1]:.0f}/s "
+                f"({statements[-1]:.2f} statements, {commits[-1]:.2f} commits a trial), "
+                f"Optuna {theirs[-1]:.0f}/s"
             )
         a, b = statistics.median(ours), statistics.median(theirs)
-        rows.append({"controllers": k, "optml": a, "optuna": b, "ratio": a / b})
+        rows.append(
+            {
+                "controllers": k,
+                "optml": a,
+                "optuna": b,
+                "ratio": a / b,
+                "statements": statistics.median(statements),
+                "commits": statistics.median(commits),
+            }
+        )
     return rows
 
 
@@ -166,12 +201,15 @@ def main() -> None:
         )
         rows = run(server, args.trials, args.controllers, args.repeat)
     print()
-    print("| controllers | OptML trials/s | Optuna RDB trials/s | OptML / Optuna |")
-    print("|---:|---:|---:|---:|")
+    print(
+        "| controllers | OptML trials/s | Optuna RDB trials/s | OptML / Optuna | "
+        "OptML statements per trial | OptML commits per trial |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row['controllers']} | {row['optml']:.0f} | {row['optuna']:.0f} | "
-            f"{row['ratio']:.1f}x |"
+            f"{row['ratio']:.1f}x | {row['statements']:.2f} | {row['commits']:.2f} |"
         )
 
 

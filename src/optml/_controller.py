@@ -336,8 +336,7 @@ class Controller:
         samplers never wait.
         """
         done = self.finished
-        for event in self.executor.events(timeout=wait):
-            self._on_event(event)
+        self._on_events(self.executor.events(timeout=wait))
         cost = self.refill_s
         if cost is None or cost < self.COALESCE_FROM_S or self.finished == done:
             return
@@ -352,8 +351,7 @@ class Controller:
             if left <= 0:
                 return
             done = self.finished
-            for event in self.executor.events(timeout=min(gap, left)):
-                self._on_event(event)
+            self._on_events(self.executor.events(timeout=min(gap, left)))
             if self.finished == done:
                 return  # the burst is over
 
@@ -466,72 +464,88 @@ class Controller:
             self.launched += 1
         return task
 
-    def _on_event(self, event: TrialEvent) -> None:
-        """Record what the executor saw happen; events of trials no longer running here (one
-        cancelled, or already recorded) are dropped, so that no trial is recorded twice."""
-        if event.number not in self.inflight:
+    def _on_events(self, events: list[TrialEvent]) -> None:
+        """Record what the executor saw happen, then act on it.
+
+        What arrives together (a wave of trials starting or finishing) is written in one
+        storage transaction, each trial's events merged into one write; nothing is acted on
+        (a retry submitted, a result counted or handed to callbacks) before that write is
+        committed. Events of trials no longer running here (one cancelled, or already
+        recorded) are dropped, so that no trial is recorded twice.
+        """
+        writes: dict[int, dict[str, Any]] = {}
+        outcomes: dict[int, tuple[TrialOutcome, TrialTask, bool]] = {}
+        for event in events:
+            number = event.number
+            if number not in self.inflight:
+                continue
+            fields = writes.setdefault(number, {})
+            if isinstance(event, TrialOutcome):
+                task = self.inflight.pop(number)
+                retry = self._outcome_fields(event, task, fields)
+                outcomes[number] = (event, task, retry)
+            elif isinstance(event, TrialReported):
+                values = self.reported.setdefault(number, {})
+                values[event.step] = event.value
+                fields["intermediate"] = dict(values)
+            elif isinstance(event, TrialStarted):
+                runs = self.runs.setdefault(number, set())
+                runs.add(event.run)
+                if len(runs) > 1:  # run again elsewhere after its worker was lost
+                    task = self.inflight[number]
+                    fields["attempts"] = task.attempt + len(runs)
+                    fields["error"] = f"attempt {task.attempt + len(runs) - 1} lost with its worker"
+                if self.executor.remote:  # others give where with the outcome
+                    fields.update(host=event.host, runner=event.runner)
+        writes = {number: fields for number, fields in writes.items() if fields}
+        if not writes:
             return
-        if isinstance(event, TrialOutcome):
-            self._handle(event)
-        elif isinstance(event, TrialReported):
-            values = self.reported.setdefault(event.number, {})
-            values[event.step] = event.value
-            self._record(event.number, intermediate=dict(values))
-        elif isinstance(event, TrialStarted):
-            runs = self.runs.setdefault(event.number, set())
-            runs.add(event.run)
-            fields: dict[str, Any] = {}
-            if len(runs) > 1:  # run again elsewhere after its worker was lost
-                task = self.inflight[event.number]
-                fields["attempts"] = task.attempt + len(runs)
-                fields["error"] = f"attempt {task.attempt + len(runs) - 1} lost with its worker"
-            if self.executor.remote:  # others give where with the outcome
-                fields.update(host=event.host, runner=event.runner)
-            if fields:
-                self._record(event.number, **fields)
+        written = self.study._write_many(writes, owner=self.me)
+        for number, trial in written.items():
+            if number in outcomes:
+                outcome, task, retry = outcomes[number]
+                if trial is None:
+                    continue  # taken for dead meanwhile: its new owner's run counts
+                if retry:
+                    self._submit(number, task.params, attempt=task.attempt + 1)
+                    continue
+                self.finished += 1
+                self.busy_s += outcome.duration_s
+                self.recent.add(outcome.duration_s)
+                for callback in self.callbacks:
+                    callback(self.study, trial)
+            elif trial is None:
+                # Taken for dead meanwhile (another controller runs it again): stop it here.
+                self.executor.cancel(number)
+                self.inflight.pop(number, None)
+                self.runs.pop(number, None)
+                self.reported.pop(number, None)
 
-    def _record(self, number: int, **fields: Any) -> None:
-        """Write what a running trial's event says; a trial taken for dead meanwhile (another
-        controller runs it again) is no longer this controller's: stop it here."""
-        try:
-            self.study._write(number, owner=self.me, **fields)
-        except LostTrialError:
-            self.executor.cancel(number)
-            self.inflight.pop(number, None)
-            self.runs.pop(number, None)
-            self.reported.pop(number, None)
-
-    def _handle(self, outcome: TrialOutcome) -> None:
-        task = self.inflight.pop(outcome.number)
+    def _outcome_fields(
+        self, outcome: TrialOutcome, task: TrialTask, fields: dict[str, Any]
+    ) -> bool:
+        """Add to ``fields`` what ``outcome`` writes to its trial; True when the trial is to
+        run again (a failed attempt with retries left)."""
         reruns = max(0, len(self.runs.pop(outcome.number, ())) - 1)
         self.reported.pop(outcome.number, None)
-        study = self.study
         out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         if outcome.state == "FAILED" and task.attempt < self.retries and not out_of_time:
-            try:
-                study._write(
-                    outcome.number,
-                    owner=self.me,
-                    attempts=task.attempt + 1,
-                    error=f"attempt {task.attempt + 1} failed: {outcome.error}",
-                )
-            except LostTrialError:
-                return  # taken for dead meanwhile: its new owner runs it
-            self._submit(outcome.number, task.params, attempt=task.attempt + 1)
-            return
-        fields: dict[str, Any] = {
-            "state": TrialState(outcome.state),
-            "metrics": outcome.metrics,
-            "error": outcome.error,
-            "logs": outcome.logs,
-            "attempts": task.attempt + 1 + reruns,
-            "started_at": outcome.started_at,
-            "finished_at": outcome.finished_at,
-            "duration_s": outcome.duration_s,
-            "intermediate": outcome.intermediate,
-            "host": outcome.host,
-            "runner": outcome.runner,
-        }
+            fields["attempts"] = task.attempt + 1
+            fields["error"] = f"attempt {task.attempt + 1} failed: {outcome.error}"
+            return True
+        fields.update(
+            state=TrialState(outcome.state),
+            metrics=outcome.metrics,
+            error=outcome.error,
+            logs=outcome.logs,
+            attempts=task.attempt + 1 + reruns,
+            started_at=outcome.started_at,
+            finished_at=outcome.finished_at,
+            duration_s=outcome.duration_s,
+            intermediate=outcome.intermediate,
+            host=outcome.host,
+            runner=outcome.runner,
+        )
         if outcome.state == "COMPLETE":
             try:
                 fields["value"] = optimised_value(outcome.metrics, self.metric_names)
@@ -540,15 +554,7 @@ class Controller:
         elif outcome.state == "TIMEOUT" and outcome.number in self.cut_by_budget:
             fields["error"] = self._budget_message()
         self.cut_by_budget.discard(outcome.number)
-        try:
-            trial = study._write(outcome.number, owner=self.me, **fields)
-        except LostTrialError:
-            return  # taken for dead meanwhile (a long storage outage): its new owner's result counts
-        self.finished += 1
-        self.busy_s += outcome.duration_s
-        self.recent.add(outcome.duration_s)
-        for callback in self.callbacks:
-            callback(study, trial)
+        return False
 
     def _budget_message(self) -> str:
         assert self.timeout is not None

@@ -527,6 +527,19 @@ class Study:
             self._cache[number] = trial
         return trial
 
+    def _write_many(
+        self, updates: dict[int, dict[str, Any]], owner: str | None = None
+    ) -> dict[int, Trial | None]:
+        """:meth:`_write` for several trials in one storage transaction; None for a trial
+        ``owner`` no longer runs."""
+        written = self.storage.update_trials(self.id, updates, owner=owner)
+        for number, trial in written.items():
+            if trial is not None:
+                trial = written[number] = self._own(trial)
+                if self._cache is not None:
+                    self._cache[number] = trial
+        return written
+
     def context(self, budget: int | None = None) -> SearchContext:
         """What the sampler sees now."""
         trials = self._trial_cache().ordered()

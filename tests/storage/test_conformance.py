@@ -560,3 +560,67 @@ def test_changed_trials_are_those_changed_since_in_number_order(storage) -> None
     assert [(t.number, t.state) for t in changed] == [(1, S.RUNNING), (4, S.COMPLETE)]
     assert now > since
     assert storage.changed_trials(sid, now) == ([], now)
+
+
+# -- several trials written together ------------------------------------------------------
+def test_update_trials_writes_each_as_update_trial_would(kind, opener) -> None:
+    storage = opener()
+    study = new_study(storage)
+    made = storage.reserve_trials(study.id, [({"x": i / 10}, None) for i in range(4)], worker="w")
+    _, seq = storage.changed_trials(study.id, 0)
+    now = datetime.now(UTC)
+    written = storage.update_trials(
+        study.id,
+        {
+            0: {"state": S.COMPLETE, "value": 0.5, "metrics": {"loss": 0.5}, "finished_at": now},
+            2: {"intermediate": {1: 0.25}},
+            3: {"state": S.FAILED, "error": "boom", "host": "h", "runner": "r"},
+        },
+        owner="w",
+    )
+    assert list(written) == [0, 2, 3]
+    assert written[0].state is S.COMPLETE and written[0].value == 0.5
+    assert written[0].finished_at == now and written[0].params == made.trials[0].params
+    assert written[2].state is S.RUNNING and written[2].intermediate == {1: 0.25}
+    assert (written[3].state, written[3].error, written[3].host) == (S.FAILED, "boom", "h")
+    # What came back is what is stored (and durable: another connection reads it).
+    again = opener()
+    assert [again.get_trial(study.id, n) for n in (0, 2, 3)] == list(written.values())
+    assert again.get_trial(study.id, 1) == made.trials[1]
+    # Each write took a change number of its own.
+    changed, seq2 = again.changed_trials(study.id, seq)
+    assert [t.number for t in changed] == [0, 2, 3] and seq2 >= seq + 3
+    assert storage.update_trials(study.id, {}) == {}
+
+
+def test_update_trials_leaves_alone_the_trials_the_owner_lost(storage) -> None:
+    study = new_study(storage)
+    storage.reserve_trials(study.id, [({"x": i / 10}, None) for i in range(3)], worker="w")
+    storage.update_trial(study.id, 1, state=S.STALE)
+    taken = storage.claim_trial(study.id, worker="other")
+    assert taken is not None and taken.number == 1
+    written = storage.update_trials(
+        study.id,
+        {n: {"state": S.COMPLETE, "value": float(n)} for n in range(3)},
+        owner="w",
+    )
+    assert written[1] is None
+    assert [written[n].state for n in (0, 2)] == [S.COMPLETE, S.COMPLETE]  # type: ignore[union-attr]
+    assert storage.get_trial(study.id, 1) == taken
+    # A single trial takes the same rule.
+    assert storage.update_trials(study.id, {1: {"value": 3.0}}, owner="w") == {1: None}
+
+
+def test_update_trials_refuses_what_update_trial_refuses(kind, storage) -> None:
+    study = new_study(storage)
+    storage.reserve_trials(study.id, [({"x": i / 10}, None) for i in range(3)], worker="w")
+    storage.update_trial(study.id, 2, state=S.COMPLETE, value=1.0)
+    before = storage.get_trials(study.id)
+    with pytest.raises(StorageError, match="immutable"):
+        storage.update_trials(study.id, {0: {"value": 0.1}, 2: {"value": 2.0}})
+    with pytest.raises(StorageError, match="no trial 7"):
+        storage.update_trials(study.id, {0: {"value": 0.1}, 7: {"value": 2.0}})
+    with pytest.raises(StorageError, match="unknown"):
+        storage.update_trials(study.id, {0: {"value": 0.1}, 1: {"params": {"x": 1}}})
+    if kind != "memory":  # one transaction: a refusal changes nothing
+        assert storage.get_trials(study.id) == before

@@ -278,3 +278,49 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_in(tmp_path) -> Non
                 p.kill()
         outcomes += [results.get(timeout=5) for _ in procs]
     assert set(outcomes) == {"ok"}, [o for o in outcomes if o != "ok"]
+
+
+class _Statements:
+    """Counts the statements a storage sends (one per execute or executemany: a round trip
+    each) and the transactions it commits."""
+
+    def __init__(self, storage: SQLStorage) -> None:
+        self.sent = self.commits = 0
+        sa.event.listen(storage._engine, "before_cursor_execute", self._sent)
+        sa.event.listen(storage._engine, "commit", self._committed)
+
+    def _sent(self, *args: object) -> None:
+        self.sent += 1
+
+    def _committed(self, *args: object) -> None:
+        self.commits += 1
+
+    def take(self) -> tuple[int, int]:
+        out = (self.sent, self.commits)
+        self.sent = self.commits = 0
+        return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
+def test_a_batch_of_finished_trials_costs_one_transaction_and_a_few_statements(kind, request):
+    url = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url")
+    storage = SQLStorage(url)
+    study = new_study(storage)
+    n = 32
+    storage.reserve_trials(study.id, [({"x": i}, None) for i in range(2 * n)], worker="w")
+    count = _Statements(storage)
+
+    def finished(i: int) -> dict:
+        return {"state": TrialState.COMPLETE, "value": float(i), "metrics": {"loss": float(i)}}
+
+    for i in range(n):
+        storage.update_trial(study.id, i, owner="w", **finished(i))
+    one_by_one = count.take()
+    written = storage.update_trials(study.id, {i: finished(i) for i in range(n, 2 * n)}, owner="w")
+    together = count.take()
+    assert all(t is not None and t.state is TrialState.COMPLETE for t in written.values())
+    assert one_by_one[1] == n and together[1] == 1
+    # One by one: at least two statements a trial; together: a handful for the whole batch.
+    assert one_by_one[0] >= 2 * n
+    assert together[0] <= 5, together
+    storage.close()

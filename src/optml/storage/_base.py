@@ -194,6 +194,30 @@ class Storage(abc.ABC):
         """Change fields of a trial (see TRIAL_FIELDS) and return the new record. With
         ``owner``, only while the trial is RUNNING and owned by it (else LostTrialError)."""
 
+    def update_trials(
+        self,
+        study_id: int,
+        updates: Mapping[int, Mapping[str, Any]],
+        *,
+        owner: str | None = None,
+    ) -> dict[int, Trial | None]:
+        """``update_trial`` for each ``number: fields`` of ``updates``, in one transaction
+        where the storage has them (what arrives together, e.g. a wave of trials finishing,
+        costs one commit), and the new records by number. With ``owner``, a trial it no
+        longer runs is left unchanged and maps to None (where ``update_trial`` raises
+        LostTrialError); any other refusal raises and, in one transaction, changes nothing.
+
+        This default makes one ``update_trial`` call per trial."""
+        from optml.errors import LostTrialError
+
+        out: dict[int, Trial | None] = {}
+        for number, fields in updates.items():
+            try:
+                out[number] = self.update_trial(study_id, number, owner=owner, **fields)
+            except LostTrialError:
+                out[number] = None
+        return out
+
     @abc.abstractmethod
     def changed_trials(self, study_id: int, since: int) -> tuple[list[Trial], int]:
         """The trials written after change number ``since`` (0: every trial), and the change

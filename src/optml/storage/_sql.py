@@ -57,6 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 from optml import _interrupt
 from optml.errors import (
     DuplicateStudyError,
+    LostTrialError,
     StorageError,
     StudyNotFoundError,
     missing_dependency,
@@ -306,6 +307,34 @@ _UPDATE_OWNED = (
         trials.c.worker == _bp("owner"),
     )
     .returning(*_TRIAL_COLS)
+)
+
+
+# For update_trials: several change numbers at once (the last comes back), the fast updates
+# sent together as one executemany (no RETURNING: not available to one), and the rows read
+# back after them.
+_TAKE_SEQS = (
+    studies.update()
+    .where(studies.c.id == _bp("sid"))
+    .values(seq=studies.c.seq + _bp("k", type_=sa.BigInteger))
+    .returning(studies.c.seq)
+)
+_SET_UNFINISHED = trials.update().where(
+    trials.c.study_id == _bp("sid"),
+    trials.c.number == _bp("num"),
+    # Literals: an IN list of parameters cannot go with executemany.
+    trials.c.state.in_([sa.literal_column(f"'{state}'") for state in _UNFINISHED]),
+)
+_SET_OWNED = trials.update().where(
+    trials.c.study_id == _bp("sid"),
+    trials.c.number == _bp("num"),
+    trials.c.state == TrialState.RUNNING.value,
+    trials.c.worker == _bp("owner"),
+)
+_TRIALS_BY_NUMBER = (
+    sa.select(trials.c.id, *_TRIAL_COLS, trials.c.seq)
+    .where(trials.c.study_id == _bp("sid"), trials.c.number.in_(_bp("nums", expanding=True)))
+    .with_for_update()
 )
 
 
@@ -985,6 +1014,72 @@ class SQLStorage(Storage):
             if values:
                 conn.execute(_UPDATE_TRIAL, {**values, "seq": seq, "tid": row[0]})
             return new
+
+        return self._write(update)
+
+    def update_trials(
+        self,
+        study_id: int,
+        updates: Mapping[int, Mapping[str, Any]],
+        *,
+        owner: str | None = None,
+    ) -> dict[int, Trial | None]:
+        if len(updates) <= 1:
+            return super().update_trials(study_id, updates, owner=owner)
+        todo = []
+        for number, fields in updates.items():
+            placeholder = Trial(number=number, state=TrialState.WAITING, params={})
+            fast, _ = _encode_changes(placeholder, check_update(placeholder, fields))
+            todo.append((number, fields, fast))
+        fast_update = _SET_UNFINISHED if owner is None else _SET_OWNED
+
+        def update(conn: Connection) -> dict[int, Trial | None]:
+            last = conn.execute(_TAKE_SEQS, {"sid": study_id, "k": len(todo)}).scalar()
+            if last is None:
+                raise self._no_study(study_id)
+            seqs = {number: last - len(todo) + 1 + i for i, (number, _, _) in enumerate(todo)}
+            # The common case (unfinished trials, still the owner's) as one statement per set
+            # of fields; each row's change number then tells whether its update took.
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for number, _, fast in todo:
+                if fast:
+                    groups.setdefault(tuple(sorted(fast)), []).append(
+                        {
+                            **fast,
+                            "seq": seqs[number],
+                            "sid": study_id,
+                            "num": number,
+                            "owner": owner,
+                        }
+                    )
+            for rows in groups.values():
+                conn.execute(fast_update, rows)
+            found = {
+                row[1]: row
+                for row in conn.execute(
+                    _TRIALS_BY_NUMBER, {"sid": study_id, "nums": [n for n, _, _ in todo]}
+                )
+            }
+            out: dict[int, Trial | None] = {}
+            for number, fields, fast in todo:
+                row = found.get(number)
+                if row is None:
+                    raise self._no_trial(conn, study_id, number)
+                trial = _row_to_trial(row[1:-1])
+                if fast and row[-1] == seqs[number]:
+                    out[number] = trial
+                    continue
+                # Not taken by the fast path: the checks of update_trial, one trial at a time.
+                try:
+                    check_owner(trial, owner)
+                except LostTrialError:
+                    out[number] = None
+                    continue
+                values, new = _encode_changes(trial, check_update(trial, fields))
+                if values:
+                    conn.execute(_UPDATE_TRIAL, {**values, "seq": seqs[number], "tid": row[0]})
+                out[number] = new
+            return out
 
         return self._write(update)
 
