@@ -186,6 +186,9 @@ class Controller:
         # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
+        # What started events said (where a trial runs, a rerun after a lost worker), not yet
+        # written: it goes with the next write of outcomes or reports, or at the heartbeat.
+        self.unwritten: dict[int, dict[str, Any]] = {}
         self.recent = RecentDurations()
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
@@ -398,6 +401,7 @@ class Controller:
         self.next_beat = now + self.heartbeat_s
         study = self.study
         try:
+            self._on_events([], flush=True)
             if self.beat_thread is None and study.storage.heartbeat(study.id, self.me, self.run_id):
                 study._stop_requested = True
             study.reap_stale(self.grace_s, self.stale)
@@ -464,14 +468,16 @@ class Controller:
             self.launched += 1
         return task
 
-    def _on_events(self, events: list[TrialEvent]) -> None:
+    def _on_events(self, events: list[TrialEvent], flush: bool = False) -> None:
         """Record what the executor saw happen, then act on it.
 
-        What arrives together (a wave of trials starting or finishing) is written in one
-        storage transaction, each trial's events merged into one write; nothing is acted on
-        (a retry submitted, a result counted or handed to callbacks) before that write is
-        committed. Events of trials no longer running here (one cancelled, or already
-        recorded) are dropped, so that no trial is recorded twice.
+        What arrives together (a wave of trials finishing) is written in one storage
+        transaction, each trial's events merged into one write; nothing is acted on (a retry
+        submitted, a result counted or handed to callbacks) before that write is committed.
+        What started events say is no result and changes no decision: it waits for the next
+        such write (or ``flush``, at the heartbeat) instead of a transaction of its own.
+        Events of trials no longer running here (one cancelled, or already recorded) are
+        dropped, so that no trial is recorded twice.
         """
         writes: dict[int, dict[str, Any]] = {}
         outcomes: dict[int, tuple[TrialOutcome, TrialTask, bool]] = {}
@@ -491,16 +497,27 @@ class Controller:
             elif isinstance(event, TrialStarted):
                 runs = self.runs.setdefault(number, set())
                 runs.add(event.run)
+                started = self.unwritten.setdefault(number, {})
                 if len(runs) > 1:  # run again elsewhere after its worker was lost
                     task = self.inflight[number]
-                    fields["attempts"] = task.attempt + len(runs)
-                    fields["error"] = f"attempt {task.attempt + len(runs) - 1} lost with its worker"
+                    started["attempts"] = task.attempt + len(runs)
+                    started["error"] = (
+                        f"attempt {task.attempt + len(runs) - 1} lost with its worker"
+                    )
                 if self.executor.remote:  # others give where with the outcome
-                    fields.update(host=event.host, runner=event.runner)
+                    started.update(host=event.host, runner=event.runner)
         writes = {number: fields for number, fields in writes.items() if fields}
+        if not writes and not (flush and self.unwritten):
+            return
+        # What the trials' started events said goes first: their outcomes override it.
+        for number, started in self.unwritten.items():
+            if started and (number in self.inflight or number in writes):
+                writes[number] = {**started, **writes.get(number, {})}
         if not writes:
+            self.unwritten.clear()  # only trials no longer running here
             return
         written = self.study._write_many(writes, owner=self.me)
+        self.unwritten.clear()
         for number, trial in written.items():
             if number in outcomes:
                 outcome, task, retry = outcomes[number]
@@ -514,7 +531,7 @@ class Controller:
                 self.recent.add(outcome.duration_s)
                 for callback in self.callbacks:
                     callback(self.study, trial)
-            elif trial is None:
+            elif trial is None and number in self.inflight:
                 # Taken for dead meanwhile (another controller runs it again): stop it here.
                 self.executor.cancel(number)
                 self.inflight.pop(number, None)

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from optml import create_study, load_study
 from optml._controller import Controller
-from optml.executors._base import TrialOutcome, TrialReported
+from optml.executors import DaskExecutor
+from optml.executors._base import TrialOutcome, TrialReported, TrialStarted
 from optml.trial import TrialState
 
 SPACE = {"x": {"uniform": [0.0, 1.0]}}
@@ -26,14 +27,14 @@ def _objective(x: float) -> float:
     return x
 
 
-def _controller(study, callbacks=()) -> Controller:
+def _controller(study, callbacks=(), executor="serial") -> Controller:
     return Controller(
         study,
         _objective,
         n_trials=8,
         timeout=None,
         workers=8,
-        executor="serial",
+        executor=executor,
         trial_timeout=None,
         retries=0,
         target=None,
@@ -87,6 +88,43 @@ def test_outcomes_that_arrive_together_are_one_transaction_then_acted_on(kind, r
     assert got[trials[0].number].intermediate == {}  # the outcome's own (none) wins
     assert got[trials[5].number].worker == "elsewhere"
     assert [got[t.number].value for t in trials[:5]] == [float(t.number) for t in trials[:5]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_where_trials_started_goes_with_the_next_write_or_the_heartbeat(kind, request) -> None:
+    url = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url")
+    study = create_study("started", space=SPACE, sampler="random", storage=url, seed=3)
+    # A remote executor (never started here: only its events are fed in) says where trials run.
+    controller = _controller(study, executor=DaskExecutor(workers=8))
+    trials = _in_flight(controller, 5)
+    commits = []
+    sa.event.listen(study.storage._engine, "commit", lambda conn: commits.append(1))
+
+    def stored():
+        return {t.number: t for t in study.storage.get_trials(study.id)}
+
+    controller._on_events([TrialStarted(t.number, 0, "h1", f"r{t.number}") for t in trials])
+    assert commits == [] and all(t.host is None for t in stored().values())
+    done = TrialOutcome(
+        trials[0].number, "COMPLETE", metrics={"value": 0.5}, host="h1", runner="r0"
+    )
+    controller._on_events([done])
+    assert len(commits) == 1
+    got = stored()
+    assert got[trials[0].number].state is TrialState.COMPLETE
+    assert [(got[t.number].host, got[t.number].runner) for t in trials[1:]] == [
+        ("h1", f"r{t.number}") for t in trials[1:]
+    ]
+    # Started alone, then the heartbeat's flush writes it.
+    controller._on_events([TrialStarted(trials[1].number, 0, "h2", "r9", run="again")])
+    assert len(commits) == 1
+    controller._on_events([], flush=True)
+    assert len(commits) == 2
+    again = stored()[trials[1].number]
+    assert (again.host, again.runner, again.attempts) == ("h2", "r9", 2)
+    assert again.error == "attempt 1 lost with its worker"
+    controller._on_events([], flush=True)  # nothing left to write
+    assert len(commits) == 2
 
 
 _KILLED_AFTER_ACTING = """
