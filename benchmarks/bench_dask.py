@@ -213,7 +213,9 @@ def scale(slots_list: list[int], waves: int, samplers: list[str]) -> None:
             cluster.close()
 
 
-def _peer_controller(url: str, name: str, slots: int, address: str, go: Any, out: Any) -> None:
+def _peer_controller(
+    url: str, name: str, slots: int, address: str, ready: Any, go: Any, out: Any
+) -> None:
     """One of several controllers of a study on PostgreSQL, each with its share of the slots."""
     import resource
 
@@ -224,7 +226,14 @@ def _peer_controller(url: str, name: str, slots: int, address: str, go: Any, out
 
     study = load_study(name, storage=url)
     study.trials  # noqa: B018 - connect before the clock starts
+    # Imports before the clock too (Dask's client; scipy for the GP): several seconds per
+    # process on a busy machine, paid once per controller, not per trial.
+    import distributed  # noqa: F401
+    import numpy as np
+
+    study.sampler.propose(study.context(), 1, np.random.default_rng(0))
     counted = count_statements(study.storage)
+    ready.put(True)
     go.wait()
     t0 = time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -278,18 +287,19 @@ def scale_peers(
                     study.set_budget(n)
                     study.storage.close()
                     ctx = mp.get_context("spawn")
-                    go, out = ctx.Event(), ctx.Queue()
+                    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
                     share = slots // controllers
                     procs = [
                         ctx.Process(
                             target=_peer_controller,
-                            args=(url, name, share, cluster.address, go, out),
+                            args=(url, name, share, cluster.address, ready, go, out),
                         )
                         for _ in range(controllers)
                     ]
                     for p in procs:
                         p.start()
-                    time.sleep(3.0 + controllers)  # every process imports and connects first
+                    for _ in procs:  # every process imports and connects first
+                        ready.get(timeout=300)
                     cluster0 = cluster.cpu()
                     go.set()
                     results = [out.get(timeout=900) for _ in procs]
