@@ -15,7 +15,7 @@ from typing import Any, overload
 import numpy as np
 
 from optml._process import controller_id, dead_local_owners
-from optml.errors import OptMLError, SpecError, StorageError
+from optml.errors import LostTrialError, OptMLError, SpecError, StorageError
 from optml.objectives._base import Objective, normalize_result, optimised_value
 from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
 from optml.space import Space, parse_space
@@ -532,6 +532,12 @@ class Study:
     ) -> dict[int, Trial | None]:
         """:meth:`_write` for several trials in one storage transaction; None for a trial
         ``owner`` no longer runs."""
+        if len(updates) == 1:  # the common case of trials run one at a time, kept cheap
+            [(number, fields)] = updates.items()
+            try:
+                return {number: self._write(number, owner=owner, **fields)}
+            except LostTrialError:
+                return {number: None}
         written = self.storage.update_trials(self.id, updates, owner=owner)
         for number, trial in written.items():
             if trial is not None:
