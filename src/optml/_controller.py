@@ -497,7 +497,7 @@ class Controller:
             elif isinstance(event, TrialStarted):
                 runs = self.runs.setdefault(number, set())
                 runs.add(event.run)
-                started = self.unwritten.setdefault(number, {})
+                started: dict[str, Any] = {}
                 if len(runs) > 1:  # run again elsewhere after its worker was lost
                     task = self.inflight[number]
                     started["attempts"] = task.attempt + len(runs)
@@ -506,12 +506,14 @@ class Controller:
                     )
                 if self.executor.remote:  # others give where with the outcome
                     started.update(host=event.host, runner=event.runner)
+                if started:
+                    self.unwritten.setdefault(number, {}).update(started)
         writes = {number: fields for number, fields in writes.items() if fields}
         if not writes and not (flush and self.unwritten):
             return
         # What the trials' started events said goes first: their outcomes override it.
         for number, started in self.unwritten.items():
-            if started and (number in self.inflight or number in writes):
+            if number in self.inflight or number in writes:
                 writes[number] = {**started, **writes.get(number, {})}
         if not writes:
             self.unwritten.clear()  # only trials no longer running here
