@@ -46,6 +46,17 @@ STALE_POLICIES = ("requeue", "fail")
 # one proposal and one reservation then serve several trials. While trials are short
 # (RecentDurations.short), at most AHEAD trials wait in the controller.
 AHEAD = 8
+# The same reservation ahead serves a refill that is dear next to the trials it refills (a
+# model-based sampler proposing hundreds of points for one-second trials): while every slot is
+# busy, the next wave (as many trials as started since the last one, at most the slots) is
+# proposed and reserved, so that the slots that free get trials at once instead of idling
+# through the proposal. Its proposals see the running wave as pending (one wave less than a
+# refill would), so this is done only where it pays: a refill costing at least AHEAD_SHARE of
+# a typical trial, and no more than one (proposed ahead, it must be ready before the slots
+# free), with at least AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each
+# result, and its refills propose a few points: it keeps proposing from every result).
+AHEAD_SHARE = 0.05
+AHEAD_FROM_SLOTS = 16
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,8 @@ class Controller:
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
         self.recent = RecentDurations()
+        # How many trials had been launched when the last wave was reserved ahead.
+        self.wave_from = 0
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
 
@@ -259,10 +272,7 @@ class Controller:
                     if self.n_trials is not None:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
-                        asked = time.monotonic()
                         new = self._next_trials(free, budget)
-                        if new:
-                            self._refill_cost(time.monotonic() - asked)
                         self.executor.submit_many(
                             [self._task(t.number, t.params, attempt=0) for t in new]
                         )
@@ -276,6 +286,10 @@ class Controller:
                                     and len(study._trial_cache()) >= self.stored_budget
                                 )
                                 stop_reason = "budget" if spent else "exhausted"
+                    wave = self._wave_ahead()
+                    if wave:
+                        self.ahead.extend(self._reserve(wave, budget))
+                        self.wave_from = self.launched
                 if self.executor.running() == 0 and (stop_reason or not self.inflight):
                     if idle:
                         time.sleep(min(0.5, self.heartbeat_s))
@@ -341,6 +355,8 @@ class Controller:
         cost = self.refill_s
         if cost is None or cost < self.COALESCE_FROM_S or self.finished == done:
             return
+        if self.ahead:
+            return  # trials reserved ahead wait for these slots: the refill costs nothing
         if self.executor.in_process:
             return  # its events run the trials: waiting on them is running them
         until = time.monotonic() + min(cost, self.COALESCE_MAX_S)
@@ -367,9 +383,18 @@ class Controller:
         ahead.clear()
         want = free - len(taken)
         more = self._room_ahead(want)
-        new = self.study._start_trials(want + more, budget=budget)
+        new = self._reserve(want + more, budget)
         ahead.extend(new[want:])
         return taken + new[:want]
+
+    def _reserve(self, n: int, budget: int | None) -> list[Trial]:
+        """Claim or propose ``n`` trials (fewer when the budget or the space runs out), timing
+        the refill."""
+        asked = time.monotonic()
+        new = self.study._start_trials(n, budget=budget)
+        if new:
+            self._refill_cost(time.monotonic() - asked)
+        return new
 
     def _room_ahead(self, want: int) -> int:
         """How many trials to reserve ahead of the ``want`` that slots are free for."""
@@ -379,6 +404,24 @@ class Controller:
         if self.n_trials is not None:  # this call's trials, not more
             room = min(room, self.n_trials - self.launched - want)
         return max(room, 0)
+
+    def _wave_ahead(self) -> int:
+        """How many trials to propose and reserve ahead now that the slots are busy: the next
+        wave while a refill is dear next to a trial (see :data:`AHEAD_SHARE`), else none."""
+        executor = self.executor
+        slots = executor.workers
+        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS:
+            return 0
+        if executor.running() < slots:
+            return 0
+        typical = self.recent.typical()
+        cost = self.refill_s
+        if typical is None or cost is None or not AHEAD_SHARE * typical <= cost <= typical:
+            return 0
+        wave = min(self.launched - self.wave_from, slots)
+        if self.n_trials is not None:  # this call's trials, not more
+            wave = min(wave, self.n_trials - self.launched)
+        return max(wave, 0)
 
     def _release_ahead(self) -> None:
         """Put back in the queue the trials reserved ahead that this run did not start."""
