@@ -36,6 +36,7 @@ import json
 import sys
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +74,28 @@ def simulate(
     lengths: np.ndarray,
     unit: float,
     charge: bool = True,
+    ahead: bool = False,
 ) -> dict[str, Any]:
     """Run the asynchronous loop; values, finish times and proposal seconds.
 
     ``charge``: advance the clock by each proposal's CPU time. Without it the order of events
     depends on the durations alone, so a run repeats exactly.
+
+    ``ahead``: as the controller does when its wave-ahead rule fires (a refill dear next to a
+    trial, see ``optml._controller.AHEAD_SHARE``): whenever every slot is busy and no trial is
+    waiting ahead, the next ``pending`` points are proposed at once (seeing the running ones as
+    pending), and a slot that frees starts the oldest of them. As in the controller, only once
+    8 trials have finished (it judges a refill against their typical duration).
     """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
-    proposed = 0
+    launched = 0
+    asked = 0
+    waiting: deque[dict[str, Any]] = deque()
     ask_seconds: list[float] = []
 
-    def ask(k: int) -> None:
-        nonlocal clock, proposed
+    def ask(k: int) -> list[dict[str, Any]]:
+        nonlocal clock, asked
         start = time.process_time()
         configs = adapter.ask(k)
         spent = time.process_time() - start
@@ -94,13 +104,21 @@ def simulate(
             clock += spent
         if not configs:
             raise RuntimeError(f"{adapter.label} proposed nothing")
-        for c in configs:
-            heapq.heappush(running, (clock + unit * float(lengths[proposed]), proposed, c))
-            proposed += 1
+        asked += len(configs)
+        return configs
 
-    ask(min(pending, budget))
     values: list[float] = []
     finished: list[float] = []
+
+    def launch(configs: list[dict[str, Any]]) -> None:
+        nonlocal launched
+        for c in configs:
+            heapq.heappush(running, (clock + unit * float(lengths[launched]), launched, c))
+            launched += 1
+        if ahead and len(values) >= 8 and not waiting and asked < budget:
+            waiting.extend(ask(min(pending, budget - asked)))
+
+    launch(ask(min(pending, budget)))
     while running:
         end, _, config = heapq.heappop(running)
         clock = max(clock, end)
@@ -108,8 +126,10 @@ def simulate(
         adapter.tell([config], [y])
         values.append(y)
         finished.append(clock)
-        if proposed < budget:
-            ask(1)
+        if waiting:
+            launch([waiting.popleft()])
+        elif asked < budget:
+            launch(ask(1))
     return {"values": values, "finished": finished, "ask_seconds": ask_seconds}
 
 
@@ -145,6 +165,7 @@ def run_one(task: dict[str, Any]) -> str:
             lengths,
             task["duration"],
             charge=task.get("charge", True),
+            ahead=task.get("ahead", False),
         )
     except Exception as exc:  # record and go on
         return (
@@ -196,6 +217,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                             "spread": args.spread,
                             "duration": args.duration,
                             "charge": not args.free_proposals,
+                            "ahead": args.ahead,
                             "path": str(path),
                         }
                     )
@@ -343,6 +365,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="do not add proposal time to the clock (runs then repeat exactly; the wall-time "
         "figures then ignore each sampler's cost)",
+    )
+    run.add_argument(
+        "--ahead",
+        action="store_true",
+        help="propose the next wave of --pending points while every slot is busy, as the "
+        "controller does when a refill is dear next to a trial (use with its own --out)",
     )
     run.add_argument("--jobs", type=int, default=2)
     run.add_argument("--force", action="store_true")
