@@ -81,16 +81,23 @@ def simulate(
     ``charge``: advance the clock by each proposal's CPU time. Without it the order of events
     depends on the durations alone, so a run repeats exactly.
 
+    Trials that end at the same instant (``--spread 0``: waves) are told together and refilled
+    by one call, as the controller gathers a burst; with any spread no two end together.
+
     ``ahead``: as the controller does when its wave-ahead rule fires (a refill dear next to a
     trial, see ``optml._controller.AHEAD_SHARE``): whenever every slot is busy and no trial is
-    waiting ahead, the next ``pending`` points are proposed at once (seeing the running ones as
-    pending), and a slot that frees starts the oldest of them. As in the controller, only once
-    8 trials have finished (it judges a refill against their typical duration).
+    waiting ahead, the next wave is proposed at once (seeing the running trials as pending),
+    and slots that free start those first. A wave is sized as the controller sizes it: the
+    trials started since the last wave was proposed (the first: the last refill's), at most
+    ``pending``; and only once 8 trials have finished (the controller judges a refill against
+    their typical duration).
     """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
     launched = 0
     asked = 0
+    last_refill = 0
+    wave_from: int | None = None
     waiting: deque[dict[str, Any]] = deque()
     ask_seconds: list[float] = []
 
@@ -111,25 +118,33 @@ def simulate(
     finished: list[float] = []
 
     def launch(configs: list[dict[str, Any]]) -> None:
-        nonlocal launched
+        nonlocal launched, last_refill, wave_from
         for c in configs:
             heapq.heappush(running, (clock + unit * float(lengths[launched]), launched, c))
             launched += 1
+        last_refill = len(configs)
         if ahead and len(values) >= 8 and not waiting and asked < budget:
-            waiting.extend(ask(min(pending, budget - asked)))
+            wave = last_refill if wave_from is None else launched - wave_from
+            waiting.extend(ask(min(wave, pending, budget - asked)))
+            wave_from = launched
 
     launch(ask(min(pending, budget)))
     while running:
         end, _, config = heapq.heappop(running)
+        ended = [config]
+        while running and running[0][0] == end:
+            ended.append(heapq.heappop(running)[2])
         clock = max(clock, end)
-        y = float(f(config))
-        adapter.tell([config], [y])
-        values.append(y)
-        finished.append(clock)
-        if waiting:
-            launch([waiting.popleft()])
-        elif asked < budget:
-            launch(ask(1))
+        ys = [float(f(c)) for c in ended]
+        adapter.tell(ended, ys)
+        values.extend(ys)
+        finished.extend([clock] * len(ys))
+        free = len(ended)
+        refill = [waiting.popleft() for _ in range(min(free, len(waiting)))]
+        if len(refill) < free and asked < budget:
+            refill += ask(min(free - len(refill), budget - asked))
+        if refill:
+            launch(refill)
     return {"values": values, "finished": finished, "ask_seconds": ask_seconds}
 
 

@@ -193,8 +193,10 @@ class Controller:
         self.run_id: int | None = None
         self.next_beat = 0.0
         self.beat_thread: Any = None
-        # What one refill costs (seconds, a running estimate; None before the first).
+        # What one refill costs (seconds, a running estimate; None before the first), and what
+        # the last one cost.
         self.refill_s: float | None = None
+        self.last_refill_s = 0.0
         # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
@@ -338,8 +340,10 @@ class Controller:
     COALESCE_GAP_S = 0.05
 
     def _refill_cost(self, spent: float) -> None:
-        """Keep a running estimate of what one refill costs, in seconds of wall time."""
+        """Keep a running estimate of what one refill costs, in seconds of wall time, and what
+        the last one cost."""
         self.refill_s = spent if self.refill_s is None else 0.5 * (self.refill_s + spent)
+        self.last_refill_s = spent
 
     def _collect(self, wait: float) -> None:
         """Take the executor's events (waiting up to ``wait`` for the first); when some trial
@@ -419,8 +423,11 @@ class Controller:
         if executor.running() < slots:
             return 0
         typical = self.recent.typical()
-        cost = self.refill_s
-        if typical is None or cost is None or not AHEAD_SHARE * typical <= cost <= typical:
+        if typical is None or self.refill_s is None:
+            return 0
+        # Dear lately and still: the first refill, paying for imports and caches, is no guide.
+        cost = min(self.refill_s, self.last_refill_s)
+        if not AHEAD_SHARE * typical <= cost <= typical:
             return 0
         wave = self.last_refill if self.wave_from is None else self.launched - self.wave_from
         wave = min(wave, slots)
