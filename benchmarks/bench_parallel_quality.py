@@ -86,18 +86,14 @@ def simulate(
 
     ``ahead``: as the controller does when its wave-ahead rule fires (a refill dear next to a
     trial, see ``optml._controller.AHEAD_SHARE``): whenever every slot is busy and no trial is
-    waiting ahead, the next wave is proposed at once (seeing the running trials as pending),
-    and slots that free start those first. A wave is sized as the controller sizes it: the
-    trials started since the last wave was proposed (the first: the last refill's), at most
-    ``pending``; and only once 8 trials have finished (the controller judges a refill against
-    their typical duration).
+    waiting ahead, the next ``pending`` points are proposed at once (seeing the running trials
+    as pending), and slots that free start those first; only once 8 trials have finished (the
+    controller judges a refill against their typical duration).
     """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
     launched = 0
     asked = 0
-    last_refill = 0
-    wave_from: int | None = None
     waiting: deque[dict[str, Any]] = deque()
     ask_seconds: list[float] = []
 
@@ -118,15 +114,12 @@ def simulate(
     finished: list[float] = []
 
     def launch(configs: list[dict[str, Any]]) -> None:
-        nonlocal launched, last_refill, wave_from
+        nonlocal launched
         for c in configs:
             heapq.heappush(running, (clock + unit * float(lengths[launched]), launched, c))
             launched += 1
-        last_refill = len(configs)
         if ahead and len(values) >= 8 and not waiting and asked < budget:
-            wave = last_refill if wave_from is None else launched - wave_from
-            waiting.extend(ask(min(wave, pending, budget - asked)))
-            wave_from = launched
+            waiting.extend(ask(min(pending, budget - asked)))
 
     launch(ask(min(pending, budget)))
     while running:

@@ -48,14 +48,13 @@ STALE_POLICIES = ("requeue", "fail")
 AHEAD = 8
 # The same reservation ahead serves a refill that is dear next to the trials it refills (a
 # model-based sampler proposing hundreds of points for one-second trials): while every slot is
-# busy, the next wave is proposed and reserved, so that slots that free get trials at once
-# instead of idling through the proposal. A wave is as many trials as started since the last
-# one was reserved (the first: as many as the last refill started), at most the slots: all of
-# them when trials end together, a few when they end one by one. Its proposals see the running
-# trials as pending (one wave less than a refill would), so this is done only where it pays: a
-# refill costing at least AHEAD_SHARE of a typical trial and no more than one (it must be
-# ready before the slots free), with at least AHEAD_FROM_SLOTS slots (a sequential or
-# few-worker study leans on each result, and its refills propose a few points).
+# busy and nothing waits ahead, the next wave (as many trials as there are slots) is proposed
+# and reserved, so that slots that free get trials at once instead of idling through the
+# proposal. Its proposals see the running trials as pending (one wave less than a refill
+# would), so this is done only where it pays: a refill costing at least AHEAD_SHARE of a
+# typical trial and no more than one (it must be ready before the slots free), with at least
+# AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result, and its
+# refills propose a few points).
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
 
@@ -201,10 +200,6 @@ class Controller:
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
         self.recent = RecentDurations()
-        # Trials the last refill started, and how many had been launched when the last wave
-        # was reserved ahead (None before the first): together they size the next wave.
-        self.last_refill = 0
-        self.wave_from: int | None = None
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
 
@@ -278,7 +273,6 @@ class Controller:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
                         new = self._next_trials(free, budget)
-                        self.last_refill = len(new)
                         self.executor.submit_many(
                             [self._task(t.number, t.params, attempt=0) for t in new]
                         )
@@ -295,7 +289,6 @@ class Controller:
                     wave = self._wave_ahead()
                     if wave:
                         self.ahead.extend(self._reserve(wave, budget))
-                        self.wave_from = self.launched
                 if self.executor.running() == 0 and (stop_reason or not self.inflight):
                     if idle:
                         time.sleep(min(0.5, self.heartbeat_s))
@@ -429,8 +422,7 @@ class Controller:
         cost = min(self.refill_s, self.last_refill_s)
         if not AHEAD_SHARE * typical <= cost <= typical:
             return 0
-        wave = self.last_refill if self.wave_from is None else self.launched - self.wave_from
-        wave = min(wave, slots)
+        wave = slots
         if self.n_trials is not None:  # this call's trials, not more
             wave = min(wave, self.n_trials - self.launched)
         return max(wave, 0)
