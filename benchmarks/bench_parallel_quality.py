@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import sys
 import time
 import traceback
@@ -74,7 +75,7 @@ def simulate(
     lengths: np.ndarray,
     unit: float,
     charge: bool = True,
-    ahead: bool = False,
+    ahead: float = 0.0,
 ) -> dict[str, Any]:
     """Run the asynchronous loop; values, finish times and proposal seconds.
 
@@ -86,15 +87,17 @@ def simulate(
 
     ``ahead``: as the controller does when its wave-ahead rule fires (a refill dear next to a
     trial, see ``optml._controller.AHEAD_SHARE``): whenever every slot is busy and no trial is
-    waiting ahead, the next ``pending`` points are proposed at once (seeing the running trials
-    as pending), and slots that free start those first; only once 8 trials have finished (the
-    controller judges a refill against their typical duration).
+    waiting ahead, and the trials started since the slots were last all busy are at least half
+    of them (a wave), ``ahead`` x that wave (rounded up) is proposed at once, seeing the running
+    trials as pending, and slots that free start those first; only once 8 trials have finished
+    (the controller judges a refill against their typical duration). 0: never.
     """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
     launched = 0
     asked = 0
     waiting: deque[dict[str, Any]] = deque()
+    burst = 0
     ask_seconds: list[float] = []
 
     def ask(k: int) -> list[dict[str, Any]]:
@@ -114,12 +117,16 @@ def simulate(
     finished: list[float] = []
 
     def launch(configs: list[dict[str, Any]]) -> None:
-        nonlocal launched
+        nonlocal launched, burst
         for c in configs:
             heapq.heappush(running, (clock + unit * float(lengths[launched]), launched, c))
             launched += 1
-        if ahead and len(values) >= 8 and not waiting and asked < budget:
-            waiting.extend(ask(min(pending, budget - asked)))
+        burst += len(configs)
+        if len(running) < pending:
+            return
+        wave, burst = burst, 0
+        if ahead and len(values) >= 8 and not waiting and 2 * wave >= pending and asked < budget:
+            waiting.extend(ask(min(math.ceil(ahead * wave), budget - asked)))
 
     launch(ask(min(pending, budget)))
     while running:
@@ -173,7 +180,7 @@ def run_one(task: dict[str, Any]) -> str:
             lengths,
             task["duration"],
             charge=task.get("charge", True),
-            ahead=task.get("ahead", False),
+            ahead=float(task.get("ahead", 0.0)),
         )
     except Exception as exc:  # record and go on
         return (
@@ -376,8 +383,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument(
         "--ahead",
-        action="store_true",
-        help="propose the next wave of --pending points while every slot is busy, as the "
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="SHARE",
+        help="propose SHARE (default 1) of the next wave once a wave fills every slot, as the "
         "controller does when a refill is dear next to a trial (use with its own --out)",
     )
     run.add_argument("--jobs", type=int, default=2)

@@ -47,16 +47,19 @@ STALE_POLICIES = ("requeue", "fail")
 # (RecentDurations.short), at most AHEAD trials wait in the controller.
 AHEAD = 8
 # The same reservation ahead serves a refill that is dear next to the trials it refills (a
-# model-based sampler proposing hundreds of points for one-second trials): while every slot is
-# busy and nothing waits ahead, the next wave (as many trials as there are slots) is proposed
-# and reserved, so that slots that free get trials at once instead of idling through the
-# proposal. Its proposals see the running trials as pending (one wave less than a refill
-# would), so this is done only where it pays: a refill costing at least AHEAD_SHARE of a
-# typical trial and no more than one (it must be ready before the slots free), with at least
-# AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result, and its
-# refills propose a few points).
+# model-based sampler proposing hundreds of points for one-second trials that end in waves):
+# once a wave has filled every slot, half of the next one is proposed and reserved, so that
+# half the slots that free get trials at once instead of idling through the proposal. Those
+# proposals see one wave less than a refill would, and a model-based search whose every
+# proposal lags a wave progresses about half as fast per wave; with half the wave ahead, the
+# other half still comes from every result (bench_parallel_quality --ahead). So this is done
+# only where it pays: the slots filled together (at least half of them: trials that end one
+# by one would see their proposals lag for little gain), a refill costing at least AHEAD_SHARE
+# of a typical trial and no more than one (it must be ready before the slots free), and at
+# least AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result).
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
+AHEAD_OF_WAVE = 0.5
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ class Controller:
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
         self.recent = RecentDurations()
+        # Trials started since the slots were last all busy: the wave that fills them.
+        self.burst = 0
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
 
@@ -273,6 +278,7 @@ class Controller:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
                         new = self._next_trials(free, budget)
+                        self.burst += len(new)
                         self.executor.submit_many(
                             [self._task(t.number, t.params, attempt=0) for t in new]
                         )
@@ -356,7 +362,7 @@ class Controller:
         cost = self.refill_s
         if cost is None or cost < self.COALESCE_FROM_S or self.finished == done:
             return
-        if self.ahead:
+        if len(self.ahead) >= self.finished - done:
             return  # trials reserved ahead wait for these slots: the refill costs nothing
         if self.executor.in_process:
             return  # its events run the trials: waiting on them is running them
@@ -407,13 +413,14 @@ class Controller:
         return max(room, 0)
 
     def _wave_ahead(self) -> int:
-        """How many trials to propose and reserve ahead now that the slots are busy: the next
-        wave while a refill is dear next to a trial (see :data:`AHEAD_SHARE`), else none."""
+        """How many trials to propose and reserve ahead as a wave fills the last free slot: half
+        of the next wave, while a refill is dear next to a trial (see :data:`AHEAD_SHARE`)."""
         executor = self.executor
         slots = executor.workers
-        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS:
-            return 0
         if executor.running() < slots:
+            return 0
+        burst, self.burst = self.burst, 0
+        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS or 2 * burst < slots:
             return 0
         typical = self.recent.typical()
         if typical is None or self.refill_s is None:
@@ -422,7 +429,7 @@ class Controller:
         cost = min(self.refill_s, self.last_refill_s)
         if not AHEAD_SHARE * typical <= cost <= typical:
             return 0
-        wave = slots
+        wave = math.ceil(AHEAD_OF_WAVE * burst)
         if self.n_trials is not None:  # this call's trials, not more
             wave = min(wave, self.n_trials - self.launched)
         return max(wave, 0)
