@@ -48,18 +48,16 @@ STALE_POLICIES = ("requeue", "fail")
 AHEAD = 8
 # The same reservation ahead serves a refill that is dear next to the trials it refills (a
 # model-based sampler proposing hundreds of points for one-second trials that end in waves):
-# once a wave has filled every slot, half of the next one is proposed and reserved, so that
-# half the slots that free get trials at once instead of idling through the proposal. Those
-# proposals see one wave less than a refill would, and a model-based search whose every
-# proposal lags a wave progresses about half as fast per wave; with half the wave ahead, the
-# other half still comes from every result (bench_parallel_quality --ahead). So this is done
-# only where it pays: the slots filled together (at least half of them: trials that end one
-# by one would see their proposals lag for little gain), a refill costing at least AHEAD_SHARE
-# of a typical trial and no more than one (it must be ready before the slots free), and at
-# least AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result).
+# once a wave has filled every slot, the next wave is proposed and reserved, so that the slots
+# that free get trials at once instead of idling through the proposal. Those proposals see one
+# wave less than a refill would (the running wave is pending), and a model-based search whose
+# every proposal lags a wave progresses more slowly per wave (bench_parallel_quality --ahead).
+# So this is done only where it pays most: a wave filled the slots (at least half of them
+# together: trials that end one by one get nothing ahead), a refill costs at least AHEAD_SHARE
+# of a typical trial and no more than one (it must be ready before the slots free), and there
+# are at least AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result).
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
-AHEAD_OF_WAVE = 0.5
 
 
 @dataclass(frozen=True)
@@ -413,8 +411,8 @@ class Controller:
         return max(room, 0)
 
     def _wave_ahead(self) -> int:
-        """How many trials to propose and reserve ahead as a wave fills the last free slot: half
-        of the next wave, while a refill is dear next to a trial (see :data:`AHEAD_SHARE`)."""
+        """How many trials to propose and reserve ahead as a wave fills the last free slot: the
+        next wave, while a refill is dear next to a trial (see :data:`AHEAD_SHARE`)."""
         executor = self.executor
         slots = executor.workers
         if executor.running() < slots:
@@ -429,7 +427,7 @@ class Controller:
         cost = min(self.refill_s, self.last_refill_s)
         if not AHEAD_SHARE * typical <= cost <= typical:
             return 0
-        wave = math.ceil(AHEAD_OF_WAVE * burst)
+        wave = min(burst, slots)
         if self.n_trials is not None:  # this call's trials, not more
             wave = min(wave, self.n_trials - self.launched)
         return max(wave, 0)
