@@ -87,17 +87,17 @@ def simulate(
 
     ``ahead``: as the controller does when its wave-ahead rule fires (a refill dear next to a
     trial, see ``optml._controller.AHEAD_SHARE``): whenever every slot is busy and no trial is
-    waiting ahead, and the trials started since the slots were last all busy are at least half
-    of them (a wave), ``ahead`` x that wave (rounded up) is proposed at once, seeing the running
-    trials as pending, and slots that free start those first; only once 8 trials have finished
-    (the controller judges a refill against their typical duration). 0: never.
+    waiting ahead, ``ahead`` x ``pending`` points (rounded up) are proposed at once, seeing the
+    running trials as pending, and slots that free start those first. Only while the last 16
+    trials (at least 8) were alike in length, within 5 % of their median of each other (the
+    controller's rule: within the cost of a refill, which must be at least 5 % of a trial): so
+    never with ``--spread`` above 0. 0: never.
     """
     clock = 0.0
     running: list[tuple[float, int, dict[str, Any]]] = []
     launched = 0
     asked = 0
     waiting: deque[dict[str, Any]] = deque()
-    burst = 0
     ask_seconds: list[float] = []
 
     def ask(k: int) -> list[dict[str, Any]]:
@@ -115,25 +115,28 @@ def simulate(
 
     values: list[float] = []
     finished: list[float] = []
+    done: list[int] = []  # launch indices of the finished trials, in finishing order
 
     def launch(configs: list[dict[str, Any]]) -> None:
-        nonlocal launched, burst
+        nonlocal launched
         for c in configs:
             heapq.heappush(running, (clock + unit * float(lengths[launched]), launched, c))
             launched += 1
-        burst += len(configs)
-        if len(running) < pending:
+        if not ahead or waiting or asked >= budget or len(running) < pending:
             return
-        wave, burst = burst, 0
-        if ahead and len(values) >= 8 and not waiting and 2 * wave >= pending and asked < budget:
-            waiting.extend(ask(min(math.ceil(ahead * wave), budget - asked)))
+        recent = [float(lengths[k]) for k in done[-16:]]
+        if len(recent) >= 8 and max(recent) - min(recent) <= 0.05 * float(np.median(recent)):
+            waiting.extend(ask(min(math.ceil(ahead * pending), budget - asked)))
 
     launch(ask(min(pending, budget)))
     while running:
-        end, _, config = heapq.heappop(running)
+        end, k, config = heapq.heappop(running)
         ended = [config]
+        done.append(k)
         while running and running[0][0] == end:
-            ended.append(heapq.heappop(running)[2])
+            _, k, c = heapq.heappop(running)
+            ended.append(c)
+            done.append(k)
         clock = max(clock, end)
         ys = [float(f(c)) for c in ended]
         adapter.tell(ended, ys)

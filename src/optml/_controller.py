@@ -48,14 +48,16 @@ STALE_POLICIES = ("requeue", "fail")
 AHEAD = 8
 # The same reservation ahead serves a refill that is dear next to the trials it refills (a
 # model-based sampler proposing hundreds of points for one-second trials that end in waves):
-# once a wave has filled every slot, the next wave is proposed and reserved, so that the slots
-# that free get trials at once instead of idling through the proposal. Those proposals see one
-# wave less than a refill would (the running wave is pending), and a model-based search whose
-# every proposal lags a wave progresses more slowly per wave (bench_parallel_quality --ahead).
-# So this is done only where it pays most: a wave filled the slots (at least half of them
-# together: trials that end one by one get nothing ahead), a refill costs at least AHEAD_SHARE
-# of a typical trial and no more than one (it must be ready before the slots free), and there
-# are at least AHEAD_FROM_SLOTS slots (a sequential or few-worker study leans on each result).
+# while every slot is busy and nothing waits ahead, the next wave (as many trials as there are
+# slots) is proposed and reserved, so that slots that free get trials at once instead of
+# idling through the proposal. Those proposals see one wave less than a refill would (the
+# running trials are pending), and a model-based search whose every proposal lags a wave
+# progresses more slowly per wave (bench_parallel_quality --ahead). So this is done only where
+# it pays most: trials alike in length (the recent ones within one refill of each other: they
+# end in waves, and a wave's slots would all idle through its refill; trials that end one by
+# one get nothing ahead), a refill costing at least AHEAD_SHARE of a typical trial and no more
+# than one (it must be ready before the slots free), and at least AHEAD_FROM_SLOTS slots (a
+# sequential or few-worker study leans on each result).
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
 
@@ -201,8 +203,6 @@ class Controller:
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
         self.recent = RecentDurations()
-        # Trials started since the slots were last all busy: the wave that fills them.
-        self.burst = 0
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
 
@@ -276,7 +276,6 @@ class Controller:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
                         new = self._next_trials(free, budget)
-                        self.burst += len(new)
                         self.executor.submit_many(
                             [self._task(t.number, t.params, attempt=0) for t in new]
                         )
@@ -411,23 +410,22 @@ class Controller:
         return max(room, 0)
 
     def _wave_ahead(self) -> int:
-        """How many trials to propose and reserve ahead as a wave fills the last free slot: the
-        next wave, while a refill is dear next to a trial (see :data:`AHEAD_SHARE`)."""
+        """How many trials to propose and reserve ahead now: the next wave, while every slot is
+        busy and a refill is dear next to trials that end in waves (see :data:`AHEAD_SHARE`)."""
         executor = self.executor
         slots = executor.workers
+        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS:
+            return 0
         if executor.running() < slots:
             return 0
-        burst, self.burst = self.burst, 0
-        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS or 2 * burst < slots:
-            return 0
-        typical = self.recent.typical()
-        if typical is None or self.refill_s is None:
+        typical, spread = self.recent.typical(), self.recent.spread()
+        if typical is None or spread is None or self.refill_s is None:
             return 0
         # Dear lately and still: the first refill, paying for imports and caches, is no guide.
         cost = min(self.refill_s, self.last_refill_s)
-        if not AHEAD_SHARE * typical <= cost <= typical:
+        if not AHEAD_SHARE * typical <= cost <= typical or spread > cost:
             return 0
-        wave = min(burst, slots)
+        wave = slots
         if self.n_trials is not None:  # this call's trials, not more
             wave = min(wave, self.n_trials - self.launched)
         return max(wave, 0)

@@ -68,7 +68,7 @@ def _ran_once(log: Path, trials) -> None:
 
 
 def test_a_dear_refill_proposes_the_next_wave_while_every_slot_is_busy(cluster, tmp_path):
-    sampler = SlowLearner(cost=0.05)
+    sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
     study.optimize(
@@ -85,7 +85,7 @@ def test_a_dear_refill_proposes_the_next_wave_while_every_slot_is_busy(cluster, 
 
 
 def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tmp_path):
-    sampler = SlowLearner(cost=0.05)
+    sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
 
@@ -119,7 +119,7 @@ def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tm
 
 
 def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
-    sampler = SlowLearner(cost=0.05)
+    sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
     n = 3 * SLOTS + 5  # the last wave ahead is cut to what the budget leaves
@@ -129,7 +129,7 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     assert len(trials) == n and all(t.state is TrialState.COMPLETE for t in trials)
     _ran_once(log, trials)
 
-    stored = SlowLearner(cost=0.05)
+    stored = SlowLearner(cost=0.1)
     study = create_study("budgeted", space=SPACE, sampler=stored, storage="memory://", seed=4)
     study.set_budget(n)
     log = tmp_path / "budgeted.log"
@@ -156,7 +156,7 @@ def test_cheap_refills_of_a_learning_sampler_propose_nothing_ahead(cluster, tmp_
 
 def test_a_few_slots_never_get_a_wave_ahead_however_dear_the_refill(cluster, tmp_path):
     slots = SLOTS // 2
-    sampler = SlowLearner(cost=0.05)
+    sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     study.optimize(
         sleeper(tmp_path / "runs.log", 0.3),
@@ -177,7 +177,7 @@ _PEER = textwrap.dedent(
 
     url, address, log, out = sys.argv[1:]
     store = load_study("peers", storage=url).storage
-    sampler = SlowLearner(cost=0.05)
+    sampler = SlowLearner(cost=0.1)
     study = Study(store, store.load_study("peers"), sampler=sampler)
     study.optimize(
         sleeper(log, 0.3),

@@ -36,6 +36,12 @@ class RecentDurations:
             return None
         return statistics.median(seconds)
 
+    def spread(self) -> float | None:
+        """The longest of the last durations less the shortest; None as :meth:`typical`."""
+        if self.typical() is None:
+            return None
+        return max(self._seconds) - min(self._seconds)
+
     def short(self) -> bool:
         typical = self.typical()
         return typical is not None and typical < SHORT_TRIAL_S
