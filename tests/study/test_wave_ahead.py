@@ -167,6 +167,24 @@ def test_a_few_slots_never_get_a_wave_ahead_however_dear_the_refill(cluster, tmp
     assert not _ahead(sampler.calls, slots), sampler.calls
 
 
+def test_trials_unlike_in_length_never_get_a_wave_ahead(cluster, tmp_path):
+    sampler = SlowLearner(cost=0.1)
+    study = _study(sampler)
+    log = str(tmp_path / "runs.log")
+
+    def uneven(x: float) -> float:  # 0.15 to 0.75 s: trials end one by one, not in waves
+        import time
+
+        time.sleep(0.15 + 0.6 * x)
+        with open(log, "a") as f:
+            f.write(f"{x!r}\n")
+        return x
+
+    study.optimize(uneven, n_trials=5 * SLOTS, executor=_executor(cluster), show_progress=False)
+    assert len(sampler.calls) >= 5
+    assert not _ahead(sampler.calls), sampler.calls
+
+
 _PEER = textwrap.dedent(
     """
     import json, sys
