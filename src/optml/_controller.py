@@ -425,6 +425,8 @@ class Controller:
         cost = min(self.refill_s, self.last_refill_s)
         if not AHEAD_SHARE * typical <= cost <= typical or spread > cost:
             return 0
+        if self.deadline is not None and time.monotonic() + typical >= self.deadline:
+            return 0  # the time budget ends before the running trials do: the wave never starts
         wave = slots
         if self.n_trials is not None:  # this call's trials, not more
             wave = min(wave, self.n_trials - self.launched)

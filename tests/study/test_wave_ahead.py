@@ -141,6 +141,19 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     _ran_once(log, trials)
 
 
+def test_a_time_budget_stops_waves_ahead_and_leaves_none_running(cluster, tmp_path):
+    sampler = SlowLearner(cost=0.1)
+    study = _study(sampler)
+    log = tmp_path / "runs.log"
+    study.optimize(sleeper(log, 0.3), timeout=3.0, executor=_executor(cluster), show_progress=False)
+    assert study.last_run.stop_reason == "timeout"
+    assert _ahead(sampler.calls)
+    trials = study.trials
+    assert all(t.state in (TrialState.COMPLETE, TrialState.WAITING) for t in trials)
+    assert sum(t.state is TrialState.WAITING for t in trials) <= SLOTS
+    _ran_once(log, trials)
+
+
 def test_cheap_refills_of_a_learning_sampler_propose_nothing_ahead(cluster, tmp_path):
     sampler = RecordingTPE()
     study = _study(sampler)
