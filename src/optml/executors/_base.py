@@ -28,12 +28,23 @@ class RecentDurations:
     def add(self, seconds: float) -> None:
         self._seconds.append(seconds)
 
-    def short(self) -> bool:
+    def typical(self) -> float | None:
+        """The median of the last durations; None until at least half of ``n`` are known."""
         seconds = self._seconds
         assert seconds.maxlen is not None
         if len(seconds) < seconds.maxlen // 2:
-            return False
-        return statistics.median(seconds) < SHORT_TRIAL_S
+            return None
+        return statistics.median(seconds)
+
+    def spread(self) -> float | None:
+        """The longest of the last durations less the shortest; None as :meth:`typical`."""
+        if self.typical() is None:
+            return None
+        return max(self._seconds) - min(self._seconds)
+
+    def short(self) -> bool:
+        typical = self.typical()
+        return typical is not None and typical < SHORT_TRIAL_S
 
 
 @dataclass(frozen=True)
