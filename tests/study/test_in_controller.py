@@ -148,3 +148,25 @@ def test_two_studies_with_one_seed_propose_the_same_points(url, tmp_path) -> Non
     )
     b.optimize(lambda x: x, n_trials=15, executor="serial")
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
+
+
+def test_a_study_run_in_the_controller_loads_no_other_backend_and_no_process_tools() -> None:
+    """Start-up inside optimize: the serial backend needs neither the other backends' modules
+    nor psutil (no other controller's process to look at); each still loads when asked."""
+    code = (
+        "import sys, optml\n"
+        "s = optml.create_study(space={'x': {'uniform': [0, 1]}}, storage='memory://', seed=0)\n"
+        "s.optimize(lambda x: x, n_trials=3, executor='serial')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('optml.executors.', 'psutil'))))\n"
+        "from optml.executors import DaskExecutor, LocalExecutor, make_executor, run_trial\n"
+        "print(type(make_executor('local', 1)).__name__, LocalExecutor.__name__)\n"
+        "import optml.executors as e\n"
+        "print(hasattr(e, 'NoSuchExecutor'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
+    assert out[0] == str(
+        ["optml.executors._base", "optml.executors._runtime", "optml.executors._serial"]
+    )
+    assert out[1:] == ["LocalExecutor LocalExecutor", "False"]

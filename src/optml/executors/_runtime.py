@@ -18,8 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optml._process import (
     LOG_TAIL,
@@ -40,6 +39,9 @@ from optml.objectives._base import (
     TrialTimeoutError,
     normalize_result,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # -- one trial, in this process ------------------------------------------------------------
 
@@ -442,6 +444,8 @@ class WorkerProcess:
                 )
             finally:
                 theirs.close()
+            from multiprocessing.connection import Connection
+
             self.conn = Connection(ours.detach())
             self.pid = self._popen.pid
             self.sentinel = None  # its death shows as the end of the connection
@@ -797,4 +801,6 @@ def _watch_parent(parent: int) -> None:
 def _main() -> None:
     """Entry point of a worker process started as a fresh interpreter."""
     fd, log_dir, threads, parent = sys.argv[1:5]
+    from multiprocessing.connection import Connection
+
     worker_main(Connection(int(fd)), None, log_dir, int(threads) or None, int(parent))

@@ -162,7 +162,8 @@ class Space:
 
     def sample(self, rng: np.random.Generator, n: int = 1) -> list[dict[str, Any]]:
         """Draw ``n`` configurations uniformly (log-uniformly on log scales)."""
-        return [self.decode(u) for u in rng.random((n, len(self)))]
+        # As Python floats: the same numbers, read without a numpy scalar per coordinate.
+        return [self.decode(u) for u in rng.random((n, len(self))).tolist()]
 
     # -- grids ----------------------------------------------------------------------------
     @property
