@@ -28,7 +28,7 @@ from optml.executors._base import RecentDurations
 from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
 from optml.storage._base import UNFINISHED
-from optml.trial import Trial, TrialState
+from optml.trial import Trial, TrialState, detached
 
 if TYPE_CHECKING:
     from optml.study import Study
@@ -547,8 +547,10 @@ class Controller:
         self.finished += 1
         self.busy_s += outcome.duration_s
         self.recent.add(outcome.duration_s)
-        for callback in self.callbacks:
-            callback(study, trial)
+        if self.callbacks:
+            trial = detached(trial)  # the study keeps the record: callbacks get their own
+            for callback in self.callbacks:
+                callback(study, trial)
 
     def _budget_message(self) -> str:
         assert self.timeout is not None

@@ -20,7 +20,7 @@ from optml.objectives._base import Objective, normalize_result, optimised_value
 from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
 from optml.space import Space, parse_space
 from optml.storage import Storage, StudyRecord, open_storage
-from optml.trial import Trial, TrialState
+from optml.trial import Trial, TrialState, detached
 
 Callback = Callable[["Study", Trial], None]
 
@@ -103,6 +103,8 @@ class Study:
         )
         self._cache: _TrialCache | None = None
         self._seq = 0  # the storage's change number as of the cache's last read
+        # Changes this Study wrote since that read (each one's result already in the cache).
+        self._own_changes = 0
         # Per-trial keys and unit points, kept across sampler requests (parameters never change).
         self._memo = TrialMemo(self.space)
         self._streams = _Streams(record.seed)
@@ -235,7 +237,7 @@ class Study:
     def enqueue(self, params: Mapping[str, Any]) -> Trial:
         """Queue a configuration to run before any the sampler proposes."""
         config = self.space.validate(params, where="enqueued configuration")
-        return self._write_new(config, TrialState.WAITING, key=self._key(config))
+        return detached(self._write_new(config, TrialState.WAITING, key=self._key(config)))
 
     def add_trial(
         self,
@@ -257,7 +259,7 @@ class Study:
             fields.update(self._result_fields(value, state))
         elif state is TrialState.COMPLETE:
             raise OptMLError("add_trial: a COMPLETE trial needs a value")
-        return self._write_new(config, **fields)
+        return detached(self._write_new(config, **fields))
 
     # -- ask / tell -----------------------------------------------------------------------
     @overload
@@ -284,7 +286,10 @@ class Study:
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
             raise OptMLError(f"ask: n must be a whole number >= 0, got {n!r}")
-        trials = self._start_trials(1 if n is None else int(n), owned=heartbeat)
+        # Copies: what the caller does with them must not change the trials this Study keeps.
+        trials = [
+            detached(t) for t in self._start_trials(1 if n is None else int(n), owned=heartbeat)
+        ]
         if heartbeat and trials:
             self._start_ask_heartbeat()
         if n is None:
@@ -320,7 +325,7 @@ class Study:
         current = self._told_trial(number)
         if current.started_at is not None:
             fields["duration_s"] = (fields["finished_at"] - current.started_at).total_seconds()
-        return self._write(number, **fields)
+        return detached(self._write(number, **fields))
 
     def _told_number(self, trial: Any) -> int:
         if isinstance(trial, Trial):
@@ -493,11 +498,20 @@ class Study:
     def _refresh(self) -> None:
         self._cache = None
         self._seq = 0
+        self._own_changes = 0
 
     def _sync(self) -> None:
         """Bring the trial cache up to date, reading only what changed since the last read
-        (other controllers' trials included)."""
-        changed, self._seq = self.storage.changed_trials(self.id, self._seq)
+        (other controllers' trials included). Where the storage's change number costs nothing
+        to ask, a cache whose every change since was this Study's own write is not re-read."""
+        storage = self.storage
+        if self._cache is not None and storage.cheap_version:
+            version = storage.trials_version(self.id)
+            if version == self._seq + self._own_changes:  # nobody else wrote meanwhile
+                self._seq, self._own_changes = version, 0
+                return
+        changed, self._seq = storage.changed_trials(self.id, self._seq)
+        self._own_changes = 0
         if self._cache is None:
             self._cache = _TrialCache()
         for t in changed:
@@ -509,7 +523,10 @@ class Study:
 
     def _own(self, trial: Trial) -> Trial:
         """``trial`` marked as this study's (see :meth:`tell`). Storage hands out fresh
-        trials that nothing else holds: an unmarked one is marked in place."""
+        trials that nothing else holds: an unmarked one is marked in place.
+
+        The trial cache keeps such trials, never handing them to user code (which gets
+        :func:`~optml.trial.detached` copies), so that they need no re-read to stay true."""
         name = self._record.name
         if trial.study is None:
             object.__setattr__(trial, "study", name)
@@ -517,14 +534,17 @@ class Study:
         return trial if trial.study == name else trial.with_changes(study=name)
 
     def _write_new(self, params: dict[str, Any], state: TrialState, **fields: Any) -> Trial:
+        cached = self._cache is not None  # else the read that fills the cache sees this write
         trial = self._own(self.storage.create_trial(self.id, params, state=state, **fields))
         self._trial_cache()[trial.number] = trial
+        self._own_changes += cached
         return trial
 
     def _write(self, number: int, owner: str | None = None, **fields: Any) -> Trial:
         trial = self._own(self.storage.update_trial(self.id, number, owner=owner, **fields))
         if self._cache is not None:
             self._cache[number] = trial
+            self._own_changes += 1
         return trial
 
     def context(self, budget: int | None = None) -> SearchContext:
@@ -574,6 +594,7 @@ class Study:
                 break
             claimed = self._own(claimed)
             self._trial_cache()[claimed.number] = claimed
+            self._own_changes += 1
             started.append(claimed)
         want = n - len(started)
         for round_ in range(self.PROPOSAL_ROUNDS):
@@ -596,10 +617,12 @@ class Study:
             got = self.storage.reserve_trials(
                 self.id, [(c, self._key(c)) for c in configs], worker=me
             )
+            cache = self._trial_cache()
             for trial in got.trials:
                 trial = self._own(trial)
-                self._trial_cache()[trial.number] = trial
+                cache[trial.number] = trial
                 started.append(trial)
+            self._own_changes += len(got.trials)
             want -= len(got.trials)
             if got.budget_spent or not got.taken:
                 break
@@ -614,9 +637,10 @@ class Study:
         running = self.storage.get_trials(self.id, [TrialState.RUNNING])
         dead = dead_local_owners({t.worker for t in running if t.worker})
         marked = self.storage.mark_stale(self.id, grace_s, dead_owners=dead, fail=policy == "fail")
-        for t in marked:
-            if self._cache is not None:
+        if self._cache is not None:
+            for t in marked:
                 self._cache[t.number] = self._own(t)
+            self._own_changes += len(marked)
         return marked
 
     def requeue_orphans(self, grace_s: float | None = None) -> list[Trial]:

@@ -120,6 +120,11 @@ class Storage(abc.ABC):
     """
 
     url: str = ""
+    # Whether :meth:`trials_version` costs next to nothing (no round trip to a server or file)
+    # and every write of a trial but a heartbeat adds exactly one to it per trial written: a
+    # reader whose every change since its last read was its own write then asks it instead of
+    # re-reading those trials.
+    cheap_version: bool = False
 
     # -- studies --------------------------------------------------------------------------
     @abc.abstractmethod
