@@ -14,6 +14,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from optml._controller import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, Controller
 from optml._process import controller_id, dead_local_owners
 from optml.errors import OptMLError, SpecError, StorageError
 from optml.objectives._base import Objective, normalize_result, optimised_value
@@ -468,8 +469,6 @@ class Study:
         same (in the main thread, where no other handler is installed) and raises
         ``optml.errors.Terminated``, a ``KeyboardInterrupt``.
         """
-        from optml._controller import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, Controller
-
         self.last_run = Controller(
             self,
             objective,

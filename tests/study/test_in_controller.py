@@ -167,7 +167,7 @@ def test_a_study_run_in_the_controller_loads_no_other_backend_and_no_process_too
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout.splitlines()
     assert out[0] == str(
-        ["optml.executors._base", "optml.executors._runtime", "optml.executors._serial"]
+        ["optml.executors._base", "optml.executors._inprocess", "optml.executors._serial"]
     )
     assert out[1:] == ["LocalExecutor LocalExecutor", "False"]
 

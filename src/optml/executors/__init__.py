@@ -17,10 +17,10 @@ from optml.executors._base import (
 
 if TYPE_CHECKING:
     from optml.executors._dask import DaskExecutor, check_address
+    from optml.executors._inprocess import run_trial
     from optml.executors._k8s import KubernetesExecutor
     from optml.executors._local import LocalExecutor
     from optml.executors._ray import RayExecutor
-    from optml.executors._runtime import run_trial
     from optml.executors._serial import SerialExecutor
 
 # Each backend's module is imported when it is first used, so that a study run in its own
@@ -40,7 +40,7 @@ _LAZY = {
     "check_address": "_dask",
     "RayExecutor": "_ray",
     "KubernetesExecutor": "_k8s",
-    "run_trial": "_runtime",
+    "run_trial": "_inprocess",
 }
 
 

@@ -13,13 +13,13 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
-from optml.executors._runtime import run_here
+from optml.executors._inprocess import run_here
 from optml.objectives._base import Objective
 
 
 class SerialExecutor(Executor):
     """Runs each trial in this process, in submission order (the runtime's in-process mode,
-    :func:`~optml.executors._runtime.run_here`).
+    :func:`~optml.executors._inprocess.run_here`).
 
     A time limit raises TrialTimeoutError through SIGALRM when running in the main thread, and
     every process the trial started is then killed (a command objective also stops its command
