@@ -48,6 +48,10 @@ STALE_POLICIES = ("requeue", "fail")
 AHEAD = 8
 
 
+# A finished state by name (what an outcome says), without an Enum call per trial.
+_STATES = {s.value: s for s in TrialState if s.is_finished}
+
+
 @dataclass(frozen=True)
 class RunStats:
     """What one call of ``optimize`` did: wall time, time spent in trials, and workers."""
@@ -453,14 +457,7 @@ class Controller:
                 self.cut_by_budget.add(number)
             else:
                 self.cut_by_budget.discard(number)
-        task = TrialTask(
-            number=number,
-            params=params,
-            metric=self.study.metric.name,
-            attempt=attempt,
-            timeout=timeout,
-            data=self.data,
-        )
+        task = TrialTask(number, params, self.study.metric.name, attempt, timeout, self.data)
         self.inflight[number] = task
         if attempt == 0:
             self.launched += 1
@@ -520,7 +517,7 @@ class Controller:
             self._submit(outcome.number, task.params, attempt=task.attempt + 1)
             return
         fields: dict[str, Any] = {
-            "state": TrialState(outcome.state),
+            "state": _STATES.get(outcome.state) or TrialState(outcome.state),
             "metrics": outcome.metrics,
             "error": outcome.error,
             "logs": outcome.logs,

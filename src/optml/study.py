@@ -528,7 +528,7 @@ class Study:
         :func:`~optml.trial.detached` copies), so that they need no re-read to stay true."""
         name = self._record.name
         if trial.study is None:
-            object.__setattr__(trial, "study", name)
+            trial.__dict__["study"] = name  # frozen, but fresh: nothing else holds it yet
             return trial
         return trial if trial.study == name else trial.with_changes(study=name)
 
@@ -704,7 +704,7 @@ class _TrialCache(dict[int, Trial]):
             self.top = number
         elif number not in self:
             self._in_order = False  # another controller's trial, read after a later one
-        super().__setitem__(number, trial)
+        dict.__setitem__(self, number, trial)
         if trial.state is TrialState.WAITING or trial.state is TrialState.STALE:
             self.queued.add(number)
         else:
