@@ -47,14 +47,17 @@ def run_trial(
     ``on_report`` receives each reported value as it is reported; ``should_prune`` is asked
     after each report whether the trial is to end PRUNED there.
     """
+    # Records built positionally (in field order): matching a dozen keywords costs more than
+    # building the record.
     context = TrialContext(
-        number=task.number,
-        params=dict(task.params),
-        attempt=task.attempt,
-        timeout=task.timeout,
-        data=task.data,
-        on_report=on_report,
-        should_prune=should_prune,
+        task.number,
+        dict(task.params),
+        task.attempt,
+        task.timeout,
+        task.data,
+        {},  # intermediate
+        on_report,
+        should_prune,
     )
     started_at = datetime.now(UTC)
     start = time.perf_counter()
@@ -81,7 +84,6 @@ def run_trial(
         state, error = "FAILED", _format_error(exc)
     finally:
         logs = capture.stop() if capture else None
-    # Positional (in field order): a dozen keywords cost more to match than the record itself.
     return TrialOutcome(
         task.number,
         state,
