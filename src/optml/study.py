@@ -698,8 +698,19 @@ class _TrialCache(dict[int, Trial]):
         self.queued: set[int] = set()
         self.top = -1
         self._in_order = True  # keys were inserted in increasing order
+        # Trial i at index i while the numbers held are exactly 0 .. top (None otherwise):
+        # copying it lists the trials without a pass over the dict.
+        self._listed: list[Trial] | None = []
 
     def __setitem__(self, number: int, trial: Trial) -> None:
+        listed = self._listed
+        if listed is not None:
+            if number < len(listed):
+                listed[number] = trial
+            elif number == len(listed):
+                listed.append(trial)
+            else:
+                self._listed = None  # a gap: a lower number is not read yet
         if number > self.top:
             self.top = number
         elif number not in self:
@@ -711,14 +722,19 @@ class _TrialCache(dict[int, Trial]):
             self.queued.discard(number)
 
     def ordered(self) -> list[Trial]:
-        """Every trial, in number order."""
+        """Every trial, in number order (a fresh list)."""
+        if self._listed is not None:
+            return self._listed.copy()
         if not self._in_order:
             items = sorted(self.items())
             super().clear()
             for number, trial in items:
                 super().__setitem__(number, trial)
             self._in_order = True
-        return list(self.values())
+        trials = list(self.values())
+        if len(trials) == self.top + 1:  # the gap is filled
+            self._listed = trials.copy()
+        return trials
 
 
 class Heartbeat(threading.Thread):

@@ -128,6 +128,18 @@ def test_the_trial_cache_knows_its_queued_trials_and_order() -> None:
     assert cache.queued == {2}
     cache[2] = Trial(2, TrialState.COMPLETE, {}, value=1.0)
     assert not cache.queued and [t.number for t in cache.ordered()] == [0, 1, 2]
+    listed = cache.ordered()
+    listed.clear()  # a fresh list each time: the cache's own is untouched
+    cache[4] = Trial(4, TrialState.RUNNING, {})  # a gap: 3 not read yet
+    cache[1] = Trial(1, TrialState.COMPLETE, {}, value=2.0)
+    assert [t.number for t in cache.ordered()] == [0, 1, 2, 4]
+    cache[3] = Trial(3, TrialState.RUNNING, {})
+    cache[5] = Trial(5, TrialState.WAITING, {})
+    cache[0] = Trial(0, TrialState.FAILED, {})
+    ordered = cache.ordered()
+    assert [t.number for t in ordered] == [0, 1, 2, 3, 4, 5] and cache.queued == {5}
+    assert [t.state for t in ordered[:2]] == [TrialState.FAILED, TrialState.COMPLETE]
+    assert ordered == [cache[n] for n in range(6)]
 
 
 def test_a_proposal_s_random_stream_depends_only_on_the_seed_and_its_position() -> None:
