@@ -45,7 +45,7 @@ STALE_POLICIES = ("requeue", "fail")
 # few at a time, ahead of free slots, when the sampler's proposals do not depend on results:
 # one proposal and one reservation then serve several trials. While trials are short
 # (RecentDurations.short), at most AHEAD trials wait in the controller.
-AHEAD = 8
+AHEAD = 32
 
 
 # A finished state by name (what an outcome says), without an Enum call per trial.
