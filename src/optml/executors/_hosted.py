@@ -95,9 +95,7 @@ def supervise(
                 if isinstance(message, TrialOutcome):
                     return replace(message, host=host, runner=runner)
                 kind, _, _, *rest = message
-                if kind == "started":
-                    if task.timeout:  # the limit is the trial's, not its process's start-up
-                        proc.deadline = time.monotonic() + task.timeout
+                if kind == "started":  # the process counts the time limit from here
                     emit("started", pid=rest[1], host=host, runner=runner)
                 else:
                     emit("reported", step=rest[0], value=rest[1])

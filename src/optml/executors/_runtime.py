@@ -150,6 +150,11 @@ def death_message(code: int | None) -> str:
     return f"the worker process running the trial exited unexpectedly with status {code}"
 
 
+# How long a worker process may take to start a task it was handed (a fresh interpreter
+# importing the objective's modules) before the task's own time limit starts to count anyway.
+START_ALLOWANCE_S = 60.0
+
+
 class WorkerProcess:
     """A worker process of the runtime and its supervisor's handle on it.
 
@@ -186,6 +191,7 @@ class WorkerProcess:
         self.started = 0.0
         self.started_at: datetime | None = None
         self.deadline: float | None = None
+        self.confirmed = False  # whether the worker said it started self.task
         self.dead = False
         self._proc: Any = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -259,12 +265,18 @@ class WorkerProcess:
             else:
                 self.queued.append(task)
 
-    def _begin(self, task: TrialTask | None) -> None:
-        """``task`` is now the one running (its time limit counts from now)."""
+    def _begin(self, task: TrialTask | None, confirmed: bool = False) -> None:
+        """``task`` is now the one running: its time limit counts from now once the worker
+        ``confirmed`` that it started it; until then the worker's start-up (a fresh
+        interpreter importing the objective's modules, on a loaded machine) gets
+        START_ALLOWANCE_S on top, so that it does not eat the trial's own time."""
         self.task = task
+        self.confirmed = confirmed
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
-        self.deadline = self.started + task.timeout if task and task.timeout else None
+        self.deadline = None
+        if task and task.timeout:
+            self.deadline = self.started + task.timeout + (0 if confirmed else START_ALLOWANCE_S)
 
     def cancel_queued(self, number: int) -> None:
         """Take back a task waiting behind the running one: the worker skips it."""
@@ -338,7 +350,7 @@ class WorkerProcess:
                 self._running_cancelled = message[1]
             return
         elif message[0] == "started" and self.task is not None and self.task.number == message[1]:
-            self._begin(self.task)  # its time limit counts from its start, not its handing over
+            self._begin(self.task, confirmed=True)  # its limit counts from its start
         messages.append(message)
 
     def alive(self) -> bool:
@@ -379,7 +391,13 @@ class WorkerProcess:
         """Kill the process tree of a task past its time limit; its TIMEOUT outcome."""
         assert self.task is not None
         self.kill()
-        message = f"the trial ran past its time limit of {self.task.timeout:g} s and was killed"
+        limit = f"{self.task.timeout:g} s"
+        message = f"the trial ran past its time limit of {limit} and was killed"
+        if not self.confirmed:
+            message = (
+                f"the trial's worker process did not start it within {START_ALLOWANCE_S:g} s "
+                f"plus its time limit of {limit}, and was killed"
+            )
         return self.lost("TIMEOUT", message, host, runner)
 
     def died(self, host: str | None, runner: str | None) -> TrialOutcome:
