@@ -49,7 +49,7 @@ def quick_init(cls: type[_Record]) -> type[_Record]:
     exec(source, names)  # noqa: S102 - built from the class's own field names only
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 
