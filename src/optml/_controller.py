@@ -46,7 +46,20 @@ STALE_POLICIES = ("requeue", "fail")
 # one proposal and one reservation then serve several trials. While trials are short
 # (RecentDurations.short), at most AHEAD trials wait in the controller.
 AHEAD = 32
-
+# The same reservation ahead serves a refill that is dear next to the trials it refills (a
+# model-based sampler proposing hundreds of points for one-second trials that end in waves):
+# while every slot is busy and nothing waits ahead, the next wave (as many trials as there are
+# slots) is proposed and reserved, so that slots that free get trials at once instead of
+# idling through the proposal. Those proposals see one wave less than a refill would (the
+# running trials are pending), and a model-based search whose every proposal lags a wave
+# progresses more slowly per wave (bench_parallel_quality --ahead). So this is done only where
+# it pays most: trials alike in length (the recent ones within one refill of each other: they
+# end in waves, and a wave's slots would all idle through its refill; trials that end one by
+# one get nothing ahead), a refill costing at least AHEAD_SHARE of a typical trial and no more
+# than one (it must be ready before the slots free), and at least AHEAD_FROM_SLOTS slots (a
+# sequential or few-worker study leans on each result).
+AHEAD_SHARE = 0.05
+AHEAD_FROM_SLOTS = 16
 
 # A finished state by name (what an outcome says), without an Enum call per trial.
 _STATES = {s.value: s for s in TrialState if s.is_finished}
@@ -185,8 +198,10 @@ class Controller:
         self.run_id: int | None = None
         self.next_beat = 0.0
         self.beat_thread: Any = None
-        # What one refill costs (seconds, a running estimate; None before the first).
+        # What one refill costs (seconds, a running estimate; None before the first), and what
+        # the last one cost.
         self.refill_s: float | None = None
+        self.last_refill_s = 0.0
         # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
@@ -263,10 +278,7 @@ class Controller:
                     if self.n_trials is not None:
                         free = min(free, self.n_trials - self.launched)
                     if free > 0:
-                        asked = time.monotonic()
                         new = self._next_trials(free, budget)
-                        if new:
-                            self._refill_cost(time.monotonic() - asked)
                         self.executor.submit_many(
                             [self._task(t.number, t.params, attempt=0) for t in new]
                         )
@@ -280,6 +292,9 @@ class Controller:
                                     and len(study._trial_cache()) >= self.stored_budget
                                 )
                                 stop_reason = "budget" if spent else "exhausted"
+                    wave = self._wave_ahead()
+                    if wave:
+                        self.ahead.extend(self._reserve(wave, budget))
                 if self.executor.running() == 0 and (stop_reason or not self.inflight):
                     if idle:
                         time.sleep(min(0.5, self.heartbeat_s))
@@ -324,8 +339,10 @@ class Controller:
     COALESCE_GAP_S = 0.05
 
     def _refill_cost(self, spent: float) -> None:
-        """Keep a running estimate of what one refill costs, in seconds of wall time."""
+        """Keep a running estimate of what one refill costs, in seconds of wall time, and what
+        the last one cost."""
         self.refill_s = spent if self.refill_s is None else 0.5 * (self.refill_s + spent)
+        self.last_refill_s = spent
 
     def _collect(self, wait: float) -> None:
         """Take the executor's events (waiting up to ``wait`` for the first); when some trial
@@ -345,6 +362,8 @@ class Controller:
         cost = self.refill_s
         if cost is None or cost < self.COALESCE_FROM_S or self.finished == done:
             return
+        if len(self.ahead) >= self.finished - done:
+            return  # trials reserved ahead wait for these slots: the refill costs nothing
         if self.executor.in_process:
             return  # its events run the trials: waiting on them is running them
         until = time.monotonic() + min(cost, self.COALESCE_MAX_S)
@@ -371,9 +390,18 @@ class Controller:
         ahead.clear()
         want = free - len(taken)
         more = self._room_ahead(want)
-        new = self.study._start_trials(want + more, budget=budget)
+        new = self._reserve(want + more, budget)
         ahead.extend(new[want:])
         return taken + new[:want]
+
+    def _reserve(self, n: int, budget: int | None) -> list[Trial]:
+        """Claim or propose ``n`` trials (fewer when the budget or the space runs out), timing
+        the refill."""
+        asked = time.monotonic()
+        new = self.study._start_trials(n, budget=budget)
+        if new:
+            self._refill_cost(time.monotonic() - asked)
+        return new
 
     def _room_ahead(self, want: int) -> int:
         """How many trials to reserve ahead of the ``want`` that slots are free for."""
@@ -383,6 +411,29 @@ class Controller:
         if self.n_trials is not None:  # this call's trials, not more
             room = min(room, self.n_trials - self.launched - want)
         return max(room, 0)
+
+    def _wave_ahead(self) -> int:
+        """How many trials to propose and reserve ahead now: the next wave, while every slot is
+        busy and a refill is dear next to trials that end in waves (see :data:`AHEAD_SHARE`)."""
+        executor = self.executor
+        slots = executor.workers
+        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS:
+            return 0
+        if executor.running() < slots:
+            return 0
+        typical, spread = self.recent.typical(), self.recent.spread()
+        if typical is None or spread is None or self.refill_s is None:
+            return 0
+        # Dear lately and still: the first refill, paying for imports and caches, is no guide.
+        cost = min(self.refill_s, self.last_refill_s)
+        if not AHEAD_SHARE * typical <= cost <= typical or spread > cost:
+            return 0
+        if self.deadline is not None and time.monotonic() + typical >= self.deadline:
+            return 0  # the time budget ends before the running trials do: the wave never starts
+        wave = slots
+        if self.n_trials is not None:  # this call's trials, not more
+            wave = min(wave, self.n_trials - self.launched)
+        return max(wave, 0)
 
     def _release_ahead(self) -> None:
         """Put back in the queue the trials reserved ahead that this run did not start."""

@@ -63,17 +63,27 @@ class RecentDurations:
     def add(self, seconds: float) -> None:
         self._seconds.append(seconds)
 
-    def short(self) -> bool:
+    def typical(self) -> float | None:
+        """The median of the last durations; None until at least half of ``n`` are known."""
         seconds = self._seconds
         assert seconds.maxlen is not None
         if len(seconds) < seconds.maxlen // 2:
-            return False
+            return None
         ordered = sorted(seconds)
         middle = len(ordered) // 2
-        median = (
-            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-        )
-        return median < SHORT_TRIAL_S
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
+
+    def spread(self) -> float | None:
+        """The longest of the last durations less the shortest; None as :meth:`typical`."""
+        if self.typical() is None:
+            return None
+        return max(self._seconds) - min(self._seconds)
+
+    def short(self) -> bool:
+        typical = self.typical()
+        return typical is not None and typical < SHORT_TRIAL_S
 
 
 @quick_init
