@@ -171,11 +171,13 @@ def scale(slots_list: list[int], waves: int, samplers: list[str]) -> None:
         try:
             for sampler in samplers:
                 n = slots * waves
+                # "gp+ahead": the GP with propose_ahead (the next wave proposed while one runs).
+                base, _, mode = sampler.partition("+")
                 study = create_study(
                     name=f"{sampler}-{slots}",
                     storage="memory://",
                     space={"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]}},
-                    sampler=sampler,
+                    sampler=base,
                 )
                 proposing = [0.0]
                 start_trials = study._start_trials
@@ -191,7 +193,13 @@ def scale(slots_list: list[int], waves: int, samplers: list[str]) -> None:
                 ex = DaskExecutor(workers=slots, address=cluster.address, in_thread=True)
                 cpu0 = resource.getrusage(resource.RUSAGE_SELF)
                 cluster0 = cluster.cpu()
-                study.optimize(sleep_1s, n_trials=n, executor=ex, show_progress=False)
+                study.optimize(
+                    sleep_1s,
+                    n_trials=n,
+                    executor=ex,
+                    show_progress=False,
+                    propose_ahead=mode == "ahead",
+                )
                 cpu1 = resource.getrusage(resource.RUSAGE_SELF)
                 scheduler, workers = (b - a for a, b in zip(cluster0, cluster.cpu(), strict=True))
                 stats = study.last_run
@@ -365,7 +373,12 @@ def main() -> None:
     parser.add_argument("--noop-trials", type=int, default=200)
     parser.add_argument("--slots", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--waves", type=int, default=4)
-    parser.add_argument("--samplers", nargs="+", default=["random", "gp"])
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["random", "gp"],
+        help="samplers to compare; NAME+ahead runs NAME with propose_ahead (e.g. gp+ahead)",
+    )
     parser.add_argument("--controllers", type=int, default=4, help="for --parts scale-peers")
     parser.add_argument("--postgres", default=None, help="a server URL (default: one started here)")
     args = parser.parse_args()

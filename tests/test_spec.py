@@ -143,6 +143,14 @@ def test_liveness_settings_are_durations_and_grace_must_outlast_the_heartbeat() 
         parse_spec({**base, "execution": {"stale": "ignore"}})
 
 
+def test_proposing_ahead_is_off_unless_the_spec_asks_for_it() -> None:
+    base = {"name": "s", "objective": {"function": "m:f"}, "space": {"x": [1, 2]}}
+    assert parse_spec(base).execution.propose_ahead is False
+    assert parse_spec({**base, "execution": {"propose_ahead": True}}).execution.propose_ahead
+    with pytest.raises(SpecError, match="propose_ahead"):
+        parse_spec({**base, "execution": {"propose_ahead": "sometimes"}})
+
+
 @pytest.mark.parametrize(
     "execution",
     [

@@ -57,7 +57,9 @@ AHEAD = 32
 # end in waves, and a wave's slots would all idle through its refill; trials that end one by
 # one get nothing ahead), a refill costing at least AHEAD_SHARE of a typical trial and no more
 # than one (it must be ready before the slots free), and at least AHEAD_FROM_SLOTS slots (a
-# sequential or few-worker study leans on each result).
+# sequential or few-worker study leans on each result). Even there a model-based search found
+# worse points at equal wall time (bench_parallel_quality --ahead), so it is only done when
+# asked for (``propose_ahead``): for when a busy cluster matters more than each proposal.
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
 
@@ -141,6 +143,7 @@ class Controller:
         heartbeat: float = DEFAULT_HEARTBEAT_S,
         grace: float = DEFAULT_GRACE_S,
         stale: str = "requeue",
+        propose_ahead: bool = False,
     ) -> None:
         _check_count("n_trials", n_trials, minimum=0)
         _check_seconds("heartbeat", heartbeat, zero_ok=False)
@@ -205,6 +208,7 @@ class Controller:
         # Trials reserved ahead (RUNNING, owned here, not yet submitted), and the durations
         # of the last trials, which decide whether to reserve ahead.
         self.ahead: deque[Trial] = deque()
+        self.propose_ahead = bool(propose_ahead)
         self.recent = RecentDurations()
         self.blind = study._blind
         self.metric_names = [m.name for m in study.metrics]
@@ -417,7 +421,9 @@ class Controller:
         busy and a refill is dear next to trials that end in waves (see :data:`AHEAD_SHARE`)."""
         executor = self.executor
         slots = executor.workers
-        if self.ahead or executor.in_process or slots < AHEAD_FROM_SLOTS:
+        if not self.propose_ahead or self.ahead or executor.in_process:
+            return 0
+        if slots < AHEAD_FROM_SLOTS:
             return 0
         if executor.running() < slots:
             return 0

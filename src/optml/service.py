@@ -101,6 +101,7 @@ def run_here(
         heartbeat=spec.execution.heartbeat,
         grace=spec.execution.grace,
         stale=spec.execution.stale,
+        propose_ahead=spec.execution.propose_ahead,
     )
 
 

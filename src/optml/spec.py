@@ -156,6 +156,8 @@ class ExecutionSpec(_Model):
     heartbeat: float = Field(default=5.0, gt=0)
     grace: float = Field(default=30.0, gt=0)
     stale: Literal["requeue", "fail"] = "requeue"
+    # Propose the next wave while the current one runs (see Study.optimize): off by default.
+    propose_ahead: bool = False
 
     _duration = field_validator("trial_timeout", "heartbeat", "grace", mode="before")(
         lambda cls, v: parse_duration(v)

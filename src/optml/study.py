@@ -441,6 +441,7 @@ class Study:
         heartbeat: float | None = None,
         grace: float | None = None,
         stale: str = "requeue",
+        propose_ahead: bool = False,
     ) -> None:
         """Run trials in parallel until ``n_trials`` more have finished, ``timeout`` seconds
         have passed, the best value reaches ``target``, the study's stored budget (see
@@ -468,6 +469,12 @@ class Study:
         INTERRUPTED; :meth:`optimize` again (or ``optml resume``) finishes it. SIGTERM does the
         same (in the main thread, where no other handler is installed) and raises
         ``optml.errors.Terminated``, a ``KeyboardInterrupt``.
+
+        With ``propose_ahead``, a model-based sampler whose proposals are dear next to trials
+        that end in waves (at least 16 slots, every one busy) proposes the next wave while the
+        current one runs, so that freed slots get trials at once: a busier cluster, but each
+        proposal sees one wave less, and the search found worse points at equal wall time in
+        this project's benchmarks; off by default.
         """
         self.last_run = Controller(
             self,
@@ -485,6 +492,7 @@ class Study:
             heartbeat=DEFAULT_HEARTBEAT_S if heartbeat is None else heartbeat,
             grace=DEFAULT_GRACE_S if grace is None else grace,
             stale=stale,
+            propose_ahead=propose_ahead,
         ).run()
 
     # -- internals shared by ask/tell and the controller ----------------------------------

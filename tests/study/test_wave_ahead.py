@@ -1,5 +1,5 @@
-"""The next wave proposed and reserved while every slot is busy, when a refill is dear next to a
-trial (see optml._controller.AHEAD_SHARE): only then, each trial run once, budgets kept, and
+"""With ``propose_ahead``, the next wave proposed and reserved while every slot is busy, when a
+refill is dear next to a trial (see optml._controller.AHEAD_SHARE): only then (and never unasked), each trial run once, budgets kept, and
 what was reserved ahead goes back to the queue when the run stops."""
 
 from __future__ import annotations
@@ -72,7 +72,11 @@ def test_a_dear_refill_proposes_the_next_wave_while_every_slot_is_busy(cluster, 
     study = _study(sampler)
     log = tmp_path / "runs.log"
     study.optimize(
-        sleeper(log, 0.3), n_trials=5 * SLOTS, executor=_executor(cluster), show_progress=False
+        sleeper(log, 0.3),
+        n_trials=5 * SLOTS,
+        executor=_executor(cluster),
+        show_progress=False,
+        propose_ahead=True,
     )
     ahead = _ahead(sampler.calls)
     assert ahead, sampler.calls
@@ -82,6 +86,18 @@ def test_a_dear_refill_proposes_the_next_wave_while_every_slot_is_busy(cluster, 
     assert [t.number for t in trials] == list(range(5 * SLOTS))
     assert all(t.state is TrialState.COMPLETE for t in trials)
     _ran_once(log, trials)
+
+
+def test_nothing_is_proposed_ahead_unless_asked_for(cluster, tmp_path):
+    sampler = SlowLearner(cost=0.1)
+    study = _study(sampler)
+    log = tmp_path / "runs.log"
+    study.optimize(
+        sleeper(log, 0.3), n_trials=4 * SLOTS, executor=_executor(cluster), show_progress=False
+    )
+    assert sampler.calls and not _ahead(sampler.calls), sampler.calls
+    assert all(t.state is TrialState.COMPLETE for t in study.trials)
+    _ran_once(log, study.trials)
 
 
 def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tmp_path):
@@ -99,6 +115,7 @@ def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tm
         executor=_executor(cluster),
         callbacks=[stop_midway],
         show_progress=False,
+        propose_ahead=True,
     )
     assert _ahead(sampler.calls)
     trials = study.trials
@@ -110,7 +127,11 @@ def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tm
     # The next run starts them first, once each, and proposes nothing for them.
     before = len(trials)
     study.optimize(
-        sleeper(log, 0.3), n_trials=len(waiting), executor=_executor(cluster), show_progress=False
+        sleeper(log, 0.3),
+        n_trials=len(waiting),
+        executor=_executor(cluster),
+        show_progress=False,
+        propose_ahead=True,
     )
     trials = study.trials
     assert len(trials) == before
@@ -123,7 +144,13 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     study = _study(sampler)
     log = tmp_path / "runs.log"
     n = 3 * SLOTS + 5  # the last wave ahead is cut to what the budget leaves
-    study.optimize(sleeper(log, 0.3), n_trials=n, executor=_executor(cluster), show_progress=False)
+    study.optimize(
+        sleeper(log, 0.3),
+        n_trials=n,
+        executor=_executor(cluster),
+        show_progress=False,
+        propose_ahead=True,
+    )
     assert _ahead(sampler.calls)
     trials = study.trials
     assert len(trials) == n and all(t.state is TrialState.COMPLETE for t in trials)
@@ -133,7 +160,9 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     study = create_study("budgeted", space=SPACE, sampler=stored, storage="memory://", seed=4)
     study.set_budget(n)
     log = tmp_path / "budgeted.log"
-    study.optimize(sleeper(log, 0.3), executor=_executor(cluster), show_progress=False)
+    study.optimize(
+        sleeper(log, 0.3), executor=_executor(cluster), show_progress=False, propose_ahead=True
+    )
     assert _ahead(stored.calls)
     trials = study.trials
     assert len(trials) == n and all(t.state is TrialState.COMPLETE for t in trials)
@@ -145,7 +174,13 @@ def test_a_time_budget_stops_waves_ahead_and_leaves_none_running(cluster, tmp_pa
     sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
-    study.optimize(sleeper(log, 0.3), timeout=3.0, executor=_executor(cluster), show_progress=False)
+    study.optimize(
+        sleeper(log, 0.3),
+        timeout=3.0,
+        executor=_executor(cluster),
+        show_progress=False,
+        propose_ahead=True,
+    )
     assert study.last_run.stop_reason == "timeout"
     assert _ahead(sampler.calls)
     trials = study.trials
@@ -162,6 +197,7 @@ def test_cheap_refills_of_a_learning_sampler_propose_nothing_ahead(cluster, tmp_
         n_trials=3 * SLOTS,
         executor=_executor(cluster),
         show_progress=False,
+        propose_ahead=True,
     )
     assert len(sampler.calls) >= 3
     assert not _ahead(sampler.calls), sampler.calls
@@ -176,6 +212,7 @@ def test_a_few_slots_never_get_a_wave_ahead_however_dear_the_refill(cluster, tmp
         n_trials=5 * slots,
         executor=_executor(cluster, slots),
         show_progress=False,
+        propose_ahead=True,
     )
     assert not _ahead(sampler.calls, slots), sampler.calls
 
@@ -193,7 +230,13 @@ def test_trials_unlike_in_length_never_get_a_wave_ahead(cluster, tmp_path):
             f.write(f"{x!r}\n")
         return x
 
-    study.optimize(uneven, n_trials=5 * SLOTS, executor=_executor(cluster), show_progress=False)
+    study.optimize(
+        uneven,
+        n_trials=5 * SLOTS,
+        executor=_executor(cluster),
+        show_progress=False,
+        propose_ahead=True,
+    )
     assert len(sampler.calls) >= 5
     assert not _ahead(sampler.calls), sampler.calls
 
@@ -213,7 +256,7 @@ _PEER = textwrap.dedent(
     study.optimize(
         sleeper(log, 0.3),
         executor=DaskExecutor(workers=16, address=address, in_thread=True),
-        show_progress=False,
+        show_progress=False, propose_ahead=True,
     )
     with open(out, "w") as f:
         json.dump(sampler.calls, f)
