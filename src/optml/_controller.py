@@ -28,7 +28,7 @@ from optml.executors._base import RecentDurations
 from optml.objectives import FunctionObjective, Objective, optimised_value
 from optml.ranking import best_trial, target_reached
 from optml.storage._base import UNFINISHED
-from optml.trial import Trial, TrialState
+from optml.trial import Trial, TrialState, detached
 
 if TYPE_CHECKING:
     from optml.study import Study
@@ -45,7 +45,7 @@ STALE_POLICIES = ("requeue", "fail")
 # few at a time, ahead of free slots, when the sampler's proposals do not depend on results:
 # one proposal and one reservation then serve several trials. While trials are short
 # (RecentDurations.short), at most AHEAD trials wait in the controller.
-AHEAD = 8
+AHEAD = 32
 # The same reservation ahead serves a refill that is dear next to the trials it refills (a
 # model-based sampler proposing hundreds of points for one-second trials that end in waves):
 # while every slot is busy and nothing waits ahead, the next wave (as many trials as there are
@@ -62,6 +62,9 @@ AHEAD = 8
 # asked for (``propose_ahead``): for when a busy cluster matters more than each proposal.
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
+
+# A finished state by name (what an outcome says), without an Enum call per trial.
+_STATES = {s.value: s for s in TrialState if s.is_finished}
 
 
 @dataclass(frozen=True)
@@ -513,14 +516,7 @@ class Controller:
                 self.cut_by_budget.add(number)
             else:
                 self.cut_by_budget.discard(number)
-        task = TrialTask(
-            number=number,
-            params=params,
-            metric=self.study.metric.name,
-            attempt=attempt,
-            timeout=timeout,
-            data=self.data,
-        )
+        task = TrialTask(number, params, self.study.metric.name, attempt, timeout, self.data)
         self.inflight[number] = task
         if attempt == 0:
             self.launched += 1
@@ -589,8 +585,10 @@ class Controller:
                 self.finished += 1
                 self.busy_s += outcome.duration_s
                 self.recent.add(outcome.duration_s)
-                for callback in self.callbacks:
-                    callback(self.study, trial)
+                if self.callbacks:
+                    trial = detached(trial)  # the study keeps the record: callbacks get their own
+                    for callback in self.callbacks:
+                        callback(self.study, trial)
             elif trial is None and number in self.inflight:
                 # Taken for dead meanwhile (another controller runs it again): stop it here.
                 self.executor.cancel(number)
@@ -611,7 +609,7 @@ class Controller:
             fields["error"] = f"attempt {task.attempt + 1} failed: {outcome.error}"
             return True
         fields.update(
-            state=TrialState(outcome.state),
+            state=_STATES.get(outcome.state) or TrialState(outcome.state),
             metrics=outcome.metrics,
             error=outcome.error,
             logs=outcome.logs,

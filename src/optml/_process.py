@@ -168,16 +168,20 @@ def dead_local_owners(owners: set[str]) -> set[str]:
     Only a negative answer is certain here: an owner on another host, or a live process here,
     is judged by its heartbeat instead (see :meth:`optml.study.Study.reap_stale`).
     """
-    import psutil
-
-    here = socket.gethostname()
-    dead = set()
+    here, me = socket.gethostname(), os.getpid()
+    local: dict[str, int] = {}
     for owner in owners:
         host, _, pid = owner.rpartition(":")
-        if host != here or not pid.isdigit() or int(pid) == os.getpid():
-            continue
+        if host == here and pid.isdigit() and int(pid) != me:
+            local[owner] = int(pid)
+    if not local:  # nothing to ask the system about (a study run by this process alone)
+        return set()
+    import psutil
+
+    dead = set()
+    for owner, number in local.items():
         try:
-            gone = psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+            gone = psutil.Process(number).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             gone = True
         except psutil.Error:

@@ -14,13 +14,14 @@ from typing import Any, overload
 
 import numpy as np
 
+from optml._controller import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, Controller
 from optml._process import controller_id, dead_local_owners
 from optml.errors import LostTrialError, OptMLError, SpecError, StorageError
 from optml.objectives._base import Objective, normalize_result, optimised_value
 from optml.samplers import Metric, Sampler, SearchContext, TrialMemo, make_sampler
 from optml.space import Space, parse_space
 from optml.storage import Storage, StudyRecord, open_storage
-from optml.trial import Trial, TrialState
+from optml.trial import Trial, TrialState, detached
 
 Callback = Callable[["Study", Trial], None]
 
@@ -103,6 +104,8 @@ class Study:
         )
         self._cache: _TrialCache | None = None
         self._seq = 0  # the storage's change number as of the cache's last read
+        # Changes this Study wrote since that read (each one's result already in the cache).
+        self._own_changes = 0
         # Per-trial keys and unit points, kept across sampler requests (parameters never change).
         self._memo = TrialMemo(self.space)
         self._streams = _Streams(record.seed)
@@ -235,7 +238,7 @@ class Study:
     def enqueue(self, params: Mapping[str, Any]) -> Trial:
         """Queue a configuration to run before any the sampler proposes."""
         config = self.space.validate(params, where="enqueued configuration")
-        return self._write_new(config, TrialState.WAITING, key=self._key(config))
+        return detached(self._write_new(config, TrialState.WAITING, key=self._key(config)))
 
     def add_trial(
         self,
@@ -257,7 +260,7 @@ class Study:
             fields.update(self._result_fields(value, state))
         elif state is TrialState.COMPLETE:
             raise OptMLError("add_trial: a COMPLETE trial needs a value")
-        return self._write_new(config, **fields)
+        return detached(self._write_new(config, **fields))
 
     # -- ask / tell -----------------------------------------------------------------------
     @overload
@@ -284,7 +287,10 @@ class Study:
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
             raise OptMLError(f"ask: n must be a whole number >= 0, got {n!r}")
-        trials = self._start_trials(1 if n is None else int(n), owned=heartbeat)
+        # Copies: what the caller does with them must not change the trials this Study keeps.
+        trials = [
+            detached(t) for t in self._start_trials(1 if n is None else int(n), owned=heartbeat)
+        ]
         if heartbeat and trials:
             self._start_ask_heartbeat()
         if n is None:
@@ -320,7 +326,7 @@ class Study:
         current = self._told_trial(number)
         if current.started_at is not None:
             fields["duration_s"] = (fields["finished_at"] - current.started_at).total_seconds()
-        return self._write(number, **fields)
+        return detached(self._write(number, **fields))
 
     def _told_number(self, trial: Any) -> int:
         if isinstance(trial, Trial):
@@ -470,8 +476,6 @@ class Study:
         proposal sees one wave less, and the search found worse points at equal wall time in
         this project's benchmarks; off by default.
         """
-        from optml._controller import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, Controller
-
         self.last_run = Controller(
             self,
             objective,
@@ -501,11 +505,20 @@ class Study:
     def _refresh(self) -> None:
         self._cache = None
         self._seq = 0
+        self._own_changes = 0
 
     def _sync(self) -> None:
         """Bring the trial cache up to date, reading only what changed since the last read
-        (other controllers' trials included)."""
-        changed, self._seq = self.storage.changed_trials(self.id, self._seq)
+        (other controllers' trials included). Where the storage's change number costs nothing
+        to ask, a cache whose every change since was this Study's own write is not re-read."""
+        storage = self.storage
+        if self._cache is not None and storage.cheap_version:
+            version = storage.trials_version(self.id)
+            if version == self._seq + self._own_changes:  # nobody else wrote meanwhile
+                self._seq, self._own_changes = version, 0
+                return
+        changed, self._seq = storage.changed_trials(self.id, self._seq)
+        self._own_changes = 0
         if self._cache is None:
             self._cache = _TrialCache()
         for t in changed:
@@ -517,22 +530,28 @@ class Study:
 
     def _own(self, trial: Trial) -> Trial:
         """``trial`` marked as this study's (see :meth:`tell`). Storage hands out fresh
-        trials that nothing else holds: an unmarked one is marked in place."""
+        trials that nothing else holds: an unmarked one is marked in place.
+
+        The trial cache keeps such trials, never handing them to user code (which gets
+        :func:`~optml.trial.detached` copies), so that they need no re-read to stay true."""
         name = self._record.name
         if trial.study is None:
-            object.__setattr__(trial, "study", name)
+            trial.__dict__["study"] = name  # frozen, but fresh: nothing else holds it yet
             return trial
         return trial if trial.study == name else trial.with_changes(study=name)
 
     def _write_new(self, params: dict[str, Any], state: TrialState, **fields: Any) -> Trial:
+        cached = self._cache is not None  # else the read that fills the cache sees this write
         trial = self._own(self.storage.create_trial(self.id, params, state=state, **fields))
         self._trial_cache()[trial.number] = trial
+        self._own_changes += cached
         return trial
 
     def _write(self, number: int, owner: str | None = None, **fields: Any) -> Trial:
         trial = self._own(self.storage.update_trial(self.id, number, owner=owner, **fields))
         if self._cache is not None:
             self._cache[number] = trial
+            self._own_changes += 1
         return trial
 
     def _write_many(
@@ -552,6 +571,7 @@ class Study:
                 trial = written[number] = self._own(trial)
                 if self._cache is not None:
                     self._cache[number] = trial
+                    self._own_changes += 1
         return written
 
     def context(self, budget: int | None = None) -> SearchContext:
@@ -601,6 +621,7 @@ class Study:
                 break
             claimed = self._own(claimed)
             self._trial_cache()[claimed.number] = claimed
+            self._own_changes += 1
             started.append(claimed)
         want = n - len(started)
         for round_ in range(self.PROPOSAL_ROUNDS):
@@ -623,10 +644,12 @@ class Study:
             got = self.storage.reserve_trials(
                 self.id, [(c, self._key(c)) for c in configs], worker=me
             )
+            cache = self._trial_cache()
             for trial in got.trials:
                 trial = self._own(trial)
-                self._trial_cache()[trial.number] = trial
+                cache[trial.number] = trial
                 started.append(trial)
+            self._own_changes += len(got.trials)
             want -= len(got.trials)
             if got.budget_spent or not got.taken:
                 break
@@ -641,9 +664,10 @@ class Study:
         running = self.storage.get_trials(self.id, [TrialState.RUNNING])
         dead = dead_local_owners({t.worker for t in running if t.worker})
         marked = self.storage.mark_stale(self.id, grace_s, dead_owners=dead, fail=policy == "fail")
-        for t in marked:
-            if self._cache is not None:
+        if self._cache is not None:
+            for t in marked:
                 self._cache[t.number] = self._own(t)
+            self._own_changes += len(marked)
         return marked
 
     def requeue_orphans(self, grace_s: float | None = None) -> list[Trial]:
@@ -702,27 +726,43 @@ class _TrialCache(dict[int, Trial]):
         self.queued: set[int] = set()
         self.top = -1
         self._in_order = True  # keys were inserted in increasing order
+        # Trial i at index i while the numbers held are exactly 0 .. top (None otherwise):
+        # copying it lists the trials without a pass over the dict.
+        self._listed: list[Trial] | None = []
 
     def __setitem__(self, number: int, trial: Trial) -> None:
+        listed = self._listed
+        if listed is not None:
+            if number < len(listed):
+                listed[number] = trial
+            elif number == len(listed):
+                listed.append(trial)
+            else:
+                self._listed = None  # a gap: a lower number is not read yet
         if number > self.top:
             self.top = number
         elif number not in self:
             self._in_order = False  # another controller's trial, read after a later one
-        super().__setitem__(number, trial)
+        dict.__setitem__(self, number, trial)
         if trial.state is TrialState.WAITING or trial.state is TrialState.STALE:
             self.queued.add(number)
         else:
             self.queued.discard(number)
 
     def ordered(self) -> list[Trial]:
-        """Every trial, in number order."""
+        """Every trial, in number order (a fresh list)."""
+        if self._listed is not None:
+            return self._listed.copy()
         if not self._in_order:
             items = sorted(self.items())
             super().clear()
             for number, trial in items:
                 super().__setitem__(number, trial)
             self._in_order = True
-        return list(self.values())
+        trials = list(self.values())
+        if len(trials) == self.top + 1:  # the gap is filled
+            self._listed = trials.copy()
+        return trials
 
 
 class Heartbeat(threading.Thread):

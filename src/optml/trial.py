@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -160,6 +162,33 @@ class Trial:
 
 
 _TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
+
+# Values a trial's dicts hold that need no copying (anything else is deep-copied).
+_ATOMS = frozenset({int, float, str, bool, type(None)})
+
+
+def fresh_dict(values: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``values`` that shares nothing mutable with it."""
+    if not values:
+        return {}
+    for v in values.values():
+        if type(v) not in _ATOMS:
+            return copy.deepcopy(dict(values))
+    return dict(values)
+
+
+def detached(trial: Trial) -> Trial:
+    """A copy of ``trial`` that shares nothing mutable with it (it is frozen; its dicts are
+    not): what storage keeps and hands out, and what user code gets of a trial a study keeps.
+    Cheaper than ``copy.deepcopy``, which every trial read and write would pay."""
+    new = object.__new__(Trial)
+    state = new.__dict__
+    state.update(trial.__dict__)
+    state["params"] = fresh_dict(trial.params)
+    state["metrics"] = dict(trial.metrics)
+    state["intermediate"] = dict(trial.intermediate)
+    state["user_attrs"] = fresh_dict(trial.user_attrs)
+    return new
 
 
 def _json_float(value: Any) -> Any:

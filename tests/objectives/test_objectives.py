@@ -181,3 +181,28 @@ def test_trial_context_report() -> None:
     ctx = TrialContext(number=0, params={})
     ctx.report(1, 0.5)
     assert ctx.intermediate == {1: 0.5}
+
+
+def test_a_function_objective_keeps_calling_each_set_of_parameters_its_own_way() -> None:
+    """How to call the function is kept per set of parameter names, not once for all."""
+
+    def f(a, b=0, trial=None, data=None):
+        return a + b + (trial.number if trial else 0) + (len(data) if data else 0)
+
+    objective = FunctionObjective(f, data="xy")
+    one = run_trial(objective, TrialTask(3, {"a": 1.0}, "loss", data="xy"))
+    two = run_trial(objective, TrialTask(4, {"a": 1.0, "b": 2.0}, "loss", data="xyz"))
+    assert one.metrics == {"loss": 6.0} and two.metrics == {"loss": 10.0}
+    wrong = run_trial(objective, TrialTask(5, {"a": 1.0, "c": 1.0}, "loss"))
+    again = run_trial(objective, TrialTask(6, {"a": 1.0, "c": 1.0}, "loss"))
+    assert wrong.state == again.state == "FAILED"
+    assert "does not accept" in wrong.error and "does not accept" in again.error
+    whole = FunctionObjective(lambda config, trial: config["a"] * 10 + trial.number)
+    assert run_trial(whole, TrialTask(2, {"a": 1.0}, "loss")).metrics == {"loss": 12.0}
+    assert run_trial(whole, TrialTask(3, {"a": 2.0}, "loss")).metrics == {"loss": 23.0}
+
+
+@pytest.mark.parametrize("value", [0.25, -1.0, float("inf"), 3, 2**70])
+def test_a_number_becomes_the_primary_metric_as_a_float(value) -> None:
+    out = normalize_result(value, "loss")
+    assert out == {"loss": float(value)} and type(out["loss"]) is float

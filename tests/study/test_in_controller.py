@@ -128,6 +128,18 @@ def test_the_trial_cache_knows_its_queued_trials_and_order() -> None:
     assert cache.queued == {2}
     cache[2] = Trial(2, TrialState.COMPLETE, {}, value=1.0)
     assert not cache.queued and [t.number for t in cache.ordered()] == [0, 1, 2]
+    listed = cache.ordered()
+    listed.clear()  # a fresh list each time: the cache's own is untouched
+    cache[4] = Trial(4, TrialState.RUNNING, {})  # a gap: 3 not read yet
+    cache[1] = Trial(1, TrialState.COMPLETE, {}, value=2.0)
+    assert [t.number for t in cache.ordered()] == [0, 1, 2, 4]
+    cache[3] = Trial(3, TrialState.RUNNING, {})
+    cache[5] = Trial(5, TrialState.WAITING, {})
+    cache[0] = Trial(0, TrialState.FAILED, {})
+    ordered = cache.ordered()
+    assert [t.number for t in ordered] == [0, 1, 2, 3, 4, 5] and cache.queued == {5}
+    assert [t.state for t in ordered[:2]] == [TrialState.FAILED, TrialState.COMPLETE]
+    assert ordered == [cache[n] for n in range(6)]
 
 
 def test_a_proposal_s_random_stream_depends_only_on_the_seed_and_its_position() -> None:
@@ -148,3 +160,79 @@ def test_two_studies_with_one_seed_propose_the_same_points(url, tmp_path) -> Non
     )
     b.optimize(lambda x: x, n_trials=15, executor="serial")
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
+
+
+def test_a_study_run_in_the_controller_loads_no_other_backend_and_no_process_tools() -> None:
+    """Start-up inside optimize: the serial backend needs neither the other backends' modules
+    nor psutil (no other controller's process to look at); each still loads when asked."""
+    code = (
+        "import sys, optml\n"
+        "s = optml.create_study(space={'x': {'uniform': [0, 1]}}, storage='memory://', seed=0)\n"
+        "s.optimize(lambda x: x, n_trials=3, executor='serial')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('optml.executors.', 'psutil'))))\n"
+        "from optml.executors import DaskExecutor, LocalExecutor, make_executor, run_trial\n"
+        "print(type(make_executor('local', 1)).__name__, LocalExecutor.__name__)\n"
+        "import optml.executors as e\n"
+        "print(hasattr(e, 'NoSuchExecutor'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
+    assert out[0] == str(
+        ["optml.executors._base", "optml.executors._inprocess", "optml.executors._serial"]
+    )
+    assert out[1:] == ["LocalExecutor LocalExecutor", "False"]
+
+
+def test_a_study_skips_re_reading_its_own_writes_but_never_another_writers() -> None:
+    """On memory storage a Study does not re-read the trials it wrote itself; a write by
+    anyone else since its last read (another Study on the same storage) is read."""
+    storage = optml.storage.open_storage("memory://")
+    mine = optml.create_study(
+        "s", space={"x": {"uniform": [0, 1]}}, sampler="random", storage=storage, seed=3
+    )
+    other = optml.load_study("s", storage=storage)
+    queued = mine.enqueue({"x": 0.5})  # the first write fills the cache by reading it
+    other.add_trial({"x": 0.25}, 1.0)  # then one write by someone else
+    mine._sync()
+    assert sorted(mine._trial_cache()) == [queued.number, queued.number + 1]
+    asked = mine.ask()
+    other.tell(asked.number, 2.0)  # its own write and another one's: both since the last read
+    mine._sync()
+    assert mine._trial_cache()[asked.number].state is TrialState.COMPLETE
+    assert mine._trial_cache()[asked.number].value == 2.0
+    mine.tell(mine.ask(), 3.0)
+    before = mine._seq
+    mine._sync()  # only its own writes since: nothing re-read, the change number moves on
+    assert mine._seq == storage.trials_version(mine.id) > before
+    assert [t.value for t in mine._trial_cache().ordered()] == [
+        t.value for t in storage.get_trials(mine.id)
+    ]
+
+
+def test_what_user_code_does_to_a_trial_it_was_given_changes_nothing_the_study_keeps(
+    url,
+) -> None:
+    study = _study(url)
+    queued = study.enqueue({"x": 0.5})
+    queued.params["x"] = 0.9
+    asked = study.ask()  # the queued one
+    asked.params["x"] = 0.7
+    told = study.tell(asked, 1.0)
+    told.metrics["value"] = -5.0
+    added = study.add_trial({"x": 0.1}, 4.0)
+    added.params["x"] = 0.2
+
+    def meddle(s, trial) -> None:
+        trial.params["x"] = -1.0
+        trial.metrics["value"] = -1.0
+
+    study.optimize(lambda x: x, n_trials=3, executor="serial", callbacks=[meddle])
+    stored = study.storage.get_trials(study.id)
+    cached = study._trial_cache().ordered()
+    assert [t.params for t in cached] == [t.params for t in stored]
+    assert [t.metrics for t in cached] == [t.metrics for t in stored]
+    assert (stored[0].params, stored[0].metrics) == ({"x": 0.5}, {"value": 1.0})
+    assert (stored[1].params, stored[1].metrics) == ({"x": 0.1}, {"value": 4.0})
+    assert len(stored) == 5
+    assert all(0 <= t.params["x"] <= 1 and t.value == t.params["x"] for t in stored[2:])

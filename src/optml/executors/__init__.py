@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from optml.errors import SpecError
 from optml.executors._base import (
@@ -13,20 +14,45 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
-from optml.executors._dask import DaskExecutor, check_address
-from optml.executors._k8s import KubernetesExecutor
-from optml.executors._local import LocalExecutor
-from optml.executors._ray import RayExecutor
-from optml.executors._runtime import run_trial
-from optml.executors._serial import SerialExecutor
 
-_BACKENDS: dict[str, type[Executor]] = {
-    "serial": SerialExecutor,
-    "local": LocalExecutor,
-    "dask": DaskExecutor,
-    "ray": RayExecutor,
-    "kubernetes": KubernetesExecutor,
+if TYPE_CHECKING:
+    from optml.executors._dask import DaskExecutor, check_address
+    from optml.executors._inprocess import run_trial
+    from optml.executors._k8s import KubernetesExecutor
+    from optml.executors._local import LocalExecutor
+    from optml.executors._ray import RayExecutor
+    from optml.executors._serial import SerialExecutor
+
+# Each backend's module is imported when it is first used, so that a study run in its own
+# process (the serial backend) does not load the process, cluster and Kubernetes machinery.
+_BACKENDS: dict[str, str] = {
+    "serial": "SerialExecutor",
+    "local": "LocalExecutor",
+    "dask": "DaskExecutor",
+    "ray": "RayExecutor",
+    "kubernetes": "KubernetesExecutor",
 }
+# The module that defines each name imported on first use.
+_LAZY = {
+    "SerialExecutor": "_serial",
+    "LocalExecutor": "_local",
+    "DaskExecutor": "_dask",
+    "check_address": "_dask",
+    "RayExecutor": "_ray",
+    "KubernetesExecutor": "_k8s",
+    "run_trial": "_inprocess",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
 # Options only some backends take: (option, backends).
 _OPTIONS = {
     "address": ("dask", "ray"),
@@ -79,7 +105,8 @@ def make_executor(
         options["oversubscribe"] = oversubscribe
     if name == "dask" and options.get("address"):
         check_address(options["address"])
-    return _BACKENDS[name](workers=workers, **options)  # type: ignore[call-arg]
+    backend_class: type[Executor] = __getattr__(_BACKENDS[name])
+    return backend_class(workers=workers, **options)  # type: ignore[call-arg]
 
 
 __all__ = [

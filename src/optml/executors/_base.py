@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import abc
-import statistics
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from optml.objectives._base import Objective
 
@@ -16,6 +15,42 @@ from optml.objectives._base import Objective
 # few is under this, work is handed out a few trials at a time (trials reserved ahead by the
 # controller, tasks queued at a local worker).
 SHORT_TRIAL_S = 0.001
+
+
+_Record = TypeVar("_Record")
+_FACTORY = object()  # stands for "not given" where a field's default comes from a factory
+
+
+def quick_init(cls: type[_Record]) -> type[_Record]:
+    """Give a frozen dataclass a constructor that fills the instance in one step.
+
+    The one a frozen dataclass gets sets each field through ``object.__setattr__``, several
+    times the cost of this for the records that every trial makes a few of (tasks, events,
+    outcomes). Same parameters, defaults and default factories; no ``__post_init__`` to run.
+    """
+    assert not hasattr(cls, "__post_init__"), cls
+    names: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params, values = [], []
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default is not MISSING:
+            names[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            values.append(f"{f.name}={f.name}")
+        elif f.default_factory is not MISSING:
+            names[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            values.append(f"{f.name}=_factory_{f.name}() if {f.name} is _FACTORY else {f.name}")
+        else:
+            params.append(f.name)
+            values.append(f"{f.name}={f.name}")
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n    self.__dict__.update({', '.join(values)})\n"
+    )
+    exec(source, names)  # noqa: S102 - built from the class's own field names only
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 class RecentDurations:
@@ -34,7 +69,11 @@ class RecentDurations:
         assert seconds.maxlen is not None
         if len(seconds) < seconds.maxlen // 2:
             return None
-        return statistics.median(seconds)
+        ordered = sorted(seconds)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
 
     def spread(self) -> float | None:
         """The longest of the last durations less the shortest; None as :meth:`typical`."""
@@ -47,6 +86,7 @@ class RecentDurations:
         return typical is not None and typical < SHORT_TRIAL_S
 
 
+@quick_init
 @dataclass(frozen=True)
 class TrialTask:
     """A trial to run: plain data, serialisable for any executor."""
@@ -59,6 +99,7 @@ class TrialTask:
     data: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class TrialOutcome:
     """What became of a task. ``state`` is COMPLETE, FAILED, PRUNED or TIMEOUT."""
@@ -78,6 +119,7 @@ class TrialOutcome:
     runner: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class TrialStarted:
     """A task began to run: on which host, in which ``runner`` (the executor's worker), as
@@ -94,6 +136,7 @@ class TrialStarted:
     run: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class TrialReported:
     """A running trial reported an intermediate value (``TrialContext.report``)."""

@@ -13,13 +13,13 @@ from optml.executors._base import (
     TrialStarted,
     TrialTask,
 )
-from optml.executors._runtime import run_here
+from optml.executors._inprocess import run_here
 from optml.objectives._base import Objective
 
 
 class SerialExecutor(Executor):
     """Runs each trial in this process, in submission order (the runtime's in-process mode,
-    :func:`~optml.executors._runtime.run_here`).
+    :func:`~optml.executors._inprocess.run_here`).
 
     A time limit raises TrialTimeoutError through SIGALRM when running in the main thread, and
     every process the trial started is then killed (a command objective also stops its command
@@ -35,9 +35,11 @@ class SerialExecutor(Executor):
         self._queue: deque[TrialTask] = deque()
         self._objective: Objective | None = None
         self._pruned: set[int] = set()
+        self._where = (hostname(), str(os.getpid()), os.getpid())
 
     def start(self, objective: Objective) -> None:
         self._objective = objective
+        self._where = (hostname(), str(os.getpid()), os.getpid())
 
     def submit(self, task: TrialTask) -> None:
         self._queue.append(task)
@@ -54,9 +56,7 @@ class SerialExecutor(Executor):
         task = self._queue.popleft()
         assert self._objective is not None, "start() first"
         number, attempt = task.number, task.attempt
-        events: list[TrialEvent] = [
-            TrialStarted(number, attempt, hostname(), str(os.getpid()), os.getpid())
-        ]
+        events: list[TrialEvent] = [TrialStarted(number, attempt, *self._where)]
         outcome = run_here(
             self._objective,
             task,

@@ -83,6 +83,8 @@ def normalize_result(result: Any, metric: str) -> dict[str, float]:
 
     A bare number becomes the study's primary ``metric``; a dict keeps every numeric entry.
     """
+    if type(result) is float:  # the common answer, before the checks below
+        return {metric: result}
     if isinstance(result, bool) or result is None:
         raise ObjectiveError(
             f"the objective returned {result!r}; return a number or a dict of numbers "

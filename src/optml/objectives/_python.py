@@ -32,6 +32,7 @@ class FunctionObjective(Objective):
         self.data = data
         self._fn: Callable[..., Any] | None = None if isinstance(function, str) else function
         self._sig: inspect.Signature | None = None  # of _fn, read once: trials may be short
+        self._plans: dict[tuple[str, ...], _Plan] = {}
 
     def check(self) -> None:
         if isinstance(self.function, str):
@@ -49,7 +50,7 @@ class FunctionObjective(Objective):
         assert fn is not None
         if self._sig is None:
             self._sig = _signature(fn)
-        return _call(fn, params, context, self._sig)
+        return _call(fn, params, context, self._sig, self._plans)
 
     def describe(self) -> str:
         name = (
@@ -62,6 +63,7 @@ class FunctionObjective(Objective):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_sig"] = None
+        state["_plans"] = {}
         if isinstance(self.function, str):
             state["_fn"] = None  # re-import by name on the other side
         return state
@@ -83,26 +85,50 @@ def _call(
     params: dict[str, Any],
     context: TrialContext,
     sig: inspect.Signature | None = None,
+    plans: dict[tuple[str, ...], _Plan] | None = None,
 ) -> Any:
+    """Call ``fn`` with ``params`` as it takes them; ``plans`` keeps how, per set of parameter
+    names, for the next call (the same names come with every trial of a study)."""
     sig = _signature(fn) if sig is None else sig
     if sig is _NO_SIGNATURE:
         return fn(**params)
+    names = tuple(params)
+    plan = None if plans is None else plans.get(names)
+    if plan is None:
+        plan = _plan(fn, sig, params)
+        if plans is not None:
+            plans[names] = plan
+    spread, trial, data = plan
+    extras: dict[str, Any] = {}
+    if trial:
+        extras["trial"] = context
+    if data:
+        extras["data"] = context.data
+    return fn(**params, **extras) if spread else fn(params, **extras)
+
+
+# How to call an objective: parameters as keywords (else the whole dict as its one argument),
+# and whether it also takes ``trial`` and ``data``.
+_Plan = tuple[bool, bool, bool]
+
+
+def _plan(fn: Callable[..., Any], sig: inspect.Signature, params: dict[str, Any]) -> _Plan:
     names = sig.parameters
     accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in names.values())
-    extras: dict[str, Any] = {}
-    if "trial" in names and "trial" not in params:
-        extras["trial"] = context
-    if "data" in names and "data" not in params:
-        extras["data"] = context.data
+    trial = "trial" in names and "trial" not in params
+    data = "data" in names and "data" not in params
+    extras = {"trial"} if trial else set()
+    if data:
+        extras.add("data")
     positional = [
         p
         for p in names.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in extras
     ]
     if accepts_kwargs or all(n in names for n in params):
-        return fn(**params, **extras)
+        return True, trial, data
     if len(positional) >= 1 and positional[0].name not in params:
-        return fn(params, **extras)
+        return False, trial, data
     missing = [n for n in params if n not in names]
     raise ObjectiveError(
         f"the objective {getattr(fn, '__qualname__', fn)!r} takes {list(names)} but the space "

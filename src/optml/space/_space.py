@@ -156,13 +156,15 @@ class Space:
 
     def decode(self, point: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a point of the unit cube to a configuration (integers rounded, choices picked)."""
-        if len(point) != len(self):
-            raise ValueError(f"point has {len(point)} dimensions, the space {len(self)}")
-        return {p.name: p.from_unit(u) for p, u in zip(self, point, strict=True)}
+        params = self._params
+        if len(point) != len(params):
+            raise ValueError(f"point has {len(point)} dimensions, the space {len(params)}")
+        return {name: p.from_unit(u) for (name, p), u in zip(params.items(), point, strict=True)}
 
     def sample(self, rng: np.random.Generator, n: int = 1) -> list[dict[str, Any]]:
         """Draw ``n`` configurations uniformly (log-uniformly on log scales)."""
-        return [self.decode(u) for u in rng.random((n, len(self)))]
+        # As Python floats: the same numbers, read without a numpy scalar per coordinate.
+        return [self.decode(u) for u in rng.random((n, len(self))).tolist()]
 
     # -- grids ----------------------------------------------------------------------------
     @property

@@ -120,6 +120,11 @@ class Storage(abc.ABC):
     """
 
     url: str = ""
+    # Whether :meth:`trials_version` costs next to nothing (no round trip to a server or file)
+    # and every write of a trial but a heartbeat adds exactly one to it per trial written: a
+    # reader whose every change since its last read was its own write then asks it instead of
+    # re-reading those trials.
+    cheap_version: bool = False
 
     # -- studies --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -470,19 +475,23 @@ def check_update(trial: Trial, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate an update of ``trial``; shared by every storage so all refuse the same things."""
     from optml.errors import StorageError
 
-    unknown = set(fields) - TRIAL_FIELDS
-    if unknown:
+    if not TRIAL_FIELDS.issuperset(fields):
+        unknown = set(fields) - TRIAL_FIELDS
         raise StorageError(
             f"trial {trial.number}: cannot update unknown field(s) {sorted(unknown)}"
         )
-    if trial.state.is_finished and set(fields) - {"user_attrs"}:
+    if trial.state.is_finished and not _ATTRS_ONLY.issuperset(fields):
         raise StorageError(
             f"trial {trial.number} is already {trial.state.value}; a finished trial is immutable"
         )
     out = dict(fields)
-    if "state" in out:
+    if "state" in out and type(out["state"]) is not TrialState:
         out["state"] = TrialState(out["state"])
     return out
+
+
+# What a finished trial still lets change.
+_ATTRS_ONLY = frozenset({"user_attrs"})
 
 
 def stored_constraints(spec: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,32 +22,7 @@ from optml.storage._base import (
     stale_changes,
     stored_constraints,
 )
-from optml.trial import Metric, Trial, TrialState
-
-# Values a trial's dicts hold that need no copying (anything else is deep-copied).
-_ATOMS = frozenset({int, float, str, bool, type(None)})
-
-
-def _fresh(values: dict[Any, Any]) -> dict[Any, Any]:
-    if not values:
-        return {}
-    for v in values.values():
-        if type(v) not in _ATOMS:
-            return copy.deepcopy(values)
-    return dict(values)
-
-
-def _copy(trial: Trial) -> Trial:
-    """A copy of ``trial`` that shares nothing mutable with it (it is frozen; its dicts are
-    not). Cheaper than ``copy.deepcopy``, which every trial read and write would pay."""
-    new = object.__new__(Trial)
-    state = new.__dict__
-    state.update(trial.__dict__)
-    state["params"] = _fresh(trial.params)
-    state["metrics"] = dict(trial.metrics)
-    state["intermediate"] = dict(trial.intermediate)
-    state["user_attrs"] = _fresh(trial.user_attrs)
-    return new
+from optml.trial import Metric, Trial, TrialState, detached, fresh_dict
 
 
 @dataclass
@@ -64,6 +38,7 @@ class InMemoryStorage(Storage):
     """Keeps everything in this process's memory (``memory://``)."""
 
     url = "memory://"
+    cheap_version = True
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -182,7 +157,7 @@ class InMemoryStorage(Storage):
             return trial
 
     def _append(self, study_id: int, trial: Trial, key: str | None) -> None:
-        self._trials[study_id].append(_copy(trial))
+        self._trials[study_id].append(detached(trial))
         self._trial_seq[study_id].append(self._bump(study_id))
         self._recent[study_id][trial.number] = None
         if key is not None:
@@ -217,7 +192,7 @@ class InMemoryStorage(Storage):
                 trial = Trial(
                     number=len(trials),
                     state=TrialState.RUNNING,
-                    params=_fresh(dict(params)),
+                    params=fresh_dict(params),
                     worker=worker,
                     started_at=now,
                     heartbeat_at=now,
@@ -238,7 +213,7 @@ class InMemoryStorage(Storage):
             for number in reversed(self._recent[study_id]):  # most recently changed first
                 if seqs[number] <= since:
                     break
-                changed.append(_copy(trials[number]))
+                changed.append(detached(trials[number]))
             changed.sort(key=lambda t: t.number)  # as SQL storage answers
             return changed, max(since, self._seq[study_id])
 
@@ -358,8 +333,10 @@ class InMemoryStorage(Storage):
             return self._update(study_id, trial, fields)
 
     def _update(self, study_id: int, trial: Trial, fields: Mapping[str, Any]) -> Trial:
-        updated = trial.with_changes(**check_update(trial, fields))
-        self._trials[study_id][trial.number] = _copy(updated)
+        updated = object.__new__(Trial)  # trial.with_changes, the fields checked just here
+        updated.__dict__.update(trial.__dict__)
+        updated.__dict__.update(check_update(trial, fields))
+        self._trials[study_id][trial.number] = detached(updated)
         self._trial_seq[study_id][trial.number] = self._bump(study_id)
         recent = self._recent[study_id]
         recent.pop(trial.number, None)
@@ -371,11 +348,11 @@ class InMemoryStorage(Storage):
             trials = self._trials_of(study_id)
             if not 0 <= number < len(trials):
                 raise StorageError(f"study {study_id} has no trial {number}")
-            return _copy(trials[number])
+            return detached(trials[number])
 
     def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         with self._lock:
-            trials = [_copy(t) for t in self._trials_of(study_id)]
+            trials = [detached(t) for t in self._trials_of(study_id)]
         if states is not None:
             wanted = set(states)
             trials = [t for t in trials if t.state in wanted]
@@ -387,7 +364,7 @@ class InMemoryStorage(Storage):
             best = best_trial(
                 self._trials_of(study_id), record.metrics[0], stored_constraints(record.spec)
             )
-            return None if best is None else _copy(best)
+            return None if best is None else detached(best)
 
     def count_trials(self, study_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}
