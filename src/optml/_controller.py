@@ -51,15 +51,14 @@ AHEAD = 32
 # while every slot is busy and nothing waits ahead, the next wave (as many trials as there are
 # slots) is proposed and reserved, so that slots that free get trials at once instead of
 # idling through the proposal. Those proposals see one wave less than a refill would (the
-# running trials are pending), and a model-based search whose every proposal lags a wave
-# progresses more slowly per wave (bench_parallel_quality --ahead). So this is done only where
-# it pays most: trials alike in length (the recent ones within one refill of each other: they
-# end in waves, and a wave's slots would all idle through its refill; trials that end one by
-# one get nothing ahead), a refill costing at least AHEAD_SHARE of a typical trial and no more
-# than one (it must be ready before the slots free), and at least AHEAD_FROM_SLOTS slots (a
-# sequential or few-worker study leans on each result). Even there a model-based search found
-# worse points at equal wall time (bench_parallel_quality --ahead), so it is only done when
-# asked for (``propose_ahead``): for when a busy cluster matters more than each proposal.
+# running trials are pending), and a model-based search whose every proposal lags a wave found
+# worse points, per wave and at equal wall time (bench_parallel_quality --ahead): so it is only
+# done when asked for (``propose_ahead``), and then only where it pays most: trials alike in
+# length (the recent ones within one refill of each other: they end in waves, and a wave's
+# slots would all idle through its refill; trials that end one by one get nothing ahead), a
+# refill costing at least AHEAD_SHARE of a typical trial and no more than one (it must be ready
+# before the slots free), and at least AHEAD_FROM_SLOTS slots (a sequential or few-worker study
+# leans on each result).
 AHEAD_SHARE = 0.05
 AHEAD_FROM_SLOTS = 16
 

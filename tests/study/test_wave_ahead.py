@@ -53,6 +53,18 @@ def _study(sampler, storage: str = "memory://", **kwargs):
     return create_study("wave", space=SPACE, sampler=sampler, storage=storage, seed=3, **kwargs)
 
 
+def _run(study, cluster, objective, slots: int = SLOTS, ahead: bool = True, **kwargs) -> None:
+    """``study.optimize`` on ``slots`` slots of the cluster, proposing ahead unless not
+    ``ahead``."""
+    study.optimize(
+        objective,
+        executor=_executor(cluster, slots),
+        show_progress=False,
+        propose_ahead=ahead,
+        **kwargs,
+    )
+
+
 def _ahead(calls: list[tuple[int, int]], slots: int = SLOTS) -> list[tuple[int, int]]:
     """The calls made while every slot of the controller was busy: proposals ahead (a refill
     is made for free slots, so it sees fewer of the controller's trials running)."""
@@ -71,13 +83,7 @@ def test_a_dear_refill_proposes_the_next_wave_while_every_slot_is_busy(cluster, 
     sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
-    study.optimize(
-        sleeper(log, 0.3),
-        n_trials=5 * SLOTS,
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(log, 0.3), n_trials=5 * SLOTS)
     ahead = _ahead(sampler.calls)
     assert ahead, sampler.calls
     assert all(n <= SLOTS for n, _ in ahead)  # at most one wave ahead
@@ -92,9 +98,7 @@ def test_nothing_is_proposed_ahead_unless_asked_for(cluster, tmp_path):
     sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
-    study.optimize(
-        sleeper(log, 0.3), n_trials=4 * SLOTS, executor=_executor(cluster), show_progress=False
-    )
+    _run(study, cluster, sleeper(log, 0.3), n_trials=4 * SLOTS, ahead=False)
     assert sampler.calls and not _ahead(sampler.calls), sampler.calls
     assert all(t.state is TrialState.COMPLETE for t in study.trials)
     _ran_once(log, study.trials)
@@ -109,14 +113,7 @@ def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tm
         if sum(t.state is TrialState.COMPLETE for t in study.trials) >= 3 * SLOTS - SLOTS // 2:
             study.stop()
 
-    study.optimize(
-        sleeper(log, 0.3),
-        n_trials=8 * SLOTS,
-        executor=_executor(cluster),
-        callbacks=[stop_midway],
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(log, 0.3), n_trials=8 * SLOTS, callbacks=[stop_midway])
     assert _ahead(sampler.calls)
     trials = study.trials
     waiting = [t for t in trials if t.state is TrialState.WAITING]
@@ -126,13 +123,7 @@ def test_trials_proposed_ahead_go_back_to_waiting_when_the_run_stops(cluster, tm
     _ran_once(log, trials)  # none of the waiting ones ran
     # The next run starts them first, once each, and proposes nothing for them.
     before = len(trials)
-    study.optimize(
-        sleeper(log, 0.3),
-        n_trials=len(waiting),
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(log, 0.3), n_trials=len(waiting))
     trials = study.trials
     assert len(trials) == before
     assert all(t.state is TrialState.COMPLETE for t in trials)
@@ -144,13 +135,7 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     study = _study(sampler)
     log = tmp_path / "runs.log"
     n = 3 * SLOTS + 5  # the last wave ahead is cut to what the budget leaves
-    study.optimize(
-        sleeper(log, 0.3),
-        n_trials=n,
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(log, 0.3), n_trials=n)
     assert _ahead(sampler.calls)
     trials = study.trials
     assert len(trials) == n and all(t.state is TrialState.COMPLETE for t in trials)
@@ -160,9 +145,7 @@ def test_budgets_hold_while_waves_are_proposed_ahead(cluster, tmp_path):
     study = create_study("budgeted", space=SPACE, sampler=stored, storage="memory://", seed=4)
     study.set_budget(n)
     log = tmp_path / "budgeted.log"
-    study.optimize(
-        sleeper(log, 0.3), executor=_executor(cluster), show_progress=False, propose_ahead=True
-    )
+    _run(study, cluster, sleeper(log, 0.3))
     assert _ahead(stored.calls)
     trials = study.trials
     assert len(trials) == n and all(t.state is TrialState.COMPLETE for t in trials)
@@ -174,13 +157,7 @@ def test_a_time_budget_stops_waves_ahead_and_leaves_none_running(cluster, tmp_pa
     sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
     log = tmp_path / "runs.log"
-    study.optimize(
-        sleeper(log, 0.3),
-        timeout=3.0,
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(log, 0.3), timeout=3.0)
     assert study.last_run.stop_reason == "timeout"
     assert _ahead(sampler.calls)
     trials = study.trials
@@ -192,13 +169,7 @@ def test_a_time_budget_stops_waves_ahead_and_leaves_none_running(cluster, tmp_pa
 def test_cheap_refills_of_a_learning_sampler_propose_nothing_ahead(cluster, tmp_path):
     sampler = RecordingTPE()
     study = _study(sampler)
-    study.optimize(
-        sleeper(tmp_path / "runs.log", 1.0),
-        n_trials=3 * SLOTS,
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(tmp_path / "runs.log", 1.0), n_trials=3 * SLOTS)
     assert len(sampler.calls) >= 3
     assert not _ahead(sampler.calls), sampler.calls
 
@@ -207,13 +178,7 @@ def test_a_few_slots_never_get_a_wave_ahead_however_dear_the_refill(cluster, tmp
     slots = SLOTS // 2
     sampler = SlowLearner(cost=0.1)
     study = _study(sampler)
-    study.optimize(
-        sleeper(tmp_path / "runs.log", 0.3),
-        n_trials=5 * slots,
-        executor=_executor(cluster, slots),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, sleeper(tmp_path / "runs.log", 0.3), n_trials=5 * slots, slots=slots)
     assert not _ahead(sampler.calls, slots), sampler.calls
 
 
@@ -230,13 +195,7 @@ def test_trials_unlike_in_length_never_get_a_wave_ahead(cluster, tmp_path):
             f.write(f"{x!r}\n")
         return x
 
-    study.optimize(
-        uneven,
-        n_trials=5 * SLOTS,
-        executor=_executor(cluster),
-        show_progress=False,
-        propose_ahead=True,
-    )
+    _run(study, cluster, uneven, n_trials=5 * SLOTS)
     assert len(sampler.calls) >= 5
     assert not _ahead(sampler.calls), sampler.calls
 
@@ -256,7 +215,8 @@ _PEER = textwrap.dedent(
     study.optimize(
         sleeper(log, 0.3),
         executor=DaskExecutor(workers=16, address=address, in_thread=True),
-        show_progress=False, propose_ahead=True,
+        show_progress=False,
+        propose_ahead=True,
     )
     with open(out, "w") as f:
         json.dump(sampler.calls, f)

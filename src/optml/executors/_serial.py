@@ -35,7 +35,7 @@ class SerialExecutor(Executor):
         self._queue: deque[TrialTask] = deque()
         self._objective: Objective | None = None
         self._pruned: set[int] = set()
-        self._where = (hostname(), str(os.getpid()), os.getpid())
+        self._where: tuple[str, str, int] | None = None  # host, runner, pid: set by start()
 
     def start(self, objective: Objective) -> None:
         self._objective = objective
@@ -54,7 +54,7 @@ class SerialExecutor(Executor):
         if not self._queue:
             return []
         task = self._queue.popleft()
-        assert self._objective is not None, "start() first"
+        assert self._objective is not None and self._where is not None, "start() first"
         number, attempt = task.number, task.attempt
         events: list[TrialEvent] = [TrialStarted(number, attempt, *self._where)]
         outcome = run_here(

@@ -109,13 +109,13 @@ class Space:
     def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Map many configurations to the unit cube at once (one row each), column by column."""
         columns, names, low, span, others = self._encode_plan
-        if not others:  # linear floats only: one pass for every column
-            values = np.array([[c[n] for n in names] for c in configs], dtype=float)
-            return (values.reshape(len(configs), len(names)) - low) / span
+        # The linear float columns in one pass (what Float.to_unit_many does for one).
+        values = np.array([[c[n] for n in names] for c in configs], dtype=float)
+        linear = (values.reshape(len(configs), len(names)) - low) / span
+        if not others:
+            return linear
         out = np.empty((len(configs), len(self)))
-        if names:
-            values = np.array([[c[n] for n in names] for c in configs], dtype=float)
-            out[:, columns] = (values.reshape(len(configs), len(names)) - low) / span
+        out[:, columns] = linear
         for j, p in others:
             out[:, j] = p.to_unit_many([c[p.name] for c in configs])
         return out

@@ -333,9 +333,7 @@ class InMemoryStorage(Storage):
             return self._update(study_id, trial, fields)
 
     def _update(self, study_id: int, trial: Trial, fields: Mapping[str, Any]) -> Trial:
-        updated = object.__new__(Trial)  # trial.with_changes, the fields checked just here
-        updated.__dict__.update(trial.__dict__)
-        updated.__dict__.update(check_update(trial, fields))
+        updated = trial.with_changes(**check_update(trial, fields))
         self._trials[study_id][trial.number] = detached(updated)
         self._trial_seq[study_id][trial.number] = self._bump(study_id)
         recent = self._recent[study_id]
